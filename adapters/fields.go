@@ -1,0 +1,57 @@
+package adapters
+
+// Field names of Answer.Fields, per query type. Agreements name these when
+// they allow fields; the broker minimises answers to them.
+//
+// Dates are "2006-01-02" strings, instants RFC 3339 strings in UTC, lists
+// []any of map[string]any.
+const (
+	// Every found answer carries FieldAsOf.
+	FieldAsOf = "as_of"
+
+	// identity: FieldIDNameMatch bool; FieldStatus "active" | "cancelled",
+	// present only when the name matches.
+	FieldIDNameMatch = "id_name_match"
+	FieldStatus      = "status"
+
+	// household: id, head's name, members [{name, relation}] (relation to
+	// the head: "head", "spouse", "child", "parent", "grandchild",
+	// "sibling"), registered address region.
+	FieldHouseholdID = "household_id"
+	FieldHead        = "head"
+	FieldMembers     = "members"
+	FieldRegionCode  = "region_code"
+	FieldRegionName  = "region_name"
+
+	// kinship: FieldRelated bool; FieldRelation is what the related subject
+	// is to the subject: "parent", "child", "spouse", "sibling",
+	// "grandparent", "grandchild", or "none".
+	FieldRelated  = "related"
+	FieldRelation = "relation"
+
+	// former_names: FieldHasFormerNames bool; FieldFormerNames
+	// [{name, until}] oldest first.
+	FieldHasFormerNames = "has_former_names"
+	FieldFormerNames    = "former_names"
+
+	// residence: FieldResidences [{region_code, region_name, from, to}]
+	// oldest first, "to" absent on the current one.
+	FieldResidences = "residences"
+
+	// hukou_cancellation: FieldCancelled bool; FieldReason "death" |
+	// "emigration" and FieldDate only when cancelled.
+	FieldCancelled = "cancelled"
+	FieldReason    = "reason"
+	FieldDate      = "date"
+
+	// criminal_record: FieldHasCriminalRecord bool; FieldRecords
+	// [{offence, court, judgment_date, sentence}] only when true.
+	FieldHasCriminalRecord = "has_criminal_record"
+	FieldRecords           = "records"
+)
+
+// Reasons a hukou registration is cancelled.
+const (
+	CancelDeath      = "death"
+	CancelEmigration = "emigration"
+)
