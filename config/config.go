@@ -1,0 +1,409 @@
+// Package config loads the one typed configuration of a Certless process.
+//
+// Load promises: the returned Config has every default filled in, every
+// environment override applied, and has passed the embedded JSON Schema
+// (schemas/json/config.v1.json) and the semantic checks below; otherwise the
+// error names the field and the reason. An adapter's own options stay raw
+// until that adapter decodes them with Adapter.DecodeOptions.
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/certless/certless/schemas"
+)
+
+// Environment variables that override the file.
+const (
+	EnvConfig       = "CERTLESS_CONFIG"        // path of the YAML file
+	EnvData         = "CERTLESS_DATA"          // data folder (keys, SQLite, generated config)
+	EnvKafkaBrokers = "CERTLESS_KAFKA_BROKERS" // comma-separated; disables the embedded cluster
+	EnvDB           = "CERTLESS_DB"            // decision store DSN
+	EnvHTTPAddr     = "CERTLESS_HTTP_ADDR"     // metrics and health listen address
+	EnvLogLevel     = "CERTLESS_LOG_LEVEL"
+)
+
+// DefaultDataDir is where dev, demo and every command without --config keep
+// their state.
+const DefaultDataDir = ".certless"
+
+// FileName is the name of the generated config inside the data folder.
+const FileName = "config.yaml"
+
+// Config is the whole configuration of a Certless process.
+type Config struct {
+	DataDir     string    `yaml:"data_dir" json:"data_dir"`
+	BrokerID    string    `yaml:"broker_id" json:"broker_id"`
+	Kafka       Kafka     `yaml:"kafka" json:"kafka"`
+	Store       Store     `yaml:"store" json:"store"`
+	HTTP        HTTP      `yaml:"http" json:"http"`
+	Log         Log       `yaml:"log" json:"log"`
+	KeysDir     string    `yaml:"keys_dir" json:"keys_dir"`
+	PoliciesDir string    `yaml:"policies_dir" json:"policies_dir"`
+	Limits      Limits    `yaml:"limits" json:"limits"`
+	Agencies    []Agency  `yaml:"agencies" json:"agencies,omitempty"`
+	Adapters    []Adapter `yaml:"adapters" json:"adapters,omitempty"`
+}
+
+// Kafka is how to reach the Kafka cluster.
+type Kafka struct {
+	// Embedded starts an in-process Kafka-protocol cluster (dev only).
+	Embedded          bool     `yaml:"embedded" json:"embedded"`
+	Brokers           []string `yaml:"brokers" json:"brokers"`
+	TopicPrefix       string   `yaml:"topic_prefix" json:"topic_prefix"`
+	GroupID           string   `yaml:"group_id" json:"group_id,omitempty"`
+	Partitions        int      `yaml:"partitions" json:"partitions,omitempty"`
+	ReplicationFactor int      `yaml:"replication_factor" json:"replication_factor,omitempty"`
+	TLS               *TLS     `yaml:"tls" json:"tls,omitempty"`
+	SASL              *SASL    `yaml:"sasl" json:"sasl,omitempty"`
+}
+
+// TLS configures TLS to the Kafka brokers.
+type TLS struct {
+	Enabled            bool   `yaml:"enabled" json:"enabled"`
+	CAFile             string `yaml:"ca_file" json:"ca_file,omitempty"`
+	CertFile           string `yaml:"cert_file" json:"cert_file,omitempty"`
+	KeyFile            string `yaml:"key_file" json:"key_file,omitempty"`
+	ServerName         string `yaml:"server_name" json:"server_name,omitempty"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify" json:"insecure_skip_verify,omitempty"`
+}
+
+// SASL configures SASL authentication to the Kafka brokers. The password is
+// read from the environment variable PasswordEnv when set, so it need not be
+// written in the file.
+type SASL struct {
+	Mechanism   string `yaml:"mechanism" json:"mechanism"`
+	Username    string `yaml:"username" json:"username"`
+	Password    string `yaml:"password" json:"password,omitempty"`
+	PasswordEnv string `yaml:"password_env" json:"password_env,omitempty"`
+}
+
+// Store is the decision store.
+type Store struct {
+	// DSN is postgres://… for PostgreSQL or a file path for SQLite.
+	DSN       string   `yaml:"dsn" json:"dsn"`
+	BatchSize int      `yaml:"batch_size" json:"batch_size,omitempty"`
+	BatchWait Duration `yaml:"batch_wait" json:"batch_wait,omitempty"`
+}
+
+// IsPostgres reports whether the DSN names a PostgreSQL server.
+func (s Store) IsPostgres() bool {
+	return strings.HasPrefix(s.DSN, "postgres://") || strings.HasPrefix(s.DSN, "postgresql://")
+}
+
+// HTTP is the operations endpoint: /metrics, /healthz, /readyz, JWKS.
+type HTTP struct {
+	Addr string `yaml:"addr" json:"addr"`
+}
+
+// Log configures zap.
+type Log struct {
+	Level  string `yaml:"level" json:"level,omitempty"`
+	Format string `yaml:"format" json:"format,omitempty"`
+}
+
+// Limits bound what the broker accepts and how long it waits.
+type Limits struct {
+	MaxMessageBytes int      `yaml:"max_message_bytes" json:"max_message_bytes,omitempty"`
+	ClockSkew       Duration `yaml:"clock_skew" json:"clock_skew,omitempty"`
+	MaxLifetime     Duration `yaml:"max_lifetime" json:"max_lifetime,omitempty"`
+	AnswerTimeout   Duration `yaml:"answer_timeout" json:"answer_timeout,omitempty"`
+	InFlight        int      `yaml:"in_flight" json:"in_flight,omitempty"`
+}
+
+// Agency is a registered agency and, until agreements replace it, its
+// allow-list of query types.
+type Agency struct {
+	ID              string  `yaml:"id" json:"id"`
+	Name            string  `yaml:"name" json:"name"`
+	Kind            string  `yaml:"kind" json:"kind,omitempty"`
+	Level           string  `yaml:"level" json:"level"`
+	Region          string  `yaml:"region" json:"region"`
+	EncryptReceipts bool    `yaml:"encrypt_receipts" json:"encrypt_receipts,omitempty"`
+	Allow           []Allow `yaml:"allow" json:"allow,omitempty"`
+}
+
+// Allow lets an agency ask one query type, answered with at most Fields
+// (all fields when empty) for one of Purposes (any when empty).
+type Allow struct {
+	Query    string   `yaml:"query" json:"query"`
+	Fields   []string `yaml:"fields" json:"fields,omitempty"`
+	Purposes []string `yaml:"purposes" json:"purposes,omitempty"`
+}
+
+// Adapter names a police record source. Options stay raw until the adapter
+// decodes them.
+type Adapter struct {
+	Name    string         `yaml:"name" json:"name"`
+	Type    string         `yaml:"type" json:"type"`
+	Region  string         `yaml:"region" json:"region"`
+	Level   string         `yaml:"level" json:"level,omitempty"`
+	Options map[string]any `yaml:"options" json:"options,omitempty"`
+}
+
+// DecodeOptions decodes the adapter's raw options into v, refusing unknown
+// fields.
+func (a Adapter) DecodeOptions(v any) error {
+	b, err := yaml.Marshal(a.Options)
+	if err != nil {
+		return fmt.Errorf("adapter %s options: %w", a.Name, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("adapter %s options: %w", a.Name, err)
+	}
+	return nil
+}
+
+// Duration is a time.Duration written as "250ms", "2s", "5m".
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// MarshalJSON writes d as a string such as "2s".
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// MarshalYAML writes d as a string such as "2s".
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// UnmarshalYAML reads "2s"-style durations.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return fmt.Errorf("line %d: duration must be a string like \"2s\"", n.Line)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return fmt.Errorf("line %d: invalid duration %q", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Default returns the configuration `certless dev` runs with: an embedded
+// Kafka cluster, an SQLite store and keys, all inside dataDir.
+func Default(dataDir string) Config {
+	if dataDir == "" {
+		dataDir = DefaultDataDir
+	}
+	return Config{
+		DataDir:  dataDir,
+		BrokerID: "certless",
+		Kafka: Kafka{
+			Embedded:          true,
+			Brokers:           []string{"127.0.0.1:9092"},
+			GroupID:           "certless-broker",
+			Partitions:        4,
+			ReplicationFactor: 1,
+		},
+		Store:       Store{DSN: filepath.Join(dataDir, "decisions.db"), BatchSize: 256, BatchWait: Duration(2 * time.Millisecond)},
+		HTTP:        HTTP{Addr: "127.0.0.1:8080"},
+		Log:         Log{Level: "info", Format: "json"},
+		KeysDir:     filepath.Join(dataDir, "keys"),
+		PoliciesDir: "policies",
+		Limits: Limits{
+			MaxMessageBytes: 256 << 10,
+			ClockSkew:       Duration(2 * time.Minute),
+			MaxLifetime:     Duration(24 * time.Hour),
+			AnswerTimeout:   Duration(5 * time.Second),
+			InFlight:        256,
+		},
+	}
+}
+
+// Getenv is how Load reads the environment; os.Getenv in production.
+type Getenv func(string) string
+
+// Load finds and loads the configuration. The file is, in order: path (the
+// --config flag), $CERTLESS_CONFIG, then <data>/config.yaml if it exists,
+// where <data> is $CERTLESS_DATA or .certless. With no file the defaults
+// for the data folder are used. Environment overrides apply last.
+func Load(path string, getenv Getenv) (*Config, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	if path == "" {
+		path = getenv(EnvConfig)
+	}
+	dataDir := getenv(EnvData)
+	if dataDir == "" {
+		dataDir = DefaultDataDir
+	}
+	if path == "" {
+		candidate := filepath.Join(dataDir, FileName)
+		if _, err := os.Stat(candidate); err == nil {
+			path = candidate
+		}
+	}
+	cfg := Default(dataDir)
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		if err := decodeYAML(b, &cfg); err != nil {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if err := applyEnv(&cfg, getenv); err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		if path != "" {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return &cfg, nil
+}
+
+// Parse decodes a YAML document over the defaults and validates it, without
+// reading the environment.
+func Parse(b []byte) (*Config, error) {
+	cfg := Default("")
+	if err := decodeYAML(b, &cfg); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return &cfg, nil
+}
+
+func decodeYAML(b []byte, cfg *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil {
+		if errors.Is(err, io.EOF) { // an empty file keeps the defaults
+			return nil
+		}
+		return err
+	}
+	return nil
+}
+
+func applyEnv(cfg *Config, getenv Getenv) error {
+	if v := getenv(EnvKafkaBrokers); v != "" {
+		var brokers []string
+		for _, b := range strings.Split(v, ",") {
+			if b = strings.TrimSpace(b); b != "" {
+				brokers = append(brokers, b)
+			}
+		}
+		cfg.Kafka.Brokers = brokers
+		cfg.Kafka.Embedded = false
+	}
+	if v := getenv(EnvDB); v != "" {
+		cfg.Store.DSN = v
+	}
+	if v := getenv(EnvHTTPAddr); v != "" {
+		cfg.HTTP.Addr = v
+	}
+	if v := getenv(EnvLogLevel); v != "" {
+		cfg.Log.Level = v
+	}
+	if cfg.Kafka.SASL != nil && cfg.Kafka.SASL.PasswordEnv != "" {
+		pw := getenv(cfg.Kafka.SASL.PasswordEnv)
+		if pw == "" {
+			return fmt.Errorf("config: /kafka/sasl/password_env: environment variable %s is empty", cfg.Kafka.SASL.PasswordEnv)
+		}
+		cfg.Kafka.SASL.Password = pw
+	}
+	return nil
+}
+
+// Validate checks c against the configuration schema and the rules a schema
+// cannot express. The error names the field as a JSON pointer.
+func (c *Config) Validate() error {
+	doc, err := json.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("encode for validation: %w", err)
+	}
+	if err := schemas.Validate("config.v1", doc); err != nil {
+		var ve *schemas.ValidationError
+		if errors.As(err, &ve) {
+			p := ve.Pointer
+			if p == "" {
+				p = "/"
+			}
+			return fmt.Errorf("%s: %s", p, ve.Reason)
+		}
+		return err
+	}
+	if !c.Kafka.Embedded && len(c.Kafka.Brokers) == 0 {
+		return errors.New("/kafka/brokers: at least one broker is required unless kafka.embedded is true")
+	}
+	if c.Kafka.SASL != nil && c.Kafka.SASL.Password == "" {
+		return errors.New("/kafka/sasl/password: required (or set password_env)")
+	}
+	seen := map[string]bool{}
+	for i, a := range c.Agencies {
+		if seen[a.ID] {
+			return fmt.Errorf("/agencies/%d/id: duplicate agency %q", i, a.ID)
+		}
+		seen[a.ID] = true
+		if err := checkLevel(a.Level, a.Region); err != nil {
+			return fmt.Errorf("/agencies/%d/region: %w", i, err)
+		}
+	}
+	names := map[string]bool{}
+	for i, a := range c.Adapters {
+		if names[a.Name] {
+			return fmt.Errorf("/adapters/%d/name: duplicate adapter %q", i, a.Name)
+		}
+		names[a.Name] = true
+		if a.Level != "" {
+			if err := checkLevel(a.Level, a.Region); err != nil {
+				return fmt.Errorf("/adapters/%d/region: %w", i, err)
+			}
+		}
+	}
+	return nil
+}
+
+// checkLevel checks that a GB/T 2260 region code fits its level: a province
+// ends in 0000, a prefecture in 00 (and not 0000), a county in neither.
+func checkLevel(level, region string) error {
+	switch level {
+	case "province":
+		if !strings.HasSuffix(region, "0000") {
+			return fmt.Errorf("province region code %s must end in 0000", region)
+		}
+	case "prefecture":
+		if !strings.HasSuffix(region, "00") || strings.HasSuffix(region, "0000") {
+			return fmt.Errorf("prefecture region code %s must end in 00 but not 0000", region)
+		}
+	case "county":
+		if strings.HasSuffix(region, "00") {
+			return fmt.Errorf("county region code %s must not end in 00", region)
+		}
+	}
+	return nil
+}
+
+// Write saves c as YAML at path (mode 0600: it may hold a SASL password).
+func (c *Config) Write(path string) error {
+	b, err := yaml.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("config: encode: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	return nil
+}
