@@ -1,0 +1,200 @@
+// Package envelope signs and verifies the messages agencies and the broker
+// exchange: a compact JWS (RFC 7515) whose payload is a JSON Payload.
+//
+// What it promises:
+//
+//   - Bytes stay bytes until verified. Verify returns a *Verified only when
+//     every check passed, in this fixed order: size → parse → algorithm
+//     allowed → key found by kid → signature valid → key not revoked at
+//     issued_at → key's agency equals payload.agency → time window → not a
+//     replay → JSON Schema of the message type.
+//   - Every refusal is an *Error with a stable Reason code (the same strings
+//     receipts, metrics and reports use). Any other error is transient: the
+//     caller should retry, not reject.
+//   - Only EdDSA (Ed25519) and ES256 signatures are accepted; "none", HMAC,
+//     RSA and every other algorithm are refused from the protected header,
+//     before any key is looked up.
+//   - The header "kid" is "<agency-id>/<key-id>"; a key only vouches for
+//     messages whose payload.agency is its agency.
+//   - The same signed bytes arriving twice are a redelivery, not a replay;
+//     a replay is a known (agency, id) with different bytes.
+package envelope
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/certless/certless/keys"
+)
+
+// Message types. The schema of a type is "<type>.v1" in package schemas.
+const (
+	TypeVerificationRequest = "verification_request"
+	TypeReceipt             = "receipt"
+	TypeAcknowledgement     = "acknowledgement"
+	TypeDispute             = "dispute"
+	TypeDisputeResolution   = "dispute_resolution"
+	TypeBatchManifest       = "batch_manifest"
+	TypeBatchRecord         = "batch_record"
+	TypeAgreement           = "agreement"
+)
+
+// Types lists every message type, in a stable order.
+var Types = []string{
+	TypeVerificationRequest, TypeReceipt, TypeAcknowledgement, TypeDispute,
+	TypeDisputeResolution, TypeBatchManifest, TypeBatchRecord, TypeAgreement,
+}
+
+// SchemaName returns the schema name of a message type ("<type>.v1") and
+// whether the type is known.
+func SchemaName(typ string) (string, bool) {
+	for _, t := range Types {
+		if t == typ {
+			return t + ".v1", true
+		}
+	}
+	return "", false
+}
+
+// Purpose is the lawful basis of a message and the case it serves.
+type Purpose struct {
+	Basis   string `json:"basis"`
+	CaseRef string `json:"case_ref"`
+}
+
+// Payload is the signed content of every message.
+type Payload struct {
+	Type      string          `json:"type"`
+	ID        string          `json:"id"`     // ULID, unique per agency
+	Agency    string          `json:"agency"` // sender; the broker id for receipts
+	IssuedAt  time.Time       `json:"issued_at"`
+	ExpiresAt time.Time       `json:"expires_at"`
+	Purpose   Purpose         `json:"purpose"`
+	Body      json.RawMessage `json:"body"`
+}
+
+// Verified is a message whose checks passed (or, inside an *Error with an
+// authenticated reason, whose signature and sender were verified).
+type Verified struct {
+	Payload
+	// Raw is the compact JWS exactly as received.
+	Raw []byte
+	// Digest is "sha256:<hex>" of Raw; receipts cite it.
+	Digest string
+	// KeyID is the full kid "<agency>/<key-id>" that signed Raw.
+	KeyID string
+	// Key is the public key that signed Raw.
+	Key keys.Public
+	// Redelivered is true when the replay index already held this (agency,
+	// id) with this very digest: the caller should re-emit its stored answer.
+	Redelivered bool
+}
+
+// DigestOf returns "sha256:<hex>" of raw.
+func DigestOf(raw []byte) string {
+	sum := sha256.Sum256(raw)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// KeyResolver finds public keys by kid. *keys.Registry implements it. The
+// returned key may be revoked; the verifier checks that against issued_at.
+type KeyResolver interface {
+	Lookup(kid string) (keys.Public, bool)
+}
+
+// ReplayIndex tells the verifier which message was first seen with an
+// (agency, id): the digest of that message, if any. An error means the index
+// is unreachable; Verify then returns it as a transient (non-*Error) error.
+type ReplayIndex interface {
+	DigestByRequestID(ctx context.Context, agency, id string) (digest string, found bool, err error)
+}
+
+// Reason is a stable code saying why a message was refused.
+type Reason string
+
+// The reason codes, in the order the checks run.
+const (
+	ReasonTooLarge         Reason = "too_large"         // more bytes than the limit
+	ReasonMalformed        Reason = "malformed"         // not a compact JWS with a JSON-object header and payload
+	ReasonAlgNotAllowed    Reason = "alg_not_allowed"   // alg is not EdDSA or ES256
+	ReasonUnknownKey       Reason = "unknown_key"       // no signing key with this kid
+	ReasonSignatureInvalid Reason = "signature_invalid" // signature does not verify with the kid's key
+	ReasonKeyRevoked       Reason = "key_revoked"       // key revoked at or before issued_at
+	ReasonAgencyMismatch   Reason = "agency_mismatch"   // payload.agency is not the key's agency
+	ReasonNotYetValid      Reason = "not_yet_valid"     // issued_at in the future beyond the clock skew
+	ReasonExpired          Reason = "expired"           // expires_at passed (beyond the clock skew)
+	ReasonLifetime         Reason = "lifetime_invalid"  // expires_at not after issued_at, or lifetime above the maximum
+	ReasonReplay           Reason = "replay"            // (agency, id) already used by a different message
+	ReasonSchemaViolation  Reason = "schema_violation"  // payload breaks its JSON Schema; Pointer names the field
+)
+
+// Reasons lists every reason code in check order.
+var Reasons = []Reason{
+	ReasonTooLarge, ReasonMalformed, ReasonAlgNotAllowed, ReasonUnknownKey,
+	ReasonSignatureInvalid, ReasonKeyRevoked, ReasonAgencyMismatch,
+	ReasonNotYetValid, ReasonExpired, ReasonLifetime, ReasonReplay,
+	ReasonSchemaViolation,
+}
+
+// Authenticated reports whether a refusal with this reason comes from an
+// authenticated sender: true for not_yet_valid, expired, lifetime_invalid,
+// replay and schema_violation (answer with a signed rejection receipt),
+// false for the rest (dead letter: nobody to answer).
+func (r Reason) Authenticated() bool {
+	switch r {
+	case ReasonNotYetValid, ReasonExpired, ReasonLifetime, ReasonReplay, ReasonSchemaViolation:
+		return true
+	}
+	return false
+}
+
+// Error is a refusal. Reason is stable; Detail is for humans.
+type Error struct {
+	Reason Reason
+	// Pointer is the JSON pointer (RFC 6901) into the payload of the first
+	// offending field, for schema_violation; "" is the payload root.
+	Pointer string
+	Detail  string
+	Err     error
+	// Verified is set when Reason.Authenticated(): the signature, key and
+	// sender checked out, so the caller can answer with a signed rejection
+	// citing Verified.ID and Verified.Digest. Its Payload is decoded best
+	// effort: fields that break the schema may be zero.
+	Verified *Verified
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("envelope: ")
+	b.WriteString(string(e.Reason))
+	if e.Pointer != "" {
+		b.WriteString(" at ")
+		b.WriteString(e.Pointer)
+	}
+	if e.Detail != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Detail)
+	}
+	if e.Err != nil {
+		b.WriteString(": ")
+		b.WriteString(e.Err.Error())
+	}
+	return b.String()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// ReasonOf returns the reason of the *Error in err's chain, or "" when err
+// carries none (nil or transient).
+func ReasonOf(err error) Reason {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Reason
+	}
+	return ""
+}

@@ -1,0 +1,342 @@
+package envelope
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/certless/certless/keys"
+	"github.com/certless/certless/schemas"
+)
+
+// Defaults used when the Verifier fields are zero.
+const (
+	DefaultMaxBytes    = 256 << 10
+	DefaultClockSkew   = 2 * time.Minute
+	DefaultMaxLifetime = 24 * time.Hour
+)
+
+// AllowedAlgs are the signature algorithms Certless accepts.
+var AllowedAlgs = []jose.SignatureAlgorithm{jose.EdDSA, jose.ES256}
+
+// Verifier runs the ordered checks on incoming messages. Its fields are read
+// only; a Verifier is safe for concurrent use.
+type Verifier struct {
+	Keys KeyResolver
+	// Schemas validates the payload; nil means schemas.Default().
+	Schemas *schemas.Set
+	// Replay detects reused ids; nil skips the replay check.
+	Replay ReplayIndex
+	// MaxBytes limits the raw message; 0 means DefaultMaxBytes.
+	MaxBytes int
+	// ClockSkew is tolerated on issued_at and expires_at; 0 means
+	// DefaultClockSkew.
+	ClockSkew time.Duration
+	// MaxLifetime bounds expires_at - issued_at; 0 means DefaultMaxLifetime.
+	MaxLifetime time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Verify runs every check on raw in order and returns the verified message.
+// A refusal is an *Error; for authenticated reasons it carries the signed
+// message in Error.Verified. Any other error is transient (the replay index
+// failed) and the message should be retried.
+func (v *Verifier) Verify(ctx context.Context, raw []byte) (*Verified, error) {
+	maxBytes := v.MaxBytes
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxBytes
+	}
+	m, err := authenticate(raw, maxBytes, v.Keys)
+	if err != nil {
+		return nil, err
+	}
+	out := m.verified()
+
+	// Time window. Unparseable times are left to the schema step, which
+	// names the field.
+	now := time.Now()
+	if v.Now != nil {
+		now = v.Now()
+	}
+	skew := orDefault(v.ClockSkew, DefaultClockSkew)
+	maxLife := orDefault(v.MaxLifetime, DefaultMaxLifetime)
+	if m.issuedOK {
+		if m.issued.After(now.Add(skew)) {
+			return nil, authErr(ReasonNotYetValid, out, fmt.Sprintf("issued_at %s is after now %s plus skew %s", fmtT(m.issued), fmtT(now), skew))
+		}
+	}
+	if m.expiresOK {
+		if !now.Before(m.expires.Add(skew)) {
+			return nil, authErr(ReasonExpired, out, fmt.Sprintf("expires_at %s is before now %s minus skew %s", fmtT(m.expires), fmtT(now), skew))
+		}
+	}
+	if m.issuedOK && m.expiresOK {
+		if !m.expires.After(m.issued) {
+			return nil, authErr(ReasonLifetime, out, "expires_at is not after issued_at")
+		}
+		if life := m.expires.Sub(m.issued); life > maxLife {
+			return nil, authErr(ReasonLifetime, out, fmt.Sprintf("lifetime %s is above the maximum %s", life, maxLife))
+		}
+	}
+
+	// Replay: the same (agency, id) with other bytes.
+	if v.Replay != nil && out.ID != "" {
+		digest, found, err := v.Replay.DigestByRequestID(ctx, out.Agency, out.ID)
+		if err != nil {
+			return nil, fmt.Errorf("envelope: replay index: %w", err)
+		}
+		if found {
+			if digest != out.Digest {
+				return nil, authErr(ReasonReplay, out, fmt.Sprintf("id %s of %s was first used by %s", out.ID, out.Agency, digest))
+			}
+			out.Redelivered = true
+		}
+	}
+
+	if err := validate(v.Schemas, m, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// VerifyOffline checks what an agency can check on its own with a published
+// JWKS, for instance on a receipt long after it was issued: size (default
+// limit), parse, algorithm, key, signature, the key not revoked at
+// issued_at, the key's agency equal to payload.agency, and the schema (nil
+// means schemas.Default()). It does not check expiry or replay.
+func VerifyOffline(raw []byte, resolver KeyResolver, s *schemas.Set) (*Verified, error) {
+	m, err := authenticate(raw, DefaultMaxBytes, resolver)
+	if err != nil {
+		return nil, err
+	}
+	out := m.verified()
+	if err := validate(s, m, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// message is what authenticate learnt about raw.
+type message struct {
+	raw      []byte
+	key      keys.Public
+	payload  []byte
+	fields   map[string]json.RawMessage
+	best     Payload // best-effort decode
+	issued   time.Time
+	expires  time.Time
+	issuedOK bool
+
+	expiresOK bool
+}
+
+func (m *message) verified() *Verified {
+	return &Verified{Payload: m.best, Raw: m.raw, Digest: DigestOf(m.raw), KeyID: m.key.KID(), Key: m.key}
+}
+
+// header is the part of the protected header Certless reads.
+type header struct {
+	Alg  *string         `json:"alg"`
+	Kid  *string         `json:"kid"`
+	Crit json.RawMessage `json:"crit"`
+	B64  json.RawMessage `json:"b64"`
+}
+
+// authenticate runs the checks up to and including agency_mismatch.
+func authenticate(raw []byte, maxBytes int, resolver KeyResolver) (*message, error) {
+	// 1. size
+	if len(raw) > maxBytes {
+		return nil, &Error{Reason: ReasonTooLarge, Detail: fmt.Sprintf("%d bytes, limit %d", len(raw), maxBytes)}
+	}
+	// 2. parse: three base64url parts, a JSON-object header and payload.
+	parts := bytes.Split(raw, []byte{'.'})
+	if len(parts) != 3 {
+		return nil, &Error{Reason: ReasonMalformed, Detail: fmt.Sprintf("compact JWS has 3 parts, got %d", len(parts))}
+	}
+	hdrJSON, err := b64(parts[0])
+	if err != nil {
+		return nil, &Error{Reason: ReasonMalformed, Detail: "protected header is not base64url", Err: err}
+	}
+	payload, err := b64(parts[1])
+	if err != nil {
+		return nil, &Error{Reason: ReasonMalformed, Detail: "payload is not base64url", Err: err}
+	}
+	if _, err := b64(parts[2]); err != nil || len(parts[2]) == 0 {
+		return nil, &Error{Reason: ReasonMalformed, Detail: "signature is empty or not base64url", Err: err}
+	}
+	var h header
+	if err := strictObject(hdrJSON, &h); err != nil {
+		return nil, &Error{Reason: ReasonMalformed, Detail: "protected header is not a JSON object", Err: err}
+	}
+	if h.Alg == nil {
+		return nil, &Error{Reason: ReasonMalformed, Detail: "protected header has no alg"}
+	}
+	if h.Crit != nil || h.B64 != nil {
+		return nil, &Error{Reason: ReasonMalformed, Detail: "crit and b64 header parameters are not supported"}
+	}
+	fields := map[string]json.RawMessage{}
+	if err := strictObject(payload, &fields); err != nil {
+		return nil, &Error{Reason: ReasonMalformed, Detail: "payload is not a JSON object", Err: err}
+	}
+	// 3. algorithm, before any key lookup
+	alg := jose.SignatureAlgorithm(*h.Alg)
+	if !algAllowed(alg) {
+		return nil, &Error{Reason: ReasonAlgNotAllowed, Detail: fmt.Sprintf("alg %q (allowed: EdDSA, ES256)", *h.Alg)}
+	}
+	// 4. key
+	if h.Kid == nil || *h.Kid == "" {
+		return nil, &Error{Reason: ReasonUnknownKey, Detail: "protected header has no kid"}
+	}
+	if resolver == nil {
+		return nil, &Error{Reason: ReasonUnknownKey, Detail: "no key resolver"}
+	}
+	key, ok := resolver.Lookup(*h.Kid)
+	if !ok || key.Use() != keys.UseSig {
+		return nil, &Error{Reason: ReasonUnknownKey, Detail: fmt.Sprintf("no signing key %q", *h.Kid)}
+	}
+	// 5. signature
+	if string(key.Alg) != string(alg) {
+		return nil, &Error{Reason: ReasonSignatureInvalid, Detail: fmt.Sprintf("key %s is for %s, message says %s", key.KID(), key.Alg, alg)}
+	}
+	jws, err := jose.ParseSignedCompact(string(raw), []jose.SignatureAlgorithm{alg})
+	if err != nil {
+		return nil, &Error{Reason: ReasonMalformed, Detail: "JWS", Err: err}
+	}
+	if _, err := jws.Verify(key.Key); err != nil {
+		return nil, &Error{Reason: ReasonSignatureInvalid, Detail: "with key " + key.KID(), Err: err}
+	}
+	m := &message{raw: raw, key: key, payload: payload, fields: fields}
+	m.decodeBestEffort()
+	// 6. revocation: a revoked key vouches only for what was issued before.
+	if key.Revoked() && (!m.issuedOK || !key.ValidAt(m.issued)) {
+		return nil, &Error{Reason: ReasonKeyRevoked, Detail: fmt.Sprintf("key %s revoked at %s", key.KID(), fmtT(key.RevokedAt))}
+	}
+	// 7. sender
+	if agency, ok := str(fields["agency"]); !ok || agency != key.Agency {
+		return nil, &Error{Reason: ReasonAgencyMismatch, Detail: fmt.Sprintf("payload agency %s, key agency %q", fields["agency"], key.Agency)}
+	}
+	return m, nil
+}
+
+// validate is the schema step, then the strict decode into Payload.
+func validate(s *schemas.Set, m *message, out *Verified) error {
+	if s == nil {
+		var err error
+		if s, err = schemas.Default(); err != nil {
+			return fmt.Errorf("envelope: schemas: %w", err)
+		}
+	}
+	name, ok := SchemaName(out.Type)
+	if !ok {
+		return authErrAt(ReasonSchemaViolation, out, "/type", fmt.Sprintf("unknown message type %s", m.fields["type"]), nil)
+	}
+	if err := s.Validate(name, m.payload); err != nil {
+		var ve *schemas.ValidationError
+		if errors.As(err, &ve) {
+			return authErrAt(ReasonSchemaViolation, out, ve.Pointer, ve.Reason, err)
+		}
+		return authErrAt(ReasonSchemaViolation, out, "/type", "no schema for the type", err)
+	}
+	var p Payload
+	if err := json.Unmarshal(m.payload, &p); err != nil {
+		return authErrAt(ReasonSchemaViolation, out, "", "payload does not decode", err)
+	}
+	out.Payload = p
+	return nil
+}
+
+// decodeBestEffort fills m.best field by field, exact member names only.
+func (m *message) decodeBestEffort() {
+	f := m.fields
+	m.best.Type, _ = str(f["type"])
+	m.best.ID, _ = str(f["id"])
+	m.best.Agency, _ = str(f["agency"])
+	if s, ok := str(f["issued_at"]); ok {
+		m.issued, m.issuedOK = parseTime(s)
+		m.best.IssuedAt = m.issued
+	}
+	if s, ok := str(f["expires_at"]); ok {
+		m.expires, m.expiresOK = parseTime(s)
+		m.best.ExpiresAt = m.expires
+	}
+	var pf map[string]json.RawMessage
+	if json.Unmarshal(f["purpose"], &pf) == nil {
+		m.best.Purpose.Basis, _ = str(pf["basis"])
+		m.best.Purpose.CaseRef, _ = str(pf["case_ref"])
+	}
+	m.best.Body = f["body"]
+}
+
+func parseTime(s string) (time.Time, bool) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	return t, err == nil
+}
+
+func str(raw json.RawMessage) (string, bool) {
+	if len(raw) == 0 || raw[0] != '"' {
+		return "", false
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// strictObject decodes a single JSON object with nothing after it.
+func strictObject(b []byte, v any) error {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || b[0] != '{' {
+		return errors.New("not a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("data after the JSON object")
+	}
+	if _, err := dec.Token(); err == nil {
+		return errors.New("data after the JSON object")
+	}
+	return nil
+}
+
+func b64(p []byte) ([]byte, error) {
+	out := make([]byte, base64.RawURLEncoding.DecodedLen(len(p)))
+	n, err := base64.RawURLEncoding.Strict().Decode(out, p)
+	return out[:n], err
+}
+
+func algAllowed(alg jose.SignatureAlgorithm) bool {
+	for _, a := range AllowedAlgs {
+		if a == alg {
+			return true
+		}
+	}
+	return false
+}
+
+func authErr(r Reason, v *Verified, detail string) error {
+	return &Error{Reason: r, Detail: detail, Verified: v}
+}
+
+func authErrAt(r Reason, v *Verified, ptr, detail string, err error) error {
+	return &Error{Reason: r, Pointer: ptr, Detail: detail, Err: err, Verified: v}
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+func fmtT(t time.Time) string { return t.UTC().Format(time.RFC3339) }
