@@ -236,4 +236,3 @@ func writeJWKS(dir, agency string, pubs []Public) error {
 	}
 	return nil
 }
-
