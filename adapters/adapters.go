@@ -94,7 +94,7 @@ type Query struct {
 }
 
 // ErrInvalidQuery is wrapped by errors about a malformed Query: unknown type,
-// missing subject fields, a kinship query without a related subject.
+// missing subject fields, a kinship query without a second, different person.
 var ErrInvalidQuery = errors.New("adapters: invalid query")
 
 // ErrUnavailable is wrapped by errors that say the source cannot answer at
@@ -113,6 +113,9 @@ func (q Query) Validate() error {
 	if q.Type == QueryKinship {
 		if q.Related == nil || q.Related.IDNumber == "" || q.Related.Name == "" {
 			return fmt.Errorf("%w: kinship needs a related subject with id_number and name", ErrInvalidQuery)
+		}
+		if q.Related.IDNumber == q.Subject.IDNumber {
+			return fmt.Errorf("%w: kinship needs two different persons", ErrInvalidQuery)
 		}
 	}
 	return nil

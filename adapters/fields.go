@@ -14,9 +14,11 @@ const (
 	FieldIDNameMatch = "id_name_match"
 	FieldStatus      = "status"
 
-	// household: id, head's name, members [{name, relation}] (relation to
-	// the head: "head", "spouse", "child", "parent", "grandchild",
-	// "sibling"), registered address region.
+	// household: FieldRegistered bool (false when the subject's registration
+	// is cancelled; no other fields then); id, head's name, current members
+	// [{name, relation}] (relation to the head: "head", "spouse", "parent",
+	// "child", "grandchild"), registered region code and full name.
+	FieldRegistered  = "registered"
 	FieldHouseholdID = "household_id"
 	FieldHead        = "head"
 	FieldMembers     = "members"
@@ -30,12 +32,13 @@ const (
 	FieldRelation = "relation"
 
 	// former_names: FieldHasFormerNames bool; FieldFormerNames
-	// [{name, until}] oldest first.
+	// [{name, until}] oldest first, [] when none.
 	FieldHasFormerNames = "has_former_names"
 	FieldFormerNames    = "former_names"
 
 	// residence: FieldResidences [{region_code, region_name, from, to}]
-	// oldest first, "to" absent on the current one.
+	// oldest first, "to" absent on the current one (present on the last one
+	// when the registration was cancelled).
 	FieldResidences = "residences"
 
 	// hukou_cancellation: FieldCancelled bool; FieldReason "death" |
