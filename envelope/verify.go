@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-jose/go-jose/v4"
 
@@ -45,10 +47,22 @@ type Verifier struct {
 }
 
 // Verify runs every check on raw in order and returns the verified message.
-// A refusal is an *Error; for authenticated reasons it carries the signed
-// message in Error.Verified. Any other error is transient (the replay index
-// failed) and the message should be retried.
+//
+// A refusal is an *Error. For reasons whose sender is authenticated
+// (Reason.Authenticated) Verify returns the signed message too, both as the
+// first result and in Error.Verified, so the caller can answer with a signed
+// rejection; for the others the first result is nil. Any other error is
+// transient (the replay index failed): retry the message, do not reject it.
 func (v *Verifier) Verify(ctx context.Context, raw []byte) (*Verified, error) {
+	out, err := v.verify(ctx, raw)
+	var e *Error
+	if errors.As(err, &e) && e.Verified != nil {
+		return e.Verified, err
+	}
+	return out, err
+}
+
+func (v *Verifier) verify(ctx context.Context, raw []byte) (*Verified, error) {
 	maxBytes := v.MaxBytes
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxBytes
@@ -252,11 +266,19 @@ func validate(s *schemas.Set, m *message, out *Verified) error {
 	return nil
 }
 
-// decodeBestEffort fills m.best field by field, exact member names only.
+// decodeBestEffort fills m.best field by field, exact member names only,
+// keeping only values that have the shape the schemas require (so a
+// rejection receipt citing them is itself valid).
 func (m *message) decodeBestEffort() {
 	f := m.fields
-	m.best.Type, _ = str(f["type"])
-	m.best.ID, _ = str(f["id"])
+	if s, ok := str(f["type"]); ok {
+		if _, known := SchemaName(s); known {
+			m.best.Type = s
+		}
+	}
+	if s, ok := str(f["id"]); ok && ulidRE.MatchString(s) {
+		m.best.ID = s
+	}
 	m.best.Agency, _ = str(f["agency"])
 	if s, ok := str(f["issued_at"]); ok {
 		m.issued, m.issuedOK = parseTime(s)
@@ -268,10 +290,29 @@ func (m *message) decodeBestEffort() {
 	}
 	var pf map[string]json.RawMessage
 	if json.Unmarshal(f["purpose"], &pf) == nil {
-		m.best.Purpose.Basis, _ = str(pf["basis"])
-		m.best.Purpose.CaseRef, _ = str(pf["case_ref"])
+		basis, ok1 := str(pf["basis"])
+		ref, ok2 := str(pf["case_ref"])
+		if ok1 && ok2 && purposeText(basis) && purposeText(ref) {
+			m.best.Purpose = Purpose{Basis: basis, CaseRef: ref}
+		}
 	}
 	m.best.Body = f["body"]
+}
+
+var ulidRE = regexp.MustCompile(`^[0-7][0-9A-HJKMNP-TV-Z]{25}$`)
+
+// purposeText mirrors the schema's bounded text: 1-128 characters, no
+// control characters.
+func purposeText(s string) bool {
+	if s == "" || utf8.RuneCountInString(s) > 128 || !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 func parseTime(s string) (time.Time, bool) {

@@ -19,6 +19,8 @@ import (
 	"sync"
 
 	"github.com/xeipuuv/gojsonschema"
+
+	"github.com/certless/certless/schemas/residentid"
 )
 
 //go:embed json/*.json
@@ -73,6 +75,7 @@ func Validate(name string, doc []byte) error {
 // Compile compiles every json/*.json file of fsys. A schema's name is its
 // file name without ".json" (for example "verification_request.v1").
 func Compile(fsys fs.FS) (*Set, error) {
+	formatsOnce.Do(registerFormats)
 	names, err := fs.Glob(fsys, "json/*.json")
 	if err != nil {
 		return nil, fmt.Errorf("schemas: list: %w", err)
@@ -131,13 +134,58 @@ func (s *Set) Validate(name string, doc []byte) error {
 	// Report the deepest field first: "required" errors name the parent, so
 	// prefer a property-level error when there is one at the same depth.
 	first := errs[0]
+	for _, e := range errs {
+		// "Must validate then/else/all of" only wraps the error that says
+		// what is wrong; report that one.
+		if !wrapperErrors[e.Type()] {
+			first = e
+			break
+		}
+	}
 	ptr := contextPointer(first.Context())
-	if first.Type() == "required" {
+	switch first.Type() {
+	case "required", "additional_property_not_allowed", "invalid_property_name":
 		if f, ok := first.Details()["property"].(string); ok {
 			ptr = strings.TrimSuffix(ptr, "/") + "/" + escape(f)
 		}
 	}
-	return &ValidationError{Schema: name, Pointer: ptr, Reason: first.Description()}
+	reason := first.Description()
+	if first.Type() == "format" && first.Details()["format"] == ResidentIDFormat {
+		// Say which part of the number is wrong, not just "bad format".
+		if v, ok := first.Value().(string); ok {
+			if err := residentid.Validate(v); err != nil {
+				reason = err.Error()
+			}
+		}
+	}
+	return &ValidationError{Schema: name, Pointer: ptr, Reason: reason}
+}
+
+// wrapperErrors are gojsonschema error types that only summarise others.
+var wrapperErrors = map[string]bool{
+	"condition_then": true, "condition_else": true, "number_all_of": true,
+	"number_any_of": true, "number_one_of": true, "number_not": true,
+}
+
+// ResidentIDFormat is the JSON Schema "format" of an 18-character resident
+// ID number, validated fully by package residentid (region shape, real birth
+// date, check character).
+const ResidentIDFormat = "resident-id"
+
+var formatsOnce sync.Once
+
+// registerFormats adds Certless' formats to gojsonschema's global checker
+// chain, once, before the first schema is compiled.
+func registerFormats() {
+	gojsonschema.FormatCheckers.Add(ResidentIDFormat, residentIDChecker{})
+}
+
+type residentIDChecker struct{}
+
+// IsFormat applies to strings only, as JSON Schema formats do.
+func (residentIDChecker) IsFormat(input any) bool {
+	s, ok := input.(string)
+	return !ok || residentid.Validate(s) == nil
 }
 
 // Export writes every schema of the set into dir as NAME.json.
