@@ -1,0 +1,84 @@
+package broker
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"slices"
+
+	"github.com/certless/certless/config"
+	"github.com/certless/certless/schemas"
+)
+
+// Denial reasons of the authorisation stage.
+const (
+	ReasonUnknownAgency     = "unknown_agency"
+	ReasonQueryNotAllowed   = "query_not_allowed"
+	ReasonPurposeNotAllowed = "purpose_not_allowed"
+)
+
+// Authorisation is the authorisation stage's answer for one request.
+type Authorisation struct {
+	Allowed bool
+	// Reason is the stable denial code when !Allowed.
+	Reason string
+	// Fields the answer may carry; nil means every field.
+	Fields []string
+	// Basis cites what the decision rests on (agreement id and digest).
+	Basis schemas.AgreementRef
+}
+
+// AuthRequest is what authorisation looks at: verified, typed facts only.
+type AuthRequest struct {
+	Agency  string
+	Query   string
+	Purpose string
+}
+
+// Authoriser decides whether an agency may ask a query for a purpose. It is
+// the seam where co-signed agreements plug in; AllowList is the minimal
+// configuration-based implementation.
+type Authoriser interface {
+	Authorise(r AuthRequest) Authorisation
+}
+
+// AllowList authorises from the agencies' allow entries in the configuration.
+type AllowList struct {
+	entries map[string]map[string]config.Allow
+	digests map[string]string
+}
+
+// NewAllowList builds the allow-list of agencies.
+func NewAllowList(agencies []config.Agency) *AllowList {
+	a := &AllowList{entries: map[string]map[string]config.Allow{}, digests: map[string]string{}}
+	for _, ag := range agencies {
+		m := map[string]config.Allow{}
+		for _, al := range ag.Allow {
+			m[al.Query] = al
+		}
+		a.entries[ag.ID] = m
+		b, _ := json.Marshal(ag.Allow)
+		sum := sha256.Sum256(b)
+		a.digests[ag.ID] = "sha256:" + hex.EncodeToString(sum[:])
+	}
+	return a
+}
+
+// Authorise implements Authoriser.
+func (a *AllowList) Authorise(r AuthRequest) Authorisation {
+	m, ok := a.entries[r.Agency]
+	if !ok {
+		return Authorisation{Reason: ReasonUnknownAgency}
+	}
+	basis := schemas.AgreementRef{ID: "allowlist/" + r.Agency, Digest: a.digests[r.Agency]}
+	al, ok := m[r.Query]
+	if !ok {
+		return Authorisation{Reason: ReasonQueryNotAllowed, Basis: basis}
+	}
+	if len(al.Purposes) > 0 && !slices.Contains(al.Purposes, r.Purpose) {
+		return Authorisation{Reason: ReasonPurposeNotAllowed, Basis: basis}
+	}
+	return Authorisation{Allowed: true, Fields: al.Fields, Basis: basis}
+}
+
+var _ Authoriser = (*AllowList)(nil)

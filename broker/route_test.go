@@ -1,0 +1,122 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"testing"
+
+	"github.com/certless/certless/adapters"
+	"github.com/certless/certless/config"
+)
+
+func TestJurisdictions(t *testing.T) {
+	cases := map[string][]string{
+		"222403": {"222403", "222400", "220000"},
+		"220100": {"220100", "220000"},
+		"220000": {"220000"},
+		"2204":   nil,
+	}
+	for in, want := range cases {
+		if got := Jurisdictions(in); !reflect.DeepEqual(got, want) {
+			t.Errorf("Jurisdictions(%s) = %v, want %v", in, got, want)
+		}
+	}
+}
+
+type fakeSource struct {
+	name  string
+	found bool
+	err   error
+	calls *[]string
+}
+
+func (f fakeSource) Answer(ctx context.Context, q adapters.Query) (adapters.Answer, error) {
+	*f.calls = append(*f.calls, f.name)
+	return adapters.Answer{Found: f.found, Source: f.name}, f.err
+}
+
+func TestRouterFallsBackCountyPrefectureProvince(t *testing.T) {
+	var calls []string
+	r := NewRouter()
+	r.Add("222403", "dunhua", fakeSource{name: "dunhua", calls: &calls})
+	r.Add("222400", "yanbian", fakeSource{name: "yanbian", calls: &calls})
+	r.Add("220000", "jilin", fakeSource{name: "jilin", found: true, calls: &calls})
+	q := adapters.Query{Type: adapters.QueryIdentity, Subject: adapters.Subject{IDNumber: "222403199001011234", Name: "x"}}
+	a, err := r.Answer(context.Background(), q)
+	if err != nil || !a.Found || a.Source != "jilin" {
+		t.Fatalf("answer = %+v, %v", a, err)
+	}
+	if !reflect.DeepEqual(calls, []string{"dunhua", "yanbian", "jilin"}) {
+		t.Fatalf("asked %v, want county → prefecture → province", calls)
+	}
+
+	calls = nil
+	r2 := NewRouter()
+	r2.Add("222403", "dunhua", fakeSource{name: "dunhua", found: true, calls: &calls})
+	r2.Add("220000", "jilin", fakeSource{name: "jilin", found: true, calls: &calls})
+	if a, _ := r2.Answer(context.Background(), q); a.Source != "dunhua" || len(calls) != 1 {
+		t.Fatalf("most specific source should answer alone: %+v %v", a, calls)
+	}
+}
+
+func TestRouterErrors(t *testing.T) {
+	var calls []string
+	r := NewRouter()
+	r.Add("210000", "liaoning", fakeSource{name: "liaoning", calls: &calls})
+	q := adapters.Query{Subject: adapters.Subject{IDNumber: "222403199001011234"}}
+	if _, err := r.Answer(context.Background(), q); !errors.Is(err, ErrNoSource) {
+		t.Fatalf("uncovered region: %v", err)
+	}
+	boom := errors.New("down")
+	r.Add("220000", "jilin", fakeSource{name: "jilin", err: boom, calls: &calls})
+	if _, err := r.Answer(context.Background(), q); !errors.Is(err, boom) {
+		t.Fatalf("source error must surface as transient: %v", err)
+	}
+}
+
+func TestMinimise(t *testing.T) {
+	full := map[string]any{"a": 1, "b": 2, "c": 3}
+	if got := Minimise(full, []string{"a", "c", "zz"}); !reflect.DeepEqual(got, map[string]any{"a": 1, "c": 3}) {
+		t.Fatalf("got %v", got)
+	}
+	if got := Minimise(full, nil); !reflect.DeepEqual(got, full) {
+		t.Fatalf("nil allow-list should keep all: %v", got)
+	}
+	if got := Minimise(full, []string{}); len(got) != 0 {
+		t.Fatalf("empty allow-list should keep none: %v", got)
+	}
+	if len(full) != 3 {
+		t.Fatal("input modified")
+	}
+}
+
+func TestAllowList(t *testing.T) {
+	al := NewAllowList([]config.Agency{{ID: "edu", Allow: []config.Allow{
+		{Query: "household", Fields: []string{"members"}, Purposes: []string{"school-admission"}},
+		{Query: "identity"},
+	}}})
+	cases := []struct {
+		r      AuthRequest
+		ok     bool
+		reason string
+	}{
+		{AuthRequest{"edu", "household", "school-admission"}, true, ""},
+		{AuthRequest{"edu", "household", "curiosity"}, false, ReasonPurposeNotAllowed},
+		{AuthRequest{"edu", "criminal_record", "school-admission"}, false, ReasonQueryNotAllowed},
+		{AuthRequest{"edu", "identity", "anything"}, true, ""},
+		{AuthRequest{"bank", "identity", "kyc"}, false, ReasonUnknownAgency},
+	}
+	for _, c := range cases {
+		a := al.Authorise(c.r)
+		if a.Allowed != c.ok || a.Reason != c.reason {
+			t.Errorf("%+v → %+v", c.r, a)
+		}
+		if c.ok && (a.Basis.ID == "" || a.Basis.Digest == "") {
+			t.Errorf("%+v: allowed decision must cite its basis", c.r)
+		}
+	}
+	if a := al.Authorise(AuthRequest{"edu", "household", "school-admission"}); !reflect.DeepEqual(a.Fields, []string{"members"}) {
+		t.Fatalf("fields %v", a.Fields)
+	}
+}

@@ -1,0 +1,244 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Consumer is the input side of the transport: a consumer group member.
+type Consumer interface {
+	// Fetch blocks for the next message.
+	Fetch(ctx context.Context) (Message, error)
+	// Commit marks msgs, and everything before each in its partition, as
+	// consumed by the group.
+	Commit(ctx context.Context, msgs ...Message) error
+}
+
+// Producer is the output side of the transport.
+type Producer interface {
+	// Produce returns once every output is acknowledged by the cluster.
+	Produce(ctx context.Context, outs ...Output) error
+}
+
+// Runner consumes messages, handles them concurrently, publishes their
+// outputs and commits offsets — in one place, in offset order per partition,
+// and only after a message's outputs are published.
+type Runner struct {
+	Consumer Consumer
+	Producer Producer
+	Handler  Handler
+	// InFlight bounds the messages handled at once (backpressure): when the
+	// handler or the store slows, fetching waits. Default 64.
+	InFlight int
+	// DrainTimeout bounds how long shutdown waits for in-flight messages;
+	// what has not finished by then is left uncommitted and will be
+	// redelivered. Default 10s.
+	DrainTimeout time.Duration
+	// RetryMin and RetryMax bound the backoff between retries of a message
+	// whose handling or publishing failed transiently.
+	RetryMin, RetryMax time.Duration
+	Log                *zap.Logger
+	// OnCommit, when set, is told every committed message (tests, metrics).
+	OnCommit func(Message)
+}
+
+// Run consumes until ctx is cancelled, then stops fetching, drains what is
+// in flight, commits it and returns nil. It returns an error only when the
+// transport fails in a way retrying cannot fix.
+func (r *Runner) Run(ctx context.Context) error {
+	inFlight := r.InFlight
+	if inFlight <= 0 {
+		inFlight = 64
+	}
+	drain := r.DrainTimeout
+	if drain <= 0 {
+		drain = 10 * time.Second
+	}
+	log := r.Log
+	if log == nil {
+		log = zap.NewNop()
+	}
+
+	// Work runs on its own context so that cancelling ctx stops fetching
+	// but lets in-flight messages finish; it is cancelled after the drain
+	// timeout.
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+
+	tr := newTracker()
+	done := make(chan Message, inFlight)
+	commitErr := make(chan error, 1)
+	var committer sync.WaitGroup
+	committer.Add(1)
+	go func() {
+		defer committer.Done()
+		commitErr <- r.commitLoop(workCtx, tr, done)
+	}()
+
+	sem := make(chan struct{}, inFlight)
+	var workers sync.WaitGroup
+	var fetchErr error
+fetch:
+	for {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			break fetch
+		}
+		m, err := r.Consumer.Fetch(ctx)
+		if err != nil {
+			<-sem
+			if ctx.Err() != nil {
+				break fetch
+			}
+			fetchErr = fmt.Errorf("fetch: %w", err)
+			break fetch
+		}
+		tr.add(m)
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			defer func() { <-sem }()
+			if r.process(workCtx, log, m) {
+				done <- m
+			}
+		}()
+	}
+
+	// Shutdown: stop consuming (done above), drain in-flight work, commit.
+	drained := make(chan struct{})
+	go func() { workers.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(drain):
+		log.Warn("drain timeout: abandoning in-flight messages; they will be redelivered")
+		cancelWork()
+		<-drained
+	}
+	close(done)
+	committer.Wait()
+	if err := <-commitErr; err != nil && fetchErr == nil {
+		return err
+	}
+	return fetchErr
+}
+
+// process handles and publishes one message, retrying transient failures
+// with backoff until ctx ends. It reports whether the message may be
+// committed.
+func (r *Runner) process(ctx context.Context, log *zap.Logger, m Message) bool {
+	backoff := r.RetryMin
+	if backoff <= 0 {
+		backoff = 50 * time.Millisecond
+	}
+	maxBackoff := r.RetryMax
+	if maxBackoff <= 0 {
+		maxBackoff = 5 * time.Second
+	}
+	for attempt := 1; ; attempt++ {
+		res, err := r.Handler.Handle(ctx, m)
+		if err == nil {
+			err = r.Producer.Produce(ctx, res.Outputs...)
+			if err == nil {
+				return true
+			}
+			err = fmt.Errorf("publish: %w", err)
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		log.Warn("transient failure; will retry",
+			zap.String("topic", m.Topic), zap.Int("partition", m.Partition), zap.Int64("offset", m.Offset),
+			zap.Int("attempt", attempt), zap.Duration("backoff", backoff), zap.Error(err))
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		backoff = min(backoff*2, maxBackoff)
+	}
+}
+
+func (r *Runner) commitLoop(ctx context.Context, tr *tracker, done <-chan Message) error {
+	var firstErr error
+	for m := range done {
+		c, ok := tr.finish(m)
+		if !ok {
+			continue
+		}
+		if err := r.Consumer.Commit(ctx, c); err != nil {
+			// A failed commit loses nothing: the messages are redelivered
+			// and their stored receipts re-emitted.
+			if firstErr == nil && !errors.Is(err, context.Canceled) {
+				firstErr = fmt.Errorf("commit: %w", err)
+			}
+			continue
+		}
+		if r.OnCommit != nil {
+			r.OnCommit(c)
+		}
+	}
+	return firstErr
+}
+
+// tracker knows, per partition, which fetched offsets are still in flight,
+// so commits only ever cover a contiguous prefix of finished messages.
+type tracker struct {
+	mu    sync.Mutex
+	parts map[partKey]*partState
+}
+
+type partKey struct {
+	topic     string
+	partition int
+}
+
+type partState struct {
+	pending []int64 // fetched offsets in order, not yet committed
+	done    map[int64]Message
+}
+
+func newTracker() *tracker { return &tracker{parts: map[partKey]*partState{}} }
+
+func (t *tracker) add(m Message) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	k := partKey{m.Topic, m.Partition}
+	ps := t.parts[k]
+	if ps == nil {
+		ps = &partState{done: map[int64]Message{}}
+		t.parts[k] = ps
+	}
+	ps.pending = append(ps.pending, m.Offset)
+}
+
+// finish marks m done and returns the last message of the contiguous done
+// prefix of its partition, if the prefix grew.
+func (t *tracker) finish(m Message) (Message, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ps := t.parts[partKey{m.Topic, m.Partition}]
+	if ps == nil {
+		return Message{}, false
+	}
+	ps.done[m.Offset] = m
+	var last Message
+	advanced := false
+	for len(ps.pending) > 0 {
+		d, ok := ps.done[ps.pending[0]]
+		if !ok {
+			break
+		}
+		delete(ps.done, ps.pending[0])
+		ps.pending = ps.pending[1:]
+		last, advanced = d, true
+	}
+	return last, advanced
+}

@@ -1,0 +1,31 @@
+package broker
+
+import "strings"
+
+// Topics names the Kafka topics of a deployment:
+//
+//	<prefix><agency>.requests   signed requests from the agency
+//	<prefix><agency>.receipts   signed receipts to the agency
+//	<prefix>certless.deadletter messages whose sender was not authenticated
+type Topics struct {
+	Prefix string
+}
+
+// Requests is the request topic of agency.
+func (t Topics) Requests(agency string) string { return t.Prefix + agency + ".requests" }
+
+// Receipts is the receipt topic of agency.
+func (t Topics) Receipts(agency string) string { return t.Prefix + agency + ".receipts" }
+
+// DeadLetter is the dead-letter topic.
+func (t Topics) DeadLetter() string { return t.Prefix + "certless.deadletter" }
+
+// AgencyOfRequests returns the agency whose request topic is topic.
+func (t Topics) AgencyOfRequests(topic string) (string, bool) {
+	s, ok := strings.CutPrefix(topic, t.Prefix)
+	if !ok {
+		return "", false
+	}
+	a, ok := strings.CutSuffix(s, ".requests")
+	return a, ok && a != ""
+}
