@@ -216,5 +216,5 @@ func TestRunnerStopsOnFetchError(t *testing.T) {
 
 type eofConsumer struct{}
 
-func (eofConsumer) Fetch(context.Context) (Message, error)    { return Message{}, io.EOF }
+func (eofConsumer) Fetch(context.Context) (Message, error)   { return Message{}, io.EOF }
 func (eofConsumer) Commit(context.Context, ...Message) error { return nil }
