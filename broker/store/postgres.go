@@ -1,0 +1,259 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// postgresMigrations are applied in order; the schema version is their count.
+// Append, never edit.
+var postgresMigrations = []string{
+	`CREATE TABLE IF NOT EXISTS decisions (
+		digest     text PRIMARY KEY,
+		agency     text NOT NULL,
+		request_id text NOT NULL,
+		query_type text NOT NULL,
+		outcome    text NOT NULL CHECK (outcome IN ('answered', 'not_found', 'denied', 'rejected')),
+		reason     text NOT NULL,
+		replay     boolean NOT NULL,
+		receipt    bytea NOT NULL,
+		decided_at timestamptz NOT NULL
+	);
+	CREATE UNIQUE INDEX IF NOT EXISTS decisions_agency_request_id
+		ON decisions (agency, request_id) WHERE NOT replay AND request_id <> '';`,
+}
+
+const (
+	pgColumns = `digest, agency, request_id, query_type, outcome, reason, replay, receipt, decided_at`
+	// ON CONFLICT DO NOTHING without a target also skips a row that would
+	// break the (agency, request_id) index, without aborting the
+	// transaction; commit tells the two cases apart afterwards.
+	pgInsert        = `INSERT INTO decisions (` + pgColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING`
+	pgGet           = `SELECT ` + pgColumns + ` FROM decisions WHERE digest = $1`
+	pgGetMany       = `SELECT ` + pgColumns + ` FROM decisions WHERE digest = ANY($1)`
+	pgDigestByID    = `SELECT digest FROM decisions WHERE agency = $1 AND request_id = $2 AND NOT replay AND request_id <> ''`
+	pgCount         = `SELECT count(*) FROM decisions`
+	pgVersionExists = `SELECT to_regclass('decisions_schema_version') IS NOT NULL`
+	pgVersion       = `SELECT coalesce(max(version), 0) FROM decisions_schema_version`
+	pgVersionTable  = `CREATE TABLE IF NOT EXISTS decisions_schema_version (
+		version    integer PRIMARY KEY,
+		applied_at timestamptz NOT NULL DEFAULT now()
+	)`
+	// pgMigrateLock serialises concurrent migrators (brokers starting
+	// together); CREATE ... IF NOT EXISTS alone races in PostgreSQL.
+	pgMigrateLock = `SELECT pg_advisory_xact_lock(7236102365487124001)`
+)
+
+// PostgresRoleSQL returns the statements that give role the least privilege
+// a broker needs: read and append decisions, read the schema version; no
+// UPDATE, DELETE, TRUNCATE or DDL. Run them as the schema owner after
+// Migrate. The role itself (LOGIN, password) is created by the operator, e.g.
+//
+//	CREATE ROLE certless_broker LOGIN PASSWORD '...';
+func PostgresRoleSQL(role string) string {
+	r := pgx.Identifier{role}.Sanitize()
+	return strings.Join([]string{
+		`GRANT USAGE ON SCHEMA public TO ` + r,
+		`REVOKE ALL ON decisions, decisions_schema_version FROM ` + r,
+		`GRANT SELECT, INSERT ON decisions TO ` + r,
+		`GRANT SELECT ON decisions_schema_version TO ` + r,
+	}, ";\n") + ";\n"
+}
+
+// PostgresBrokerRole is PostgresRoleSQL for the conventional role name.
+var PostgresBrokerRole = PostgresRoleSQL("certless_broker")
+
+type postgresDB struct {
+	cfg    *pgx.ConnConfig
+	writer *pgx.Conn // owned by the flusher: commit is never concurrent
+	reads  *connPool
+}
+
+func openPostgres(ctx context.Context, dsn string) (*postgresDB, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("store: PostgreSQL DSN: %w", err)
+	}
+	where := fmt.Sprintf("PostgreSQL %s@%s:%d/%s", cfg.User, cfg.Host, cfg.Port, cfg.Database)
+	w, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store: connect %s: %w", where, err)
+	}
+	p := &postgresDB{cfg: cfg, writer: w, reads: newConnPool(cfg, 4)}
+	if err := p.migrate(ctx); err != nil {
+		p.close()
+		return nil, fmt.Errorf("store: %s: %w", where, err)
+	}
+	return p, nil
+}
+
+func (p *postgresDB) migrate(ctx context.Context) error {
+	var exists bool
+	if err := p.writer.QueryRow(ctx, pgVersionExists).Scan(&exists); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if exists {
+		var v int
+		if err := p.writer.QueryRow(ctx, pgVersion).Scan(&v); err != nil {
+			return fmt.Errorf("read schema version: %w", err)
+		}
+		if v > len(postgresMigrations) {
+			return fmt.Errorf("schema version %d is newer than this binary's %d", v, len(postgresMigrations))
+		}
+		if v == len(postgresMigrations) {
+			return nil // nothing to do, and no DDL rights needed
+		}
+	}
+	return pgx.BeginFunc(ctx, p.writer, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, pgMigrateLock); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		if _, err := tx.Exec(ctx, pgVersionTable); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		var v int
+		if err := tx.QueryRow(ctx, pgVersion).Scan(&v); err != nil {
+			return fmt.Errorf("read schema version: %w", err)
+		}
+		if v > len(postgresMigrations) {
+			return fmt.Errorf("schema version %d is newer than this binary's %d", v, len(postgresMigrations))
+		}
+		for i := v; i < len(postgresMigrations); i++ {
+			if _, err := tx.Exec(ctx, postgresMigrations[i]); err != nil {
+				return fmt.Errorf("migrate to version %d: %w", i+1, err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO decisions_schema_version (version) VALUES ($1)`, i+1); err != nil {
+				return fmt.Errorf("migrate to version %d: %w", i+1, err)
+			}
+		}
+		return nil
+	})
+}
+
+func (p *postgresDB) commit(ctx context.Context, batch []Decision) ([]result, error) {
+	if p.writer == nil || p.writer.IsClosed() {
+		// The last batch broke the connection (pgx closes it on network
+		// errors and cancellation): dial again.
+		w, err := pgx.ConnectConfig(ctx, p.cfg)
+		if err != nil {
+			return nil, fmt.Errorf("reconnect: %w", err)
+		}
+		p.writer = w
+	}
+	out := make([]result, len(batch))
+	err := pgx.BeginFunc(ctx, p.writer, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		for _, d := range batch {
+			b.Queue(pgInsert, d.Digest, d.Agency, d.RequestID, d.QueryType, d.Outcome, d.Reason, d.Replay, d.Receipt, d.DecidedAt)
+		}
+		br := tx.SendBatch(ctx, b) // one round trip for the whole batch
+		var missing []string
+		for i, d := range batch {
+			tag, err := br.Exec()
+			if err != nil {
+				br.Close()
+				return fmt.Errorf("insert %s: %w", d.Digest, err)
+			}
+			if tag.RowsAffected() == 1 {
+				out[i] = result{d: d}
+			} else {
+				missing = append(missing, d.Digest)
+			}
+		}
+		if err := br.Close(); err != nil {
+			return fmt.Errorf("insert batch: %w", err)
+		}
+		if len(missing) == 0 {
+			return nil
+		}
+		return p.explain(ctx, tx, batch, missing, out)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// explain fills out for the rows that were not inserted: their digest is
+// stored (maybe earlier in this batch), or their id is held by another digest.
+func (p *postgresDB) explain(ctx context.Context, tx pgx.Tx, batch []Decision, missing []string, out []result) error {
+	rows, err := tx.Query(ctx, pgGetMany, missing)
+	if err != nil {
+		return fmt.Errorf("read back: %w", err)
+	}
+	stored := make(map[string]Decision, len(missing))
+	for rows.Next() {
+		d, err := pgScan(rows)
+		if err != nil {
+			rows.Close()
+			return fmt.Errorf("read back: %w", err)
+		}
+		stored[d.Digest] = d
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read back: %w", err)
+	}
+	for i, d := range batch {
+		if out[i].d.Digest != "" {
+			continue // inserted
+		}
+		if s, ok := stored[d.Digest]; ok {
+			out[i] = result{d: s}
+			continue
+		}
+		var held string
+		if err := tx.QueryRow(ctx, pgDigestByID, d.Agency, d.RequestID).Scan(&held); err != nil {
+			return fmt.Errorf("read back holder of %s: %w", d.Digest, err)
+		}
+		out[i] = result{err: &ConflictError{Agency: d.Agency, RequestID: d.RequestID, Digest: d.Digest, Held: held}}
+	}
+	return nil
+}
+
+func pgScan(row pgx.Row) (Decision, error) {
+	var d Decision
+	err := row.Scan(&d.Digest, &d.Agency, &d.RequestID, &d.QueryType, &d.Outcome, &d.Reason, &d.Replay, &d.Receipt, &d.DecidedAt)
+	d.DecidedAt = d.DecidedAt.UTC()
+	return d, err
+}
+
+func (p *postgresDB) get(ctx context.Context, digest string) (d Decision, ok bool, err error) {
+	err = p.reads.with(ctx, func(c *pgx.Conn) error {
+		d, err = pgScan(c.QueryRow(ctx, pgGet, digest))
+		return err
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Decision{}, false, nil
+	}
+	return d, err == nil, err
+}
+
+func (p *postgresDB) digestByRequestID(ctx context.Context, agency, requestID string) (digest string, ok bool, err error) {
+	err = p.reads.with(ctx, func(c *pgx.Conn) error {
+		return c.QueryRow(ctx, pgDigestByID, agency, requestID).Scan(&digest)
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", false, nil
+	}
+	return digest, err == nil, err
+}
+
+func (p *postgresDB) count(ctx context.Context) (n int, err error) {
+	err = p.reads.with(ctx, func(c *pgx.Conn) error {
+		return c.QueryRow(ctx, pgCount).Scan(&n)
+	})
+	return n, err
+}
+
+func (p *postgresDB) close() error {
+	var errs []error
+	if p.writer != nil {
+		errs = append(errs, p.writer.Close(context.Background()))
+	}
+	errs = append(errs, p.reads.close())
+	return errors.Join(errs...)
+}

@@ -1,0 +1,251 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+)
+
+// sqliteMigrations are applied in order; the schema version is their count.
+// Append, never edit.
+var sqliteMigrations = []string{
+	`CREATE TABLE IF NOT EXISTS decisions (
+		digest     TEXT PRIMARY KEY,
+		agency     TEXT NOT NULL,
+		request_id TEXT NOT NULL,
+		query_type TEXT NOT NULL,
+		outcome    TEXT NOT NULL CHECK (outcome IN ('answered', 'not_found', 'denied', 'rejected')),
+		reason     TEXT NOT NULL,
+		replay     INTEGER NOT NULL CHECK (replay IN (0, 1)),
+		receipt    BLOB NOT NULL,
+		decided_at TEXT NOT NULL
+	) WITHOUT ROWID;
+	CREATE UNIQUE INDEX IF NOT EXISTS decisions_agency_request_id
+		ON decisions (agency, request_id) WHERE NOT replay AND request_id <> '';`,
+}
+
+// sqliteTime is the stored form of DecidedAt: fixed width, so text order is
+// time order.
+const sqliteTime = "2006-01-02T15:04:05.000000Z"
+
+const (
+	sqliteColumns = `digest, agency, request_id, query_type, outcome, reason, replay, receipt, decided_at`
+	// ON CONFLICT DO NOTHING without a target also skips a row that would
+	// break the (agency, request_id) index; commit tells the two apart.
+	sqliteInsert       = `INSERT INTO decisions (` + sqliteColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
+	sqliteGet          = `SELECT ` + sqliteColumns + ` FROM decisions WHERE digest = ?`
+	sqliteDigestByID   = `SELECT digest FROM decisions WHERE agency = ? AND request_id = ? AND NOT replay AND request_id <> ''`
+	sqliteCount        = `SELECT count(*) FROM decisions`
+	sqliteVersionTable = `CREATE TABLE IF NOT EXISTS decisions_schema_version (
+		version    INTEGER PRIMARY KEY,
+		applied_at TEXT NOT NULL
+	)`
+)
+
+type sqliteDB struct {
+	db *sql.DB
+}
+
+func openSQLite(ctx context.Context, dsn string) (*sqliteDB, error) {
+	if dsn == "" {
+		return nil, errors.New("store: empty DSN")
+	}
+	memory := dsn == ":memory:" || strings.Contains(dsn, ":memory:") || strings.Contains(dsn, "mode=memory")
+	if strings.Contains(dsn, "?") && !strings.HasPrefix(dsn, "file:") {
+		return nil, fmt.Errorf("store: SQLite path %q contains '?': use a file: URI", dsn)
+	}
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	// busy_timeout covers another process (or a second Open) holding the
+	// write lock; FULL makes each WAL commit durable before Save returns;
+	// immediate transactions take the write lock at BEGIN, so a batch never
+	// fails half way on a lock upgrade.
+	full := dsn + sep + "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate"
+	db, err := sql.Open("sqlite", full)
+	if err != nil {
+		return nil, fmt.Errorf("store: open SQLite %s: %w", dsn, err)
+	}
+	if memory {
+		// Each connection to ":memory:" is its own database: keep exactly one.
+		db.SetMaxOpenConns(1)
+		db.SetMaxIdleConns(1)
+		db.SetConnMaxLifetime(0)
+		db.SetConnMaxIdleTime(0)
+	} else {
+		db.SetMaxOpenConns(4)
+		db.SetMaxIdleConns(4)
+	}
+	s := &sqliteDB{db: db}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: SQLite %s: %w", dsn, err)
+	}
+	return s, nil
+}
+
+func (s *sqliteDB) migrate(ctx context.Context) error {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'decisions_schema_version'`).Scan(&n)
+	if err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if n == 1 {
+		v, err := sqliteVersion(ctx, s.db)
+		if err != nil {
+			return err
+		}
+		if v == len(sqliteMigrations) {
+			return nil
+		}
+	}
+	tx, err := s.db.BeginTx(ctx, nil) // immediate: one migrator at a time
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, sqliteVersionTable); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	v, err := sqliteVersion(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if v > len(sqliteMigrations) {
+		return fmt.Errorf("schema version %d is newer than this binary's %d", v, len(sqliteMigrations))
+	}
+	for i := v; i < len(sqliteMigrations); i++ {
+		if _, err := tx.ExecContext(ctx, sqliteMigrations[i]); err != nil {
+			return fmt.Errorf("migrate to version %d: %w", i+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO decisions_schema_version (version, applied_at) VALUES (?, ?)`,
+			i+1, time.Now().UTC().Format(sqliteTime)); err != nil {
+			return fmt.Errorf("migrate to version %d: %w", i+1, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}
+
+type sqlQueryer interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func sqliteVersion(ctx context.Context, q sqlQueryer) (int, error) {
+	var v int
+	if err := q.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM decisions_schema_version`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	if v > len(sqliteMigrations) {
+		return 0, fmt.Errorf("schema version %d is newer than this binary's %d", v, len(sqliteMigrations))
+	}
+	return v, nil
+}
+
+func (s *sqliteDB) commit(ctx context.Context, batch []Decision) (_ []result, err error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			tx.Rollback()
+		}
+	}()
+	ins, err := tx.PrepareContext(ctx, sqliteInsert)
+	if err != nil {
+		return nil, fmt.Errorf("prepare insert: %w", err)
+	}
+	defer ins.Close()
+	out := make([]result, len(batch))
+	for i, d := range batch {
+		res, err := ins.ExecContext(ctx, d.Digest, d.Agency, d.RequestID, d.QueryType, d.Outcome, d.Reason,
+			d.Replay, d.Receipt, d.DecidedAt.Format(sqliteTime))
+		if err != nil {
+			return nil, fmt.Errorf("insert %s: %w", d.Digest, err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return nil, fmt.Errorf("insert %s: %w", d.Digest, err)
+		}
+		if n == 1 {
+			out[i] = result{d: d}
+			continue
+		}
+		out[i], err = s.explain(ctx, tx, d)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	return out, nil
+}
+
+// explain says why d was not inserted: its digest is stored, or its id is
+// held by another digest.
+func (s *sqliteDB) explain(ctx context.Context, tx *sql.Tx, d Decision) (result, error) {
+	stored, ok, err := sqliteGetRow(tx.QueryRowContext(ctx, sqliteGet, d.Digest))
+	if err != nil {
+		return result{}, fmt.Errorf("read back %s: %w", d.Digest, err)
+	}
+	if ok {
+		return result{d: stored}, nil
+	}
+	var held string
+	if err := tx.QueryRowContext(ctx, sqliteDigestByID, d.Agency, d.RequestID).Scan(&held); err != nil {
+		return result{}, fmt.Errorf("read back holder of %s: %w", d.Digest, err)
+	}
+	return result{err: &ConflictError{Agency: d.Agency, RequestID: d.RequestID, Digest: d.Digest, Held: held}}, nil
+}
+
+func sqliteGetRow(row *sql.Row) (Decision, bool, error) {
+	var (
+		d  Decision
+		at string
+	)
+	err := row.Scan(&d.Digest, &d.Agency, &d.RequestID, &d.QueryType, &d.Outcome, &d.Reason, &d.Replay, &d.Receipt, &at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Decision{}, false, nil
+	}
+	if err != nil {
+		return Decision{}, false, err
+	}
+	if d.DecidedAt, err = time.Parse(sqliteTime, at); err != nil {
+		return Decision{}, false, fmt.Errorf("stored decided_at %q: %w", at, err)
+	}
+	return d, true, nil
+}
+
+func (s *sqliteDB) get(ctx context.Context, digest string) (Decision, bool, error) {
+	return sqliteGetRow(s.db.QueryRowContext(ctx, sqliteGet, digest))
+}
+
+func (s *sqliteDB) digestByRequestID(ctx context.Context, agency, requestID string) (string, bool, error) {
+	var digest string
+	err := s.db.QueryRowContext(ctx, sqliteDigestByID, agency, requestID).Scan(&digest)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	return digest, true, nil
+}
+
+func (s *sqliteDB) count(ctx context.Context) (int, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, sqliteCount).Scan(&n)
+	return n, err
+}
+
+func (s *sqliteDB) close() error { return s.db.Close() }

@@ -1,0 +1,244 @@
+package store_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/certless/certless/broker/store"
+	"github.com/certless/certless/broker/store/storetest"
+	"github.com/certless/certless/internal/testenv"
+)
+
+func opener(dsn string) storetest.Opener {
+	return func(opts store.Options) (store.Store, error) {
+		return store.Open(context.Background(), dsn, opts)
+	}
+}
+
+func TestSQLiteFile(t *testing.T) {
+	storetest.Run(t, storetest.Harness{Fresh: func(t *testing.T) storetest.Opener {
+		return opener(filepath.Join(t.TempDir(), "decisions.db"))
+	}})
+}
+
+func TestSQLiteFileURI(t *testing.T) {
+	storetest.Run(t, storetest.Harness{Fresh: func(t *testing.T) storetest.Opener {
+		return opener("file:" + filepath.Join(t.TempDir(), "decisions.db") + "?cache=private")
+	}})
+}
+
+func TestSQLiteMemory(t *testing.T) {
+	storetest.Run(t, storetest.Harness{Volatile: true, Fresh: func(t *testing.T) storetest.Opener {
+		return opener(":memory:")
+	}})
+}
+
+func TestPostgres(t *testing.T) {
+	storetest.Run(t, storetest.Harness{Fresh: func(t *testing.T) storetest.Opener {
+		return opener(testenv.PostgresDB(t))
+	}})
+}
+
+// TestPostgresBrokerRole proves that a broker needs no more than
+// PostgresRoleSQL grants, and that those grants cannot rewrite history.
+func TestPostgresBrokerRole(t *testing.T) {
+	ctx := context.Background()
+	adminDSN := testenv.PostgresDB(t)
+
+	admin, err := pgx.Connect(ctx, adminDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	role := "certless_broker_" + testenv.Random(4) // roles are cluster-wide
+	password := testenv.Random(12)
+	if _, err := admin.Exec(ctx, fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD '%s'", role, password)); err != nil {
+		t.Fatalf("create role: %v", err)
+	}
+	t.Cleanup(func() {
+		c, err := pgx.Connect(ctx, adminDSN)
+		if err != nil {
+			t.Logf("drop role %s: %v", role, err)
+			return
+		}
+		defer c.Close(ctx)
+		if _, err := c.Exec(ctx, "DROP OWNED BY "+role+"; DROP ROLE "+role); err != nil {
+			t.Logf("drop role %s: %v", role, err)
+		}
+	})
+	u, err := url.Parse(adminDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(role, password)
+	brokerDSN := u.String()
+
+	// Before Migrate the broker cannot create the schema, and says so.
+	if _, err := store.Open(ctx, brokerDSN, store.Options{}); err == nil {
+		t.Fatal("the broker role created the schema")
+	} else {
+		t.Logf("open as broker before migrate: %v", err)
+	}
+
+	if err := store.Migrate(ctx, adminDSN); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	if _, err := admin.Exec(ctx, store.PostgresRoleSQL(role)); err != nil {
+		t.Fatalf("grant: %v", err)
+	}
+
+	s, err := store.Open(ctx, brokerDSN, store.Options{})
+	if err != nil {
+		t.Fatalf("open as broker: %v", err)
+	}
+	defer s.Close()
+	d := storetest.Decision("court-220102", "req-1", "a")
+	if _, err := s.Save(ctx, d); err != nil {
+		t.Fatalf("save as broker: %v", err)
+	}
+	redelivered := d
+	redelivered.Receipt = []byte("other")
+	if got, err := s.Save(ctx, redelivered); err != nil || string(got.Receipt) != string(d.Receipt) {
+		t.Fatalf("redelivered save as broker: %q %v", got.Receipt, err)
+	}
+	if _, err := s.Save(ctx, storetest.Decision("court-220102", "req-1", "b")); !errors.Is(err, store.ErrIDConflict) {
+		t.Fatalf("conflicting save as broker: %v, want ErrIDConflict", err)
+	}
+	if _, ok, err := s.Get(ctx, d.Digest); !ok || err != nil {
+		t.Fatalf("get as broker: %v %v", ok, err)
+	}
+	if _, ok, err := s.DigestByRequestID(ctx, d.Agency, d.RequestID); !ok || err != nil {
+		t.Fatalf("digest by id as broker: %v %v", ok, err)
+	}
+	if n, err := s.Count(ctx); n != 1 || err != nil {
+		t.Fatalf("count as broker: %d %v", n, err)
+	}
+
+	broker, err := pgx.Connect(ctx, brokerDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer broker.Close(ctx)
+	for _, q := range []string{
+		`UPDATE decisions SET receipt = 'forged'`,
+		`DELETE FROM decisions`,
+		`TRUNCATE decisions`,
+		`DELETE FROM decisions_schema_version`,
+		`CREATE TABLE decisions_shadow (x int)`,
+		`DROP INDEX decisions_agency_request_id`,
+	} {
+		_, err := broker.Exec(ctx, q)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || (pgErr.Code != "42501" && pgErr.Code != "42704") {
+			t.Errorf("%s as broker: err %v, want permission denied", q, err)
+		}
+	}
+	if n, err := s.Count(ctx); n != 1 || err != nil {
+		t.Fatalf("count after attempts: %d %v", n, err)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	ctx := context.Background()
+	if _, err := store.Open(ctx, "", store.Options{}); err == nil {
+		t.Error("open empty DSN succeeded")
+	}
+	if _, err := store.Open(ctx, ":memory:", store.Options{BatchSize: -1}); err == nil {
+		t.Error("open with negative batch size succeeded")
+	}
+	if _, err := store.Open(ctx, filepath.Join(t.TempDir(), "missing", "dir", "x.db"), store.Options{}); err == nil {
+		t.Error("open in a missing directory succeeded")
+	}
+}
+
+// Example shows the redelivery promise: the second Save of the same request
+// returns the first receipt.
+func Example() {
+	ctx := context.Background()
+	s, err := store.Open(ctx, ":memory:", store.Options{})
+	if err != nil {
+		panic(err)
+	}
+	defer s.Close()
+
+	sum := sha256.Sum256([]byte("the signed request bytes"))
+	d := store.Decision{
+		Digest:    "sha256:" + hex.EncodeToString(sum[:]),
+		Agency:    "court-220102",
+		RequestID: "01J0000000000000000000000",
+		QueryType: "criminal_record",
+		Outcome:   store.Answered,
+		Receipt:   []byte("first signed receipt"),
+		DecidedAt: time.Now(),
+	}
+	first, _ := s.Save(ctx, d)
+	d.Receipt = []byte("a second, different receipt")
+	again, _ := s.Save(ctx, d)
+	fmt.Println(string(first.Receipt))
+	fmt.Println(string(again.Receipt))
+	// Output:
+	// first signed receipt
+	// first signed receipt
+}
+
+// BenchmarkSave measures parallel Saves of distinct decisions, group commit
+// against one transaction per row:
+//
+//	go test ./broker/store -run '^$' -bench Save -benchtime 3s
+func BenchmarkSave(b *testing.B) {
+	backends := []struct {
+		name string
+		dsn  func(b *testing.B) string
+	}{
+		{"sqlite", func(b *testing.B) string { return filepath.Join(b.TempDir(), "decisions.db") }},
+		{"postgres", func(b *testing.B) string { return testenv.PostgresDB(b) }},
+	}
+	modes := []struct {
+		name string
+		opts store.Options
+	}{
+		{"batched", store.Options{}},
+		{"batch1", store.Options{BatchSize: 1}},
+	}
+	for _, be := range backends {
+		for _, m := range modes {
+			b.Run(be.name+"/"+m.name, func(b *testing.B) {
+				s, err := store.Open(context.Background(), be.dsn(b), m.opts)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+				var seq atomic.Int64
+				b.SetParallelism(64) // many in-flight requests, as from many partitions
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					ctx := context.Background()
+					for pb.Next() {
+						id := strconv.FormatInt(seq.Add(1), 10)
+						d := storetest.Decision("court-220102", id, "bench")
+						if _, err := s.Save(ctx, d); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+				b.StopTimer()
+				st := s.Stats()
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+				b.ReportMetric(float64(st.Rows)/float64(max(st.Batches, 1)), "rows/batch")
+			})
+		}
+	}
+}

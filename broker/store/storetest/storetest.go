@@ -1,0 +1,505 @@
+// Package storetest is the conformance suite every store.Store passes.
+//
+// An implementation's test calls Run with a Harness that makes fresh, empty
+// databases:
+//
+//	func TestSQLite(t *testing.T) {
+//		storetest.Run(t, storetest.Harness{Fresh: func(t *testing.T) storetest.Opener {
+//			dsn := filepath.Join(t.TempDir(), "decisions.db")
+//			return func(opts store.Options) (store.Store, error) {
+//				return store.Open(context.Background(), dsn, opts)
+//			}
+//		}})
+//	}
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/certless/certless/broker/store"
+)
+
+// Opener opens a Store on one database. Opening again after Close reaches
+// the same database.
+type Opener func(opts store.Options) (store.Store, error)
+
+// Harness connects the suite to one implementation.
+type Harness struct {
+	// Fresh makes a new, empty database for one subtest.
+	Fresh func(t *testing.T) Opener
+	// Volatile marks a database that does not outlive its Store (SQLite
+	// ":memory:"); the reopen checks are skipped.
+	Volatile bool
+}
+
+// Run runs the suite, one subtest per promise of store.Store.
+func Run(t *testing.T, h Harness) {
+	tests := []struct {
+		name string
+		f    func(*testing.T, Harness)
+	}{
+		{"RoundTrip", testRoundTrip},
+		{"DuplicateDigestReturnsFirst", testDuplicateDigest},
+		{"IDConflict", testIDConflict},
+		{"ReplaysAlongside", testReplays},
+		{"RejectionsWithoutID", testRejectionsWithoutID},
+		{"BadInput", testBadInput},
+		{"ConcurrentGrouped", testConcurrentGrouped},
+		{"ConcurrentDefaults", testConcurrentDefaults},
+		{"ConflictsInOneBatch", testConflictsInOneBatch},
+		{"CloseFlushes", testCloseFlushes},
+		{"Reopen", testReopen},
+		{"CancelWhileWaiting", testCancelWhileWaiting},
+		{"Closed", testClosed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.f(t, h) })
+	}
+}
+
+// never is a BatchWait long enough that only BatchSize or Close flushes.
+const never = time.Hour
+
+func open(t *testing.T, o Opener, opts store.Options) store.Store {
+	t.Helper()
+	s, err := o(opts)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// Decision returns a valid answered decision for agency and id whose digest
+// is derived from them and salt.
+func Decision(agency, id, salt string) store.Decision {
+	sum := sha256.Sum256([]byte(agency + "\x00" + id + "\x00" + salt))
+	return store.Decision{
+		Digest:    "sha256:" + hex.EncodeToString(sum[:]),
+		Agency:    agency,
+		RequestID: id,
+		QueryType: "criminal_record",
+		Outcome:   store.Answered,
+		Receipt:   []byte("receipt of " + id + "/" + salt + "\x00\xff\n"),
+		DecidedAt: time.Date(2026, 11, 27, 8, 30, 15, 123456789, time.FixedZone("CST", 8*3600)),
+	}
+}
+
+// same reports whether got is want as stored: bytes exact, time in UTC to
+// the microsecond.
+func same(t *testing.T, what string, got, want store.Decision) {
+	t.Helper()
+	want.DecidedAt = want.DecidedAt.UTC().Truncate(time.Microsecond)
+	if !bytes.Equal(got.Receipt, want.Receipt) {
+		t.Errorf("%s: receipt %q, want %q", what, got.Receipt, want.Receipt)
+	}
+	if !got.DecidedAt.Equal(want.DecidedAt) || got.DecidedAt.Location() != time.UTC {
+		t.Errorf("%s: decided at %v, want %v (UTC)", what, got.DecidedAt, want.DecidedAt)
+	}
+	if got.Digest != want.Digest || got.Agency != want.Agency || got.RequestID != want.RequestID ||
+		got.QueryType != want.QueryType || got.Outcome != want.Outcome || got.Reason != want.Reason || got.Replay != want.Replay {
+		t.Errorf("%s:\n got %+v\nwant %+v", what, got, want)
+	}
+}
+
+func save(t *testing.T, s store.Store, d store.Decision) store.Decision {
+	t.Helper()
+	got, err := s.Save(context.Background(), d)
+	if err != nil {
+		t.Fatalf("save %s/%s: %v", d.Agency, d.RequestID, err)
+	}
+	return got
+}
+
+func mustGet(t *testing.T, s store.Store, want store.Decision) {
+	t.Helper()
+	got, ok, err := s.Get(context.Background(), want.Digest)
+	if err != nil || !ok {
+		t.Fatalf("get %s: ok=%v err=%v", want.Digest, ok, err)
+	}
+	same(t, "get "+want.RequestID, got, want)
+}
+
+func mustCount(t *testing.T, s store.Store, want int) {
+	t.Helper()
+	n, err := s.Count(context.Background())
+	if err != nil {
+		t.Fatalf("count: %v", err)
+	}
+	if n != want {
+		t.Fatalf("count %d, want %d", n, want)
+	}
+}
+
+func testRoundTrip(t *testing.T, h Harness) {
+	s := open(t, h.Fresh(t), store.Options{})
+	ctx := context.Background()
+	d := Decision("court-220102", "req-1", "a")
+	d.Receipt = make([]byte, 4096)
+	for i := range d.Receipt {
+		d.Receipt[i] = byte(i * 7)
+	}
+	denied := Decision("court-220102", "req-2", "b")
+	denied.Outcome, denied.Reason = store.Denied, "no_agreement"
+	notFound := Decision("notary-220582", "req-1", "c")
+	notFound.Outcome = store.NotFound
+	for _, want := range []store.Decision{d, denied, notFound} {
+		same(t, "save "+want.RequestID, save(t, s, want), want)
+		mustGet(t, s, want)
+		digest, ok, err := s.DigestByRequestID(ctx, want.Agency, want.RequestID)
+		if err != nil || !ok || digest != want.Digest {
+			t.Errorf("digest by id %s/%s = %q %v %v, want %s", want.Agency, want.RequestID, digest, ok, err, want.Digest)
+		}
+	}
+	mustCount(t, s, 3)
+	if _, ok, err := s.Get(ctx, Decision("x", "y", "z").Digest); ok || err != nil {
+		t.Errorf("get unknown digest: ok=%v err=%v", ok, err)
+	}
+	if _, ok, err := s.DigestByRequestID(ctx, "court-220102", "req-9"); ok || err != nil {
+		t.Errorf("digest by unknown id: ok=%v err=%v", ok, err)
+	}
+}
+
+func testDuplicateDigest(t *testing.T, h Harness) {
+	s := open(t, h.Fresh(t), store.Options{})
+	first := Decision("court-220102", "req-1", "a")
+	same(t, "first save", save(t, s, first), first)
+
+	second := first
+	second.Receipt = []byte("a different receipt, signed later")
+	second.Outcome, second.Reason = store.Denied, "quota_exceeded"
+	second.DecidedAt = first.DecidedAt.Add(time.Hour)
+	same(t, "redelivered save", save(t, s, second), first)
+	mustGet(t, s, first)
+	mustCount(t, s, 1)
+}
+
+func testIDConflict(t *testing.T, h Harness) {
+	s := open(t, h.Fresh(t), store.Options{})
+	first := save(t, s, Decision("court-220102", "req-1", "a"))
+	other := Decision("court-220102", "req-1", "b") // same id, other bytes
+	_, err := s.Save(context.Background(), other)
+	if !errors.Is(err, store.ErrIDConflict) {
+		t.Fatalf("save same id, other digest: err %v, want ErrIDConflict", err)
+	}
+	var ce *store.ConflictError
+	if !errors.As(err, &ce) || ce.Held != first.Digest || ce.Digest != other.Digest {
+		t.Errorf("conflict error %#v, want held %s refused %s", ce, first.Digest, other.Digest)
+	}
+	if _, ok, _ := s.Get(context.Background(), other.Digest); ok {
+		t.Error("the conflicting decision was stored")
+	}
+	// The id belongs to its agency: another agency may use it.
+	save(t, s, Decision("notary-220582", "req-1", "b"))
+	mustCount(t, s, 2)
+}
+
+func testReplays(t *testing.T, h Harness) {
+	s := open(t, h.Fresh(t), store.Options{})
+	ctx := context.Background()
+	replay := func(salt string) store.Decision {
+		d := Decision("court-220102", "req-1", salt)
+		d.Outcome, d.Reason, d.Replay = store.Rejected, "replayed_id", true
+		return d
+	}
+	// A replay may even be stored before the original it refers to.
+	early := replay("r0")
+	same(t, "early replay", save(t, s, early), early)
+	orig := save(t, s, Decision("court-220102", "req-1", "a"))
+	for _, salt := range []string{"r1", "r2"} {
+		d := replay(salt)
+		same(t, "replay "+salt, save(t, s, d), d)
+		mustGet(t, s, d)
+	}
+	// A redelivered replay gets its own stored rejection back.
+	same(t, "redelivered replay", save(t, s, replay("r1")), replay("r1"))
+	digest, ok, err := s.DigestByRequestID(ctx, "court-220102", "req-1")
+	if err != nil || !ok || digest != orig.Digest {
+		t.Errorf("digest by id = %q %v %v, want the original %s", digest, ok, err, orig.Digest)
+	}
+	mustCount(t, s, 4)
+}
+
+func testRejectionsWithoutID(t *testing.T, h Harness) {
+	s := open(t, h.Fresh(t), store.Options{})
+	for _, salt := range []string{"a", "b"} {
+		d := Decision("court-220102", "", salt)
+		d.QueryType, d.Outcome, d.Reason = "", store.Rejected, "schema_violation"
+		same(t, "rejection without id", save(t, s, d), d)
+	}
+	if _, ok, err := s.DigestByRequestID(context.Background(), "court-220102", ""); ok || err != nil {
+		t.Errorf("digest by empty id: ok=%v err=%v, want not found", ok, err)
+	}
+	mustCount(t, s, 2)
+}
+
+func testBadInput(t *testing.T, h Harness) {
+	s := open(t, h.Fresh(t), store.Options{})
+	good := Decision("court-220102", "req-1", "a")
+	bad := map[string]func(*store.Decision){
+		"empty digest":         func(d *store.Decision) { d.Digest = "" },
+		"digest without alg":   func(d *store.Decision) { d.Digest = d.Digest[len("sha256:"):] },
+		"upper-case digest":    func(d *store.Decision) { d.Digest = "sha256:" + fmt.Sprintf("%064X", 1) },
+		"short digest":         func(d *store.Decision) { d.Digest = d.Digest[:20] },
+		"unknown outcome":      func(d *store.Decision) { d.Outcome = "maybe" },
+		"empty outcome":        func(d *store.Decision) { d.Outcome = "" },
+		"answered with reason": func(d *store.Decision) { d.Reason = "why" },
+		"denied without reason": func(d *store.Decision) {
+			d.Outcome = store.Denied
+		},
+		"empty agency":        func(d *store.Decision) { d.Agency = "" },
+		"answered without id": func(d *store.Decision) { d.RequestID = "" },
+		"replay not rejected": func(d *store.Decision) { d.Replay = true },
+		"NUL in id":           func(d *store.Decision) { d.RequestID = "a\x00b" },
+		"invalid UTF-8":       func(d *store.Decision) { d.QueryType = "\xff" },
+		"empty receipt":       func(d *store.Decision) { d.Receipt = nil },
+		"zero time":           func(d *store.Decision) { d.DecidedAt = time.Time{} },
+	}
+	for name, mutate := range bad {
+		d := good
+		mutate(&d)
+		_, err := s.Save(context.Background(), d)
+		if !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("%s: err %v, want ErrInvalid", name, err)
+		}
+	}
+	mustCount(t, s, 0)
+	save(t, s, good)
+}
+
+// saveAll saves ds concurrently, one goroutine each, and returns the errors.
+func saveAll(ctx context.Context, s store.Store, ds []store.Decision) ([]store.Decision, []error) {
+	got := make([]store.Decision, len(ds))
+	errs := make([]error, len(ds))
+	var wg sync.WaitGroup
+	for i, d := range ds {
+		wg.Go(func() { got[i], errs[i] = s.Save(ctx, d) })
+	}
+	wg.Wait()
+	return got, errs
+}
+
+func decisions(n int, salt string) []store.Decision {
+	ds := make([]store.Decision, n)
+	for i := range ds {
+		ds[i] = Decision("court-220102", fmt.Sprintf("req-%03d", i), salt)
+	}
+	return ds
+}
+
+func testConcurrentGrouped(t *testing.T, h Harness) {
+	// BatchWait never fires, so exactly 50/10 batches commit.
+	s := open(t, h.Fresh(t), store.Options{BatchSize: 10, BatchWait: never})
+	ds := decisions(50, "a")
+	got, errs := saveAll(context.Background(), s, ds)
+	for i := range ds {
+		if errs[i] != nil {
+			t.Fatalf("save %d: %v", i, errs[i])
+		}
+		same(t, "save", got[i], ds[i])
+		mustGet(t, s, ds[i])
+	}
+	mustCount(t, s, 50)
+	if st := s.Stats(); st.Batches != 5 || st.Rows != 50 || st.Queued != 0 {
+		t.Errorf("stats %+v, want 5 batches of 10 rows, none queued", st)
+	}
+}
+
+func testConcurrentDefaults(t *testing.T, h Harness) {
+	s := open(t, h.Fresh(t), store.Options{})
+	ds := decisions(50, "a")
+	_, errs := saveAll(context.Background(), s, ds)
+	for i := range ds {
+		if errs[i] != nil {
+			t.Fatalf("save %d: %v", i, errs[i])
+		}
+	}
+	mustCount(t, s, 50)
+	st := s.Stats()
+	t.Logf("50 concurrent saves, default options: %d batches", st.Batches)
+	if st.Rows != 50 || st.Batches >= st.Rows {
+		t.Errorf("stats %+v: want 50 rows in fewer batches", st)
+	}
+}
+
+func testConflictsInOneBatch(t *testing.T, h Harness) {
+	s := open(t, h.Fresh(t), store.Options{BatchSize: 5, BatchWait: never})
+	stored := Decision("court-220102", "held", "a")
+	_, errs := saveAll(context.Background(), s, append(decisions(4, "pad"), stored)) // one batch
+	for _, err := range errs {
+		if err != nil {
+			t.Fatalf("setup: %v", err)
+		}
+	}
+	before := s.Stats().Batches
+
+	dup := stored
+	dup.Receipt = []byte("second receipt")
+	conflict := Decision("court-220102", "held", "b")
+	fresh1, fresh2 := Decision("court-220102", "new-1", "a"), Decision("court-220102", "new-2", "a")
+	twin := fresh1 // the same request twice in one batch
+	var got []store.Decision
+	got, errs = saveAll(context.Background(), s, []store.Decision{fresh1, dup, conflict, fresh2, twin})
+	if n := s.Stats().Batches - before; n != 1 {
+		t.Fatalf("%d batches, want the five saves in one", n)
+	}
+	for i, want := range []store.Decision{fresh1, stored, {}, fresh2, fresh1} {
+		if i == 2 {
+			if !errors.Is(errs[i], store.ErrIDConflict) {
+				t.Errorf("conflicting row: err %v, want ErrIDConflict", errs[i])
+			}
+			continue
+		}
+		if errs[i] != nil {
+			t.Errorf("row %d failed with its batch: %v", i, errs[i])
+			continue
+		}
+		same(t, fmt.Sprintf("row %d", i), got[i], want)
+	}
+	mustCount(t, s, 5+2)
+}
+
+// waitQueued waits until n Saves wait in s for their batch. Saves block until
+// committed, so there is no event to wait on: poll the counter.
+func waitQueued(t *testing.T, s store.Store, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for s.Stats().Queued < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d saves queued after 30s, want %d", s.Stats().Queued, n)
+		}
+		runtime.Gosched()
+	}
+}
+
+func testCloseFlushes(t *testing.T, h Harness) {
+	o := h.Fresh(t)
+	s := open(t, o, store.Options{BatchSize: 1000, BatchWait: never})
+	ds := decisions(20, "a")
+	var (
+		got  []store.Decision
+		errs []error
+		done = make(chan struct{})
+	)
+	go func() {
+		got, errs = saveAll(context.Background(), s, ds)
+		close(done)
+	}()
+	waitQueued(t, s, int64(len(ds)))
+	if err := s.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	<-done
+	for i := range ds {
+		if errs[i] != nil {
+			t.Fatalf("save %d, queued before Close: %v", i, errs[i])
+		}
+		same(t, "save", got[i], ds[i])
+	}
+	if st := s.Stats(); st.Batches != 1 || st.Rows != 20 {
+		t.Errorf("stats %+v, want one batch of 20", st)
+	}
+	if h.Volatile {
+		return
+	}
+	s = open(t, o, store.Options{})
+	for _, d := range ds {
+		mustGet(t, s, d)
+	}
+	mustCount(t, s, len(ds))
+}
+
+func testReopen(t *testing.T, h Harness) {
+	if h.Volatile {
+		t.Skip("volatile database")
+	}
+	o := h.Fresh(t)
+	s := open(t, o, store.Options{})
+	ds := decisions(10, "a")
+	replay := Decision("court-220102", "req-000", "replayed")
+	replay.Outcome, replay.Reason, replay.Replay = store.Rejected, "replayed_id", true
+	ds = append(ds, replay)
+	for _, d := range ds {
+		save(t, s, d)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	s = open(t, o, store.Options{})
+	for _, d := range ds {
+		mustGet(t, s, d)
+	}
+	mustCount(t, s, len(ds))
+	// The constraints survive too.
+	if _, err := s.Save(context.Background(), Decision("court-220102", "req-000", "b")); !errors.Is(err, store.ErrIDConflict) {
+		t.Errorf("after reopen, same id other digest: err %v, want ErrIDConflict", err)
+	}
+	same(t, "redelivered after reopen", save(t, s, ds[3]), ds[3])
+}
+
+func testCancelWhileWaiting(t *testing.T, h Harness) {
+	s := open(t, h.Fresh(t), store.Options{BatchSize: 2, BatchWait: never})
+
+	// Already cancelled: refused before queueing, so never stored.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	early := Decision("court-220102", "early", "a")
+	if _, err := s.Save(ctx, early); !errors.Is(err, context.Canceled) {
+		t.Fatalf("save with cancelled ctx: err %v, want context.Canceled", err)
+	}
+
+	// Cancelled while waiting for its batch: the caller gets ctx.Err().
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	waiting := Decision("court-220102", "waiting", "a")
+	errc := make(chan error, 1)
+	go func() {
+		_, err := s.Save(ctx, waiting)
+		errc <- err
+	}()
+	waitQueued(t, s, 1)
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("save cancelled while waiting: err %v, want context.Canceled", err)
+	}
+
+	// An acknowledged save is never lost; the cancelled one may or may not
+	// be stored, and saving it again settles it without a second answer.
+	acked := Decision("court-220102", "acked", "a")
+	same(t, "acknowledged save", save(t, s, acked), acked)
+	mustGet(t, s, acked)
+	same(t, "retried save", save(t, s, waiting), waiting)
+	if _, ok, err := s.Get(context.Background(), early.Digest); ok || err != nil {
+		t.Errorf("save refused before queueing was stored: ok=%v err=%v", ok, err)
+	}
+}
+
+func testClosed(t *testing.T, h Harness) {
+	s := open(t, h.Fresh(t), store.Options{})
+	save(t, s, Decision("court-220102", "req-1", "a"))
+	if err := s.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second close: %v", err)
+	}
+	ctx := context.Background()
+	if _, err := s.Save(ctx, Decision("court-220102", "req-2", "a")); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("save after close: err %v, want ErrClosed", err)
+	}
+	if _, _, err := s.Get(ctx, Decision("court-220102", "req-1", "a").Digest); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("get after close: err %v, want ErrClosed", err)
+	}
+	if _, err := s.Count(ctx); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("count after close: err %v, want ErrClosed", err)
+	}
+}
