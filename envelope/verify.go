@@ -182,8 +182,9 @@ func authenticate(raw []byte, maxBytes int, resolver KeyResolver) (*message, err
 	if err != nil {
 		return nil, &Error{Reason: ReasonMalformed, Detail: "payload is not base64url", Err: err}
 	}
-	if _, err := b64(parts[2]); err != nil || len(parts[2]) == 0 {
-		return nil, &Error{Reason: ReasonMalformed, Detail: "signature is empty or not base64url", Err: err}
+	sig, err := b64(parts[2])
+	if err != nil {
+		return nil, &Error{Reason: ReasonMalformed, Detail: "signature is not base64url", Err: err}
 	}
 	var h header
 	if err := strictObject(hdrJSON, &h); err != nil {
@@ -218,6 +219,9 @@ func authenticate(raw []byte, maxBytes int, resolver KeyResolver) (*message, err
 	// 5. signature
 	if string(key.Alg) != string(alg) {
 		return nil, &Error{Reason: ReasonSignatureInvalid, Detail: fmt.Sprintf("key %s is for %s, message says %s", key.KID(), key.Alg, alg)}
+	}
+	if len(sig) == 0 {
+		return nil, &Error{Reason: ReasonSignatureInvalid, Detail: "empty signature"}
 	}
 	jws, err := jose.ParseSignedCompact(string(raw), []jose.SignatureAlgorithm{alg})
 	if err != nil {
