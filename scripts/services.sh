@@ -1,0 +1,417 @@
+#!/usr/bin/env bash
+# Real services for the integration tests: Apache Kafka (KRaft, one node) and
+# PostgreSQL, both on 127.0.0.1, both throwaway, state under ./.services/.
+#
+#   scripts/services.sh up      start both (idempotent; quick when running)
+#   scripts/services.sh down    stop both, keep their data
+#   scripts/services.sh status  say what runs where (exit 0 only if both run)
+#   scripts/services.sh env     print the exports the Go tests read
+#
+# Kafka comes from Maven Central (org.apache.kafka:kafka_2.13, version in
+# scripts/kafka/pom.xml) and runs from the copied jars; PostgreSQL from the
+# Debian packages, installed with apt-get when missing and running as root.
+#
+# Ports: CERTLESS_KAFKA_PORT (19092), CERTLESS_KAFKA_CONTROLLER_PORT (19093),
+# CERTLESS_PG_PORT (15432). State: CERTLESS_SERVICES_DIR (./.services).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STATE=${CERTLESS_SERVICES_DIR:-$ROOT/.services}
+KAFKA_PORT=${CERTLESS_KAFKA_PORT:-19092}
+KAFKA_CONTROLLER_PORT=${CERTLESS_KAFKA_CONTROLLER_PORT:-19093}
+PG_PORT=${CERTLESS_PG_PORT:-15432}
+PG_ROLE=certless
+PG_PASSWORD=certless
+KAFKA_HEAP=${CERTLESS_KAFKA_HEAP:--Xms256m -Xmx512m}
+
+POM=$ROOT/scripts/kafka/pom.xml
+KDIR=$STATE/kafka
+PGBASE=$STATE/pg
+
+log() { printf 'services: %s\n' "$*" >&2; }
+die() { printf 'services: error: %s\n' "$*" >&2; exit 1; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
+kafka_version() { sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM"; }
+kafka_addr() { echo "127.0.0.1:$KAFKA_PORT"; }
+pg_dsn() { echo "postgres://$PG_ROLE:$PG_PASSWORD@127.0.0.1:$PG_PORT/postgres?sslmode=disable"; }
+
+# port_open reports whether something accepts connections on 127.0.0.1:$1.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# lock serialises up/down between concurrent callers (two `make test` in one
+# tree). Daemons are started with fd 9 closed so they do not hold the lock.
+lock() {
+	mkdir -p "$STATE"
+	exec 9>"$STATE/.lock"
+	flock -w 900 9 || die "another services.sh holds $STATE/.lock"
+}
+
+apt_install() {
+	is_root || die "$* missing; install it (apt-get install $*) or run as root"
+	log "installing $* with apt-get"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# ---------------------------------------------------------------- Kafka
+
+java_bin() {
+	if [ -n "${JAVA_HOME:-}" ] && [ -x "$JAVA_HOME/bin/java" ]; then
+		echo "$JAVA_HOME/bin/java"
+	else
+		command -v java || true
+	fi
+}
+
+ensure_java() {
+	[ -n "$(java_bin)" ] || apt_install openjdk-17-jre-headless
+	local v
+	v=$("$(java_bin)" -version 2>&1 | awk -F'"' '/version/ { print $2; exit }')
+	[ "${v%%.*}" -ge 17 ] 2>/dev/null || die "Kafka $(kafka_version) needs Java 17 or newer, found ${v:-none}"
+	command -v mvn >/dev/null || apt_install maven
+}
+
+# kafka_libs copies kafka_2.13 and its runtime dependencies into
+# $KDIR/libs, once per pom.xml content.
+kafka_libs() {
+	local stamp
+	stamp=$(sha256sum "$POM" | cut -c1-64)
+	if [ -f "$KDIR/libs/.stamp" ] && [ "$(cat "$KDIR/libs/.stamp")" = "$stamp" ]; then
+		return
+	fi
+	local t0 tmp
+	t0=$(now)
+	log "resolving Kafka $(kafka_version) jars from Maven Central"
+	tmp=$KDIR/libs.tmp
+	rm -rf "$tmp"
+	mvn -q -B -f "$POM" dependency:copy-dependencies \
+		-DincludeScope=runtime -DoutputDirectory="$tmp" </dev/null >"$KDIR/mvn.log" 2>&1 ||
+		{ cat "$KDIR/mvn.log" >&2; die "maven could not resolve Kafka (log: $KDIR/mvn.log)"; }
+	ls "$tmp"/kafka_2.13-*.jar >/dev/null 2>&1 || die "maven copied no kafka_2.13 jar"
+	echo "$stamp" >"$tmp/.stamp"
+	rm -rf "$KDIR/libs"
+	mv "$tmp" "$KDIR/libs"
+	log "$(ls "$KDIR/libs" | wc -l) jars in $KDIR/libs ($(since "$t0"))"
+}
+
+kafka_config() {
+	mkdir -p "$KDIR/config"
+	cat >"$KDIR/config/server.properties" <<EOF
+# Written by scripts/services.sh: a one-node KRaft cluster for tests.
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$KDIR/data
+# Tests create their topics explicitly, as production does.
+auto.create.topics.enable=false
+num.partitions=1
+default.replication.factor=1
+min.insync.replicas=1
+# One node: internal topics with one replica and few partitions, so the first
+# consumer group or transaction does not wait for 50 partitions to appear.
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.num.partitions=4
+group.initial.rebalance.delay.ms=0
+# Small machine.
+num.network.threads=2
+num.io.threads=4
+log.retention.hours=24
+log.segment.bytes=67108864
+EOF
+	cat >"$KDIR/config/log4j2.properties" <<'EOF'
+status = warn
+appender.out.type = Console
+appender.out.name = OUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = OUT
+logger.state.name = state.change.logger
+logger.state.level = WARN
+logger.requests.name = kafka.request.logger
+logger.requests.level = WARN
+EOF
+}
+
+# kafka_java runs a Kafka main class with the resolved jars.
+kafka_java() {
+	"$(java_bin)" -cp "$KDIR/libs/*" \
+		-Dlog4j2.configurationFile="$KDIR/config/log4j2.properties" \
+		-Djava.awt.headless=true "$@"
+}
+
+kafka_pid() {
+	local pid
+	pid=$(cat "$KDIR/kafka.pid" 2>/dev/null) || return 1
+	[ -n "$pid" ] && grep -qa 'kafka\.Kafka' "/proc/$pid/cmdline" 2>/dev/null || return 1
+	echo "$pid"
+}
+
+kafka_format() {
+	[ -f "$KDIR/data/meta.properties" ] && return
+	local id
+	# A cluster id is a base64url UUID; 16 random bytes are one.
+	id=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+	log "formatting Kafka storage (cluster $id)"
+	rm -rf "$KDIR/data"
+	kafka_java kafka.tools.StorageTool format --standalone \
+		-t "$id" -c "$KDIR/config/server.properties" >"$KDIR/format.log" 2>&1 ||
+		{ cat "$KDIR/format.log" >&2; die "kafka storage format failed"; }
+}
+
+ready_helper() {
+	# Built from this module so it uses the same kafka-go code as the tests.
+	(cd "$ROOT" && go build -o "$STATE/bin/kafka-ready" ./scripts/kafka/ready) ||
+		die "cannot build the Kafka readiness check"
+}
+
+kafka_ready() { "$STATE/bin/kafka-ready" -brokers "$(kafka_addr)" -timeout "${1:-2s}" 2>/dev/null; }
+
+kafka_up() {
+	local t0 pid
+	t0=$(now)
+	mkdir -p "$KDIR"
+	if pid=$(kafka_pid); then
+		ready_helper
+		kafka_wait "$pid" "$t0"
+		return
+	fi
+	for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
+		port_open "$p" && die "port $p is taken by another process (not $KDIR); set CERTLESS_KAFKA_PORT / CERTLESS_KAFKA_CONTROLLER_PORT"
+	done
+	ensure_java
+	kafka_libs
+	kafka_config
+	kafka_format
+	log "starting Kafka $(kafka_version) on $(kafka_addr)"
+	# shellcheck disable=SC2086 # KAFKA_HEAP holds several JVM options
+	setsid nohup "$(java_bin)" $KAFKA_HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+		-XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
+		-Dlog4j2.configurationFile="$KDIR/config/log4j2.properties" \
+		-cp "$KDIR/libs/*" kafka.Kafka "$KDIR/config/server.properties" \
+		</dev/null >>"$KDIR/kafka.log" 2>&1 9>&- &
+	echo $! >"$KDIR/kafka.pid"
+	pid=$!
+	ready_helper # builds while the JVM boots
+	kafka_wait "$pid" "$t0"
+}
+
+kafka_wait() {
+	local pid=$1 t0=$2 deadline=$((SECONDS + 120))
+	until kafka_ready 2s; do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			tail -n 40 "$KDIR/kafka.log" >&2 || true
+			die "Kafka exited during start-up (log: $KDIR/kafka.log)"
+		fi
+		[ "$SECONDS" -lt "$deadline" ] || {
+			tail -n 40 "$KDIR/kafka.log" >&2 || true
+			die "Kafka did not answer metadata within 120s (log: $KDIR/kafka.log)"
+		}
+	done
+	log "Kafka $(kafka_version) ready at $(kafka_addr), pid $pid ($(since "$t0"))"
+}
+
+kafka_down() {
+	local pid
+	pid=$(kafka_pid) || { rm -f "$KDIR/kafka.pid"; return; }
+	log "stopping Kafka (pid $pid)"
+	kill -TERM "$pid" 2>/dev/null || true
+	for _ in $(seq 1 300); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.2
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		log "Kafka did not stop within 60s; killing it"
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	rm -f "$KDIR/kafka.pid"
+}
+
+# ---------------------------------------------------------------- PostgreSQL
+
+pg_bindir() {
+	local d
+	for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+		[ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ] && { echo "$d"; return; }
+	done
+	if command -v pg_ctl >/dev/null && command -v initdb >/dev/null; then
+		dirname "$(readlink -f "$(command -v pg_ctl)")"
+	fi
+}
+
+# pg_user is the OS account that runs the cluster: PostgreSQL refuses root.
+pg_user() {
+	if ! is_root; then
+		id -un
+	elif id postgres >/dev/null 2>&1; then
+		echo postgres
+	else
+		id certless-pg >/dev/null 2>&1 ||
+			useradd --system --no-create-home --shell /usr/sbin/nologin certless-pg
+		echo certless-pg
+	fi
+}
+
+as_pg() {
+	if is_root; then
+		runuser -u "$(pg_user)" -- "$@"
+	else
+		"$@"
+	fi
+}
+
+ensure_pg() {
+	[ -n "$(pg_bindir)" ] && return
+	if is_root; then
+		# Only the binaries are wanted: no default cluster on port 5432.
+		mkdir -p /etc/postgresql-common/createcluster.d
+		echo 'create_main_cluster = false' >/etc/postgresql-common/createcluster.d/certless.conf
+	fi
+	apt_install postgresql
+	[ -n "$(pg_bindir)" ] || die "postgresql installed but initdb/pg_ctl not found"
+}
+
+# pg_datadir places the cluster in .services/pg, or, when the cluster's OS
+# user cannot reach the checkout (e.g. a clone under /root), in /tmp with
+# .services/pg pointing there.
+pg_datadir() {
+	mkdir -p "$STATE"
+	if [ -L "$PGBASE" ] || [ -d "$PGBASE/data" ]; then
+		return
+	fi
+	if is_root && ! runuser -u "$(pg_user)" -- test -x "$STATE"; then
+		local alt
+		alt=/tmp/certless-pg-$(printf '%s' "$STATE" | sha256sum | cut -c1-12)
+		log "$(pg_user) cannot reach $STATE; keeping the cluster in $alt"
+		mkdir -p "$alt"
+		rm -rf "$PGBASE"
+		ln -s "$alt" "$PGBASE"
+	else
+		mkdir -p "$PGBASE"
+	fi
+	is_root && chown "$(pg_user):" "$(readlink -f "$PGBASE")"
+	return 0
+}
+
+pg_running() {
+	local bin
+	bin=$(pg_bindir)
+	[ -n "$bin" ] && [ -f "$PGBASE/data/PG_VERSION" ] &&
+		as_pg "$bin/pg_ctl" -D "$PGBASE/data" status >/dev/null 2>&1
+}
+
+pg_login() {
+	PGPASSWORD=$PG_PASSWORD PGCONNECT_TIMEOUT=5 "$(pg_bindir)/psql" -X -q -A -t \
+		-h 127.0.0.1 -p "$PG_PORT" -U "$PG_ROLE" -d postgres -c 'select version()' 2>/dev/null
+}
+
+pg_up() {
+	local t0 bin
+	t0=$(now)
+	ensure_pg
+	bin=$(pg_bindir)
+	pg_datadir
+	if ! pg_running; then
+		if [ ! -f "$PGBASE/data/PG_VERSION" ]; then
+			log "initialising PostgreSQL ($("$bin/postgres" --version | awk '{print $3}')) in $PGBASE/data"
+			local real
+			real=$(readlink -f "$PGBASE")
+			rm -rf "$real/data"
+			printf '%s\n' "$PG_PASSWORD" >"$real/pwfile"
+			is_root && chown "$(pg_user):" "$real/pwfile"
+			as_pg "$bin/initdb" -D "$real/data" -U "$PG_ROLE" --pwfile="$real/pwfile" \
+				--auth-local=trust --auth-host=scram-sha-256 -E UTF8 --no-locale --no-sync \
+				>"$real/initdb.log" 2>&1 || { cat "$real/initdb.log" >&2; die "initdb failed"; }
+			rm -f "$real/pwfile"
+			echo "include_if_exists = 'certless.conf'" >>"$real/data/postgresql.conf"
+		fi
+		port_open "$PG_PORT" && die "port $PG_PORT is taken by another process; set CERTLESS_PG_PORT"
+		# Throwaway and loopback only: durability off for speed.
+		as_pg tee "$PGBASE/data/certless.conf" >/dev/null <<EOF
+# Written by scripts/services.sh.
+port = $PG_PORT
+listen_addresses = '127.0.0.1'
+unix_socket_directories = ''
+max_connections = 200
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+log_min_messages = warning
+EOF
+		log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+		as_pg "$bin/pg_ctl" -D "$PGBASE/data" -l "$PGBASE/postgres.log" -w -t 60 start \
+			>/dev/null 9>&- || { tail -n 30 "$PGBASE/postgres.log" >&2 || true; die "PostgreSQL did not start"; }
+	fi
+	local deadline=$((SECONDS + 60))
+	until pg_login >/dev/null; do
+		[ "$SECONDS" -lt "$deadline" ] || die "cannot log in as $PG_ROLE on 127.0.0.1:$PG_PORT (log: $PGBASE/postgres.log)"
+		sleep 0.2
+	done
+	log "PostgreSQL ready at 127.0.0.1:$PG_PORT as $PG_ROLE ($(since "$t0"))"
+}
+
+pg_down() {
+	pg_running || return 0
+	log "stopping PostgreSQL"
+	as_pg "$(pg_bindir)/pg_ctl" -D "$PGBASE/data" -m fast -w -t 60 stop >/dev/null
+}
+
+# ---------------------------------------------------------------- commands
+
+status() {
+	local rc=0 pid
+	if pid=$(kafka_pid) && port_open "$KAFKA_PORT"; then
+		echo "kafka      running  $(kafka_addr)  Kafka $(kafka_version), pid $pid, log $KDIR/kafka.log"
+	else
+		echo "kafka      stopped"
+		rc=3
+	fi
+	if pg_running && port_open "$PG_PORT"; then
+		echo "postgresql running  127.0.0.1:$PG_PORT  $(pg_dsn)"
+	else
+		echo "postgresql stopped"
+		rc=3
+	fi
+	return "$rc"
+}
+
+print_env() {
+	echo "export CERTLESS_TEST_KAFKA=$(kafka_addr)"
+	echo "export CERTLESS_TEST_POSTGRES='$(pg_dsn)'"
+}
+
+case "${1:-}" in
+up)
+	lock
+	t0=$(now)
+	kafka_up
+	pg_up
+	log "all services up ($(since "$t0")); for the tests: eval \"\$(scripts/services.sh env)\""
+	;;
+down)
+	lock
+	kafka_down
+	pg_down
+	;;
+status) status ;;
+env) print_env ;;
+*)
+	echo "usage: $0 up|down|status|env" >&2
+	exit 2
+	;;
+esac
