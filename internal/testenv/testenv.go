@@ -43,6 +43,8 @@ func KafkaBrokers(t testing.TB) []string {
 	if v == "" {
 		Require(t, "Apache Kafka", "CERTLESS_TEST_KAFKA is not set")
 	}
+	// Logged so `go test -v` output shows which tests used the real broker.
+	t.Logf("real Kafka at %s", v)
 	return strings.Split(v, ",")
 }
 
@@ -53,6 +55,13 @@ func PostgresAdminDSN(t testing.TB) string {
 	if v == "" {
 		Require(t, "PostgreSQL", "CERTLESS_TEST_POSTGRES is not set")
 	}
+	// Logged (without the password) so `go test -v` output shows which
+	// tests used the real cluster.
+	where := "(unparsable DSN)"
+	if u, err := url.Parse(v); err == nil {
+		where = u.Host + u.Path
+	}
+	t.Logf("real PostgreSQL at %s", where)
 	return v
 }
 
