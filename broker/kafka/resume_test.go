@@ -19,8 +19,7 @@ import (
 // Apache Kafka that scripts/services.sh starts (skipped without it, failed
 // under CI=true).
 func TestRealKafkaResumeFromCommittedOffset(t *testing.T) {
-	brokers := testenv.KafkaBrokers(t)
-	t.Logf("real Kafka at %s", strings.Join(brokers, ","))
+	brokers := testenv.KafkaBrokers(t) // logs "real Kafka at ..."
 	testResumeFromCommittedOffset(t, kafka.Config{Brokers: brokers, ClientID: "certless-test"})
 }
 

@@ -1,0 +1,62 @@
+# Certless. `make test` is the one command that checks everything: it starts
+# the real Kafka and PostgreSQL (scripts/services.sh), then vets, checks
+# formatting and runs every test with the race detector against them.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.ONESHELL:
+.DEFAULT_GOAL := test
+
+GO ?= go
+# Two packages at a time suits a 2-core machine that also runs Kafka and
+# PostgreSQL; the timeout is per test binary.
+GOTEST_FLAGS ?= -race -count=1 -p 2 -timeout 30m
+TEST_LOG := .services/go-test.log
+
+.PHONY: test build vet fmt-check services-up services-down services-status
+
+build:
+	@$(GO) build ./...
+	if compgen -G 'cmd/certless/*.go' >/dev/null; then
+		$(GO) build -o bin/certless ./cmd/certless
+		echo "built bin/certless"
+	fi
+
+services-up:
+	@scripts/services.sh up
+
+services-down:
+	@scripts/services.sh down
+
+services-status:
+	@scripts/services.sh status
+
+vet:
+	@$(GO) vet ./...
+
+fmt-check:
+	@bad=$$(find . -name '*.go' -not -path './.git/*' -not -path './.services/*' \
+		-not -path '*/node_modules/*' -not -path '*/testdata/*' -print0 | xargs -0 gofmt -l)
+	if [ -n "$$bad" ]; then
+		echo "gofmt -w needed for:"; echo "$$bad"; exit 1
+	fi
+
+# The full log goes to $(TEST_LOG); the console shows it without the
+# === RUN/PAUSE/CONT noise. "real Kafka at" / "real PostgreSQL at" lines come
+# from internal/testenv and prove the integration tests ran.
+test: services-up
+	@eval "$$(scripts/services.sh env)"
+	echo "== go vet"
+	$(GO) vet ./...
+	echo "== gofmt"
+	$(MAKE) --no-print-directory fmt-check
+	echo "== go test $(GOTEST_FLAGS) ./...  (Kafka $$CERTLESS_TEST_KAFKA)"
+	start=$$SECONDS
+	$(GO) test -v $(GOTEST_FLAGS) ./... 2>&1 | tee $(TEST_LOG) |
+		grep --line-buffered -v -E '^[[:space:]]*=== (RUN|PAUSE|CONT|NAME)'
+	kafka=$$(grep -c 'real Kafka at' $(TEST_LOG) || true)
+	pg=$$(grep -c 'real PostgreSQL at' $(TEST_LOG) || true)
+	echo "== tests passed in $$((SECONDS - start))s; real Kafka used $$kafka times, real PostgreSQL $$pg times (log: $(TEST_LOG))"
+	if [ "$$kafka" -eq 0 ] || [ "$$pg" -eq 0 ]; then
+		echo "no test reached the real Kafka or PostgreSQL" >&2; exit 1
+	fi
