@@ -11,6 +11,7 @@ GO ?= go
 # Two packages at a time suits a 2-core machine that also runs Kafka and
 # PostgreSQL; the timeout is per test binary.
 GOTEST_FLAGS ?= -race -count=1 -p 2 -timeout 30m
+PKGS ?= ./...
 TEST_LOG := .services/go-test.log
 
 .PHONY: test build vet fmt-check services-up services-down services-status
@@ -47,12 +48,12 @@ fmt-check:
 test: services-up
 	@eval "$$(scripts/services.sh env)"
 	echo "== go vet"
-	$(GO) vet ./...
+	$(GO) vet $(PKGS)
 	echo "== gofmt"
 	$(MAKE) --no-print-directory fmt-check
-	echo "== go test $(GOTEST_FLAGS) ./...  (Kafka $$CERTLESS_TEST_KAFKA)"
+	echo "== go test $(GOTEST_FLAGS) $(PKGS)  (Kafka $$CERTLESS_TEST_KAFKA)"
 	start=$$SECONDS
-	$(GO) test -v $(GOTEST_FLAGS) ./... 2>&1 | tee $(TEST_LOG) |
+	$(GO) test -v $(GOTEST_FLAGS) $(PKGS) 2>&1 | tee $(TEST_LOG) |
 		grep --line-buffered -v -E '^[[:space:]]*=== (RUN|PAUSE|CONT|NAME)'
 	kafka=$$(grep -c 'real Kafka at' $(TEST_LOG) || true)
 	pg=$$(grep -c 'real PostgreSQL at' $(TEST_LOG) || true)
