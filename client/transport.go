@@ -73,87 +73,124 @@ func (c *Client) Request(ctx context.Context, s Signed) (*Receipt, error) {
 // Watch starts reading the receipt topic from its current end, so that a
 // receipt for a request sent after Watch returns cannot be missed.
 func (c *Client) Watch(ctx context.Context) (*Watcher, error) {
-	dialer, err := c.Kafka.Dialer()
+	t, err := TailTopic(ctx, c.Kafka, c.ReceiptTopic)
 	if err != nil {
-		return nil, fmt.Errorf("client: %w", err)
+		return nil, err
 	}
-	conn, err := dialer.DialContext(ctx, "tcp", c.Kafka.Brokers[0])
-	if err != nil {
-		return nil, fmt.Errorf("client: dial: %w", err)
-	}
-	parts, err := conn.ReadPartitions(c.ReceiptTopic)
-	conn.Close()
-	if err != nil {
-		return nil, fmt.Errorf("client: receipt topic %s: %w", c.ReceiptTopic, err)
-	}
-	w := &Watcher{c: c, out: make(chan rawReceipt, 64), errs: make(chan error, len(parts))}
-	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	w.cancel = cancel
-	for _, p := range parts {
-		lc, err := dialer.DialLeader(ctx, "tcp", c.Kafka.Brokers[0], c.ReceiptTopic, p.ID)
-		if err != nil {
-			w.Close()
-			return nil, fmt.Errorf("client: partition %d leader: %w", p.ID, err)
-		}
-		end, err := lc.ReadLastOffset()
-		lc.Close()
-		if err != nil {
-			w.Close()
-			return nil, fmt.Errorf("client: partition %d end offset: %w", p.ID, err)
-		}
-		r := kafkago.NewReader(kafkago.ReaderConfig{
-			Brokers: c.Kafka.Brokers, Topic: c.ReceiptTopic, Partition: p.ID,
-			Dialer: dialer, MinBytes: 1, MaxBytes: 1 << 20, MaxWait: defaultMaxWait,
-		})
-		if err := r.SetOffset(end); err != nil {
-			r.Close()
-			w.Close()
-			return nil, fmt.Errorf("client: partition %d seek: %w", p.ID, err)
-		}
-		w.readers = append(w.readers, r)
-		w.wg.Add(1)
-		go w.read(rctx, r)
-	}
-	return w, nil
+	return &Watcher{c: c, tail: t}, nil
 }
 
 // Watcher reads receipts produced after it started.
 type Watcher struct {
-	c       *Client
+	c    *Client
+	tail *Tail
+}
+
+// Record is one record read by a Tail.
+type Record struct {
+	Key, Value []byte
+	Headers    map[string]string
+}
+
+// Tail reads every partition of a topic from the end offsets it saw when it
+// started: it sees exactly the records produced afterwards.
+type Tail struct {
 	readers []*kafkago.Reader
-	out     chan rawReceipt
+	out     chan Record
 	errs    chan error
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 }
 
-type rawReceipt struct {
-	key, value []byte
-	digest     string
+// TailTopic starts a Tail on topic.
+func TailTopic(ctx context.Context, cfg bkafka.Config, topic string) (*Tail, error) {
+	dialer, err := cfg.Dialer()
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	conn, err := dialer.DialContext(ctx, "tcp", cfg.Brokers[0])
+	if err != nil {
+		return nil, fmt.Errorf("client: dial: %w", err)
+	}
+	parts, err := conn.ReadPartitions(topic)
+	conn.Close()
+	if err != nil {
+		return nil, fmt.Errorf("client: topic %s: %w", topic, err)
+	}
+	t := &Tail{out: make(chan Record, 64), errs: make(chan error, len(parts))}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	t.cancel = cancel
+	for _, p := range parts {
+		lc, err := dialer.DialLeader(ctx, "tcp", cfg.Brokers[0], topic, p.ID)
+		if err != nil {
+			t.Close()
+			return nil, fmt.Errorf("client: %s partition %d leader: %w", topic, p.ID, err)
+		}
+		end, err := lc.ReadLastOffset()
+		lc.Close()
+		if err != nil {
+			t.Close()
+			return nil, fmt.Errorf("client: %s partition %d end offset: %w", topic, p.ID, err)
+		}
+		r := kafkago.NewReader(kafkago.ReaderConfig{
+			Brokers: cfg.Brokers, Topic: topic, Partition: p.ID,
+			Dialer: dialer, MinBytes: 1, MaxBytes: 1 << 20, MaxWait: defaultMaxWait,
+		})
+		if err := r.SetOffset(end); err != nil {
+			r.Close()
+			t.Close()
+			return nil, fmt.Errorf("client: %s partition %d seek: %w", topic, p.ID, err)
+		}
+		t.readers = append(t.readers, r)
+		t.wg.Add(1)
+		go t.read(rctx, r)
+	}
+	return t, nil
 }
 
-func (w *Watcher) read(ctx context.Context, r *kafkago.Reader) {
-	defer w.wg.Done()
+func (t *Tail) read(ctx context.Context, r *kafkago.Reader) {
+	defer t.wg.Done()
 	for {
 		m, err := r.ReadMessage(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
-				w.errs <- err
+				t.errs <- err
 			}
 			return
 		}
-		rr := rawReceipt{key: m.Key, value: m.Value}
+		rec := Record{Key: m.Key, Value: m.Value, Headers: map[string]string{}}
 		for _, h := range m.Headers {
-			if h.Key == "certless-request-digest" {
-				rr.digest = string(h.Value)
-			}
+			rec.Headers[h.Key] = string(h.Value)
 		}
 		select {
-		case w.out <- rr:
+		case t.out <- rec:
 		case <-ctx.Done():
 			return
 		}
 	}
+}
+
+// Next returns the next record.
+func (t *Tail) Next(ctx context.Context) (Record, error) {
+	select {
+	case <-ctx.Done():
+		return Record{}, ctx.Err()
+	case err := <-t.errs:
+		return Record{}, fmt.Errorf("client: read: %w", err)
+	case r := <-t.out:
+		return r, nil
+	}
+}
+
+// Close stops reading.
+func (t *Tail) Close() {
+	if t.cancel != nil {
+		t.cancel()
+	}
+	for _, r := range t.readers {
+		r.Close()
+	}
+	t.wg.Wait()
 }
 
 // ErrConflictingReceipts means two different receipts arrived for one
@@ -162,45 +199,37 @@ var ErrConflictingReceipts = errors.New("client: two different receipts for one 
 
 // Await waits until a verified receipt has arrived for every request digest
 // in want (digest → request id) and returns them by digest. Redelivered
-// copies of the same receipt are ignored.
+// copies of the same receipt are ignored; a different receipt for a request
+// already answered is ErrConflictingReceipts.
 func (w *Watcher) Await(ctx context.Context, want map[string]string) (map[string]*Receipt, error) {
 	got := make(map[string]*Receipt, len(want))
 	for len(got) < len(want) {
-		select {
-		case <-ctx.Done():
-			return got, fmt.Errorf("client: waiting for %d of %d receipts: %w", len(want)-len(got), len(want), ctx.Err())
-		case err := <-w.errs:
-			return got, fmt.Errorf("client: read receipts: %w", err)
-		case rr := <-w.out:
-			if _, ok := want[rr.digest]; !ok && rr.digest != "" {
-				continue
-			}
-			rec, err := VerifyReceipt(rr.value, w.c.BrokerKeys, w.c.Decrypt)
-			if err != nil {
-				return got, err
-			}
-			if _, ok := want[rec.RequestDigest]; !ok {
-				continue
-			}
-			if prev, ok := got[rec.RequestDigest]; ok {
-				if string(prev.Raw) != string(rec.Raw) {
-					return got, ErrConflictingReceipts
-				}
-				continue
-			}
-			got[rec.RequestDigest] = rec
+		rec, err := w.tail.Next(ctx)
+		if err != nil {
+			return got, fmt.Errorf("client: waiting for %d of %d receipts: %w", len(want)-len(got), len(want), err)
 		}
+		if d := rec.Headers["certless-request-digest"]; d != "" {
+			if _, ok := want[d]; !ok {
+				continue
+			}
+		}
+		r, err := VerifyReceipt(rec.Value, w.c.BrokerKeys, w.c.Decrypt)
+		if err != nil {
+			return got, err
+		}
+		if _, ok := want[r.RequestDigest]; !ok {
+			continue
+		}
+		if prev, ok := got[r.RequestDigest]; ok {
+			if string(prev.Raw) != string(r.Raw) {
+				return got, ErrConflictingReceipts
+			}
+			continue
+		}
+		got[r.RequestDigest] = r
 	}
 	return got, nil
 }
 
 // Close stops reading.
-func (w *Watcher) Close() {
-	if w.cancel != nil {
-		w.cancel()
-	}
-	for _, r := range w.readers {
-		r.Close()
-	}
-	w.wg.Wait()
-}
+func (w *Watcher) Close() { w.tail.Close() }
