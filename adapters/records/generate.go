@@ -84,7 +84,7 @@ func Generate(seed int64, persons int) *Dataset {
 		if !ok {
 			return &ds
 		}
-		ds.append(&b)
+		ds.Append(&b)
 	}
 }
 

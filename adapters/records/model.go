@@ -122,7 +122,8 @@ type Batch struct {
 // Dataset is a whole generated record set.
 type Dataset = Batch
 
-func (b *Batch) append(o *Batch) {
+// Append adds the records of o to b.
+func (b *Batch) Append(o *Batch) {
 	b.Households = append(b.Households, o.Households...)
 	b.Persons = append(b.Persons, o.Persons...)
 	b.Kinship = append(b.Kinship, o.Kinship...)

@@ -47,7 +47,7 @@ func TestGenerateIsDeterministic(t *testing.T) {
 		if !ok {
 			break
 		}
-		s.append(&bt)
+		s.Append(&bt)
 	}
 	if digest(t, &s) != digest(t, a) {
 		t.Fatal("Generator stream differs from Generate")

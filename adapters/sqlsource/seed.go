@@ -1,0 +1,335 @@
+package sqlsource
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/certless/certless/adapters/records"
+)
+
+// seedChunk is how many persons Seed loads between progress reports.
+const seedChunk = 5000
+
+// Seed creates the record tables in the database at dsn (see DialectOf) if
+// needed and loads records.Generate(seed, persons) into them, in one
+// transaction, calling progress (if not nil) with the persons loaded so far.
+// It refuses a database that already holds records (ErrNotEmpty). dsn must
+// allow writing: for PostgreSQL an owner of the tables, not the reader role.
+func Seed(ctx context.Context, dsn string, persons int, seed int64, progress func(done, total int)) error {
+	if progress == nil {
+		progress = func(int, int) {}
+	}
+	var l loader
+	var err error
+	switch DialectOf(dsn) {
+	case Postgres:
+		l, err = newPGLoader(ctx, dsn)
+	default:
+		l, err = newSQLiteLoader(ctx, dsn)
+	}
+	if err != nil {
+		return err
+	}
+	defer l.close()
+
+	g := records.NewGenerator(seed, persons)
+	progress(0, g.Total())
+	var chunk records.Batch
+	flush := func() error {
+		if len(chunk.Persons) == 0 {
+			return nil
+		}
+		if err := l.load(ctx, &chunk); err != nil {
+			if ctx.Err() != nil {
+				err = ctx.Err() // database/sql reports a cancelled tx as closed statements
+			}
+			return fmt.Errorf("sqlsource: seed: %w", err)
+		}
+		chunk = records.Batch{}
+		progress(g.Done(), g.Total())
+		return nil
+	}
+	for {
+		b, ok := g.Next()
+		if !ok {
+			break
+		}
+		chunk.Append(&b)
+		if len(chunk.Persons) >= seedChunk {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("sqlsource: seed: %w", err)
+	}
+	if err := l.commit(ctx); err != nil {
+		return fmt.Errorf("sqlsource: seed: commit: %w", err)
+	}
+	return nil
+}
+
+type loader interface {
+	load(ctx context.Context, b *records.Batch) error
+	commit(ctx context.Context) error
+	close()
+}
+
+// table describes how a record table is loaded.
+type table struct {
+	name string
+	cols []string
+	rows func(b *records.Batch, day func(time.Time) any) [][]any
+}
+
+var tables = []table{
+	{"households", []string{"id", "head_id", "region_code"}, func(b *records.Batch, _ func(time.Time) any) [][]any {
+		out := make([][]any, len(b.Households))
+		for i, h := range b.Households {
+			out[i] = []any{h.ID, h.HeadID, h.RegionCode}
+		}
+		return out
+	}},
+	{"persons", []string{"id_number", "name", "sex", "birth_date", "household_id", "relation", "cancel_reason", "cancel_date"}, func(b *records.Batch, day func(time.Time) any) [][]any {
+		out := make([][]any, len(b.Persons))
+		for i, p := range b.Persons {
+			var reason any
+			if p.CancelReason != "" {
+				reason = p.CancelReason
+			}
+			out[i] = []any{p.IDNumber, p.Name, p.Sex, day(p.BirthDate), p.HouseholdID, p.Relation, reason, day(p.CancelDate)}
+		}
+		return out
+	}},
+	{"kinship", []string{"person_id", "relative_id", "relation"}, func(b *records.Batch, _ func(time.Time) any) [][]any {
+		out := make([][]any, len(b.Kinship))
+		for i, k := range b.Kinship {
+			out[i] = []any{k.PersonID, k.RelativeID, k.Relation}
+		}
+		return out
+	}},
+	{"former_names", []string{"person_id", "seq", "name", "until_date"}, func(b *records.Batch, day func(time.Time) any) [][]any {
+		out := make([][]any, len(b.FormerNames))
+		for i, f := range b.FormerNames {
+			out[i] = []any{f.PersonID, f.Seq, f.Name, day(f.Until)}
+		}
+		return out
+	}},
+	{"residences", []string{"person_id", "seq", "region_code", "from_date", "to_date"}, func(b *records.Batch, day func(time.Time) any) [][]any {
+		out := make([][]any, len(b.Residences))
+		for i, r := range b.Residences {
+			out[i] = []any{r.PersonID, r.Seq, r.RegionCode, day(r.From), day(r.To)}
+		}
+		return out
+	}},
+	{"criminal_records", []string{"person_id", "seq", "offence", "court", "judgment_date", "sentence"}, func(b *records.Batch, day func(time.Time) any) [][]any {
+		out := make([][]any, len(b.CriminalRecords))
+		for i, c := range b.CriminalRecords {
+			out[i] = []any{c.PersonID, c.Seq, c.Offence, c.Court, day(c.JudgmentDate), c.Sentence}
+		}
+		return out
+	}},
+}
+
+// pgLoader COPYs into the tables inside one transaction.
+type pgLoader struct {
+	conn *pgx.Conn
+	tx   pgx.Tx
+}
+
+func newPGLoader(ctx context.Context, dsn string) (*pgLoader, error) {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("sqlsource: seed: connect: %w", err)
+	}
+	l := &pgLoader{conn: conn}
+	if err := l.begin(ctx); err != nil {
+		conn.Close(context.Background())
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *pgLoader) begin(ctx context.Context) error {
+	if _, err := l.conn.Exec(ctx, postgresSchema); err != nil {
+		return fmt.Errorf("sqlsource: seed: create schema: %w", err)
+	}
+	tx, err := l.conn.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("sqlsource: seed: %w", err)
+	}
+	l.tx = tx
+	// Serialise concurrent seeds of one database; the emptiness check
+	// below then holds until commit.
+	if _, err := tx.Exec(ctx, "LOCK TABLE persons IN SHARE ROW EXCLUSIVE MODE"); err != nil {
+		return fmt.Errorf("sqlsource: seed: %w", err)
+	}
+	var has bool
+	if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM persons)").Scan(&has); err != nil {
+		return fmt.Errorf("sqlsource: seed: %w", err)
+	}
+	if has {
+		return ErrNotEmpty
+	}
+	return nil
+}
+
+func pgDay(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t
+}
+
+func (l *pgLoader) load(ctx context.Context, b *records.Batch) error {
+	for _, t := range tables {
+		rows := t.rows(b, pgDay)
+		if len(rows) == 0 {
+			continue
+		}
+		if _, err := l.tx.CopyFrom(ctx, pgx.Identifier{t.name}, t.cols, pgx.CopyFromRows(rows)); err != nil {
+			return fmt.Errorf("copy into %s: %w", t.name, err)
+		}
+	}
+	return nil
+}
+
+func (l *pgLoader) commit(ctx context.Context) error {
+	if err := l.tx.Commit(ctx); err != nil {
+		return err
+	}
+	l.tx = nil
+	_, err := l.conn.Exec(ctx, "ANALYZE "+strings.Join(Tables, ", "))
+	return err
+}
+
+func (l *pgLoader) close() {
+	if l.tx != nil {
+		_ = l.tx.Rollback(context.Background())
+	}
+	_ = l.conn.Close(context.Background())
+}
+
+// sqliteRowsPerInsert is how many rows one INSERT statement carries.
+const sqliteRowsPerInsert = 256
+
+// sqliteLoader inserts with multi-row INSERTs inside one transaction.
+type sqliteLoader struct {
+	db    *sql.DB
+	tx    *sql.Tx
+	stmts map[string]*sql.Stmt // full-size INSERT per table
+}
+
+func newSQLiteLoader(ctx context.Context, dsn string) (*sqliteLoader, error) {
+	u, err := sqliteDSN(dsn, url.Values{"_pragma": {"busy_timeout(5000)", "journal_mode(DELETE)", "synchronous(NORMAL)"}, "_txlock": {"immediate"}})
+	if err != nil {
+		return nil, err
+	}
+	db, err := sql.Open("sqlite", u)
+	if err != nil {
+		return nil, fmt.Errorf("sqlsource: seed: open SQLite: %w", err)
+	}
+	db.SetMaxOpenConns(1)
+	l := &sqliteLoader{db: db, stmts: map[string]*sql.Stmt{}}
+	if err := l.begin(ctx); err != nil {
+		l.close()
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *sqliteLoader) begin(ctx context.Context) error {
+	if _, err := l.db.ExecContext(ctx, sqliteSchema); err != nil {
+		return fmt.Errorf("sqlsource: seed: create schema: %w", err)
+	}
+	tx, err := l.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlsource: seed: %w", err)
+	}
+	l.tx = tx
+	var has bool
+	if err := tx.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM persons)").Scan(&has); err != nil {
+		return fmt.Errorf("sqlsource: seed: %w", err)
+	}
+	if has {
+		return ErrNotEmpty
+	}
+	for _, t := range tables {
+		st, err := tx.PrepareContext(ctx, insertSQL(t, sqliteRowsPerInsert))
+		if err != nil {
+			return fmt.Errorf("sqlsource: seed: %w", err)
+		}
+		l.stmts[t.name] = st
+	}
+	return nil
+}
+
+func insertSQL(t table, rows int) string {
+	one := "(" + strings.TrimSuffix(strings.Repeat("?,", len(t.cols)), ",") + ")"
+	return "INSERT INTO " + t.name + " (" + strings.Join(t.cols, ", ") + ") VALUES " +
+		strings.TrimSuffix(strings.Repeat(one+",", rows), ",")
+}
+
+func sqliteDay(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.Format(records.DateLayout)
+}
+
+func (l *sqliteLoader) load(ctx context.Context, b *records.Batch) error {
+	for _, t := range tables {
+		rows := t.rows(b, sqliteDay)
+		for len(rows) > 0 {
+			n := min(len(rows), sqliteRowsPerInsert)
+			args := make([]any, 0, n*len(t.cols))
+			for _, r := range rows[:n] {
+				args = append(args, r...)
+			}
+			var err error
+			if n == sqliteRowsPerInsert {
+				_, err = l.stmts[t.name].ExecContext(ctx, args...)
+			} else {
+				_, err = l.tx.ExecContext(ctx, insertSQL(t, n), args...)
+			}
+			if err != nil {
+				return fmt.Errorf("insert into %s: %w", t.name, err)
+			}
+			rows = rows[n:]
+		}
+	}
+	return nil
+}
+
+func (l *sqliteLoader) commit(ctx context.Context) error {
+	for _, st := range l.stmts {
+		st.Close()
+	}
+	l.stmts = nil
+	if err := l.tx.Commit(); err != nil {
+		return err
+	}
+	l.tx = nil
+	_, err := l.db.ExecContext(ctx, "ANALYZE")
+	return err
+}
+
+func (l *sqliteLoader) close() {
+	for _, st := range l.stmts {
+		st.Close()
+	}
+	if l.tx != nil {
+		_ = l.tx.Rollback()
+	}
+	_ = l.db.Close()
+}
