@@ -1,0 +1,391 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/certless/certless/adapters/records"
+	"github.com/certless/certless/broker"
+	"github.com/certless/certless/client"
+	"github.com/certless/certless/config"
+	"github.com/certless/certless/envelope"
+	"github.com/certless/certless/keys"
+	"github.com/certless/certless/schemas"
+	"github.com/certless/certless/schemas/residentid"
+)
+
+func newDemoCmd(g *globals) *cobra.Command {
+	var verbose bool
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run the whole exchange on embedded defaults with three sample agencies and check every receipt",
+		Long: `Start a broker on embedded defaults (in-process Kafka, SQLite, synthetic
+records, keys in the data folder), then let a court, an education bureau and
+a notary office send a mix of requests: answered, not found, denied, invalid
+signature, redelivered, replayed id, expired and schema-violating. Prints
+each decision and a summary; exits 1 unless every request got exactly one
+receipt that verified and every unauthenticated message reached the
+dead-letter topic.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dataDir := g.dataDir
+			if dataDir == "" {
+				dataDir = os.Getenv(config.EnvData)
+			}
+			if dataDir == "" {
+				dataDir = config.DefaultDataDir
+			}
+			level := "warn"
+			if verbose {
+				level = "info"
+			}
+			log, err := newLogger(config.Log{Level: level, Format: "console"}, g.stderr)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = log.Sync() }()
+			return runDemo(cmd.Context(), g, dataDir, log)
+		},
+	}
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "show the broker's log")
+	return cmd
+}
+
+// demoCase is one request of the demo and what must come back.
+type demoCase struct {
+	agency, label string
+	signed        client.Signed
+	// want is "decision/reason" of the receipt, or "dead_letter/reason".
+	want string
+	got  string
+	ok   bool
+}
+
+func runDemo(ctx context.Context, g *globals, dataDir string, log *zap.Logger) error {
+	cfg, err := ensureDevData(ctx, dataDir, log)
+	if err != nil {
+		return err
+	}
+	// The demo runs its own broker on free ports, beside any `certless dev`.
+	svc, err := startService(ctx, cfg, log, serviceOptions{embeddedPort: -1, httpAddr: "127.0.0.1:0"})
+	if err != nil {
+		return err
+	}
+	runCtx, stopBroker := context.WithCancel(ctx)
+	brokerDone := make(chan error, 1)
+	go func() { brokerDone <- svc.run(runCtx) }()
+	defer func() {
+		stopBroker()
+		<-brokerDone
+	}()
+	rep, err := runScenarios(ctx, cfg, svc)
+	if err != nil {
+		return err
+	}
+	rep.print(g.stdout)
+	fmt.Fprintf(g.stdout, "Decisions are stored in %s; broker JWKS: http://%s/.well-known/jwks.json (while running).\n", cfg.Store.DSN, svc.httpAddr())
+	if rep.failed() > 0 {
+		return fmt.Errorf("demo: %d of %d requests did not get the expected single verified answer", rep.failed(), len(rep.cases))
+	}
+	return nil
+}
+
+// scenarioReport is the outcome of runScenarios.
+type scenarioReport struct {
+	cases          []*demoCase
+	receipts, dead int
+}
+
+func (r *scenarioReport) failed() int {
+	n := 0
+	for _, c := range r.cases {
+		if !c.ok {
+			n++
+		}
+	}
+	return n
+}
+
+func (r *scenarioReport) print(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "#\tagency\trequest\texpected\tgot\t")
+	for i, c := range r.cases {
+		mark := "ok"
+		if !c.ok {
+			mark = "FAIL"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", i+1, c.agency, c.label, c.want, orDash(c.got), mark)
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(w, "\n%d requests: %d as expected, %d failed; %d receipts verified against the broker JWKS, %d dead letters.\n",
+		len(r.cases), len(r.cases)-r.failed(), r.failed(), r.receipts, r.dead)
+}
+
+// runScenarios sends the demo's requests through a running service as the
+// three sample agencies and checks what comes back. It is the demo on
+// embedded defaults and an integration test on a real Kafka and PostgreSQL.
+func runScenarios(ctx context.Context, cfg *config.Config, svc *service) (*scenarioReport, error) {
+	kcfg := svc.kafka
+
+	ds := records.Generate(devSeed, devPersons)
+	pick := demoSubjects(ds)
+	now := time.Now().UTC()
+	signer := func(agency string) *keys.Private {
+		k, err := keys.SigningKey(cfg.KeysDir, agency, now)
+		if err != nil {
+			panic(err) // ensureDevData generated it
+		}
+		return k
+	}
+	court, edu, notary := signer("court-changchun"), signer("edu-jian"), signer("notary-dunhua")
+	build := func(k *keys.Private, r client.Request, at time.Time) client.Signed {
+		if r.Basis == "" {
+			r.Basis, r.CaseRef = "case-handling", "DEMO-"+now.Format("20060102")
+		}
+		s, err := client.Build(k, r, at)
+		if err != nil {
+			panic(err)
+		}
+		return s
+	}
+	subj := func(p records.Person) schemas.Subject { return schemas.Subject{IDNumber: p.IDNumber, Name: p.Name} }
+
+	answeredCourt := build(court, client.Request{Query: "criminal_record", Subject: subj(pick.clean)}, now)
+	replayed := build(notary, client.Request{Query: "identity", Subject: subj(pick.kinA)}, now)
+	cases := []*demoCase{
+		{agency: "court-changchun", label: "criminal record, none", signed: answeredCourt, want: "answered"},
+		{agency: "court-changchun", label: "criminal record, on file", signed: build(court, client.Request{Query: "criminal_record", Subject: subj(pick.offender)}, now), want: "answered"},
+		{agency: "court-changchun", label: "identity", signed: build(court, client.Request{Query: "identity", Subject: subj(pick.offender)}, now), want: "answered"},
+		{agency: "court-changchun", label: "unknown person", signed: build(court, client.Request{Query: "identity", Subject: schemas.Subject{IDNumber: pick.unknownID, Name: "张三"}}, now), want: "not_found/no_record"},
+		{agency: "court-changchun", label: "query outside the allow-list", signed: build(court, client.Request{Query: "household", Subject: subj(pick.clean)}, now), want: "denied/query_not_allowed"},
+		{agency: "edu-jian", label: "household for school admission (encrypted receipt)", signed: build(edu, client.Request{Query: "household", Subject: subj(pick.clean), Basis: "school-admission", CaseRef: "ADM-2026-0042"}, now), want: "answered"},
+		{agency: "edu-jian", label: "residence for school admission", signed: build(edu, client.Request{Query: "residence", Subject: subj(pick.clean), Basis: "school-admission", CaseRef: "ADM-2026-0043"}, now), want: "answered"},
+		{agency: "edu-jian", label: "residence for a purpose not agreed", signed: build(edu, client.Request{Query: "residence", Subject: subj(pick.clean), Basis: "curiosity", CaseRef: "X-1"}, now), want: "denied/purpose_not_allowed"},
+		{agency: "edu-jian", label: "expired request", signed: build(edu, client.Request{Query: "identity", Subject: subj(pick.clean), Lifetime: time.Minute}, now.Add(-time.Hour)), want: "rejected/expired"},
+		{agency: "notary-dunhua", label: "kinship of two relatives", signed: build(notary, client.Request{Query: "kinship", Subject: subj(pick.kinA), Related: ptr(subj(pick.kinB))}, now), want: "answered"},
+		{agency: "notary-dunhua", label: "former names", signed: build(notary, client.Request{Query: "former_names", Subject: subj(pick.renamed)}, now), want: "answered"},
+		{agency: "notary-dunhua", label: "hukou cancellation", signed: build(notary, client.Request{Query: "hukou_cancellation", Subject: subj(pick.cancelled)}, now), want: "answered"},
+		{agency: "notary-dunhua", label: "schema violation (bad check digit)", signed: build(notary, client.Request{Query: "identity", Subject: schemas.Subject{IDNumber: badCheckDigit(pick.clean.IDNumber), Name: pick.clean.Name}}, now), want: "rejected/schema_violation"},
+	}
+	cases = append(cases, &demoCase{agency: "notary-dunhua", label: "identity (its id is replayed below)", signed: replayed, want: "answered"})
+	// Unauthenticated: to the dead-letter topic, never a receipt.
+	forged := []byte(strings.TrimSuffix(string(answeredCourt.Bytes), string(answeredCourt.Bytes[len(answeredCourt.Bytes)-6:])) + "AAAAAA")
+	stranger, _ := keys.Generate("court-changchun", "stolen", keys.EdDSA)
+	deadLetters := []*demoCase{
+		{agency: "court-changchun", label: "invalid signature", signed: client.Signed{Bytes: forged, Digest: broker.Digest(forged)}, want: "dead_letter/signature_invalid"},
+		{agency: "court-changchun", label: "unknown key", signed: build(stranger, client.Request{Query: "identity", Subject: subj(pick.clean)}, now), want: "dead_letter/unknown_key"},
+		{agency: "edu-jian", label: "court's request on the school's topic", signed: build(court, client.Request{Query: "identity", Subject: subj(pick.clean)}, now), want: "dead_letter/" + broker.ReasonTopicMismatch},
+	}
+
+	dlq, err := client.TailTopic(ctx, kcfg, svc.topics.DeadLetter())
+	if err != nil {
+		return nil, err
+	}
+	defer dlq.Close()
+	clients := map[string]*client.Client{}
+	watchers := map[string]*client.Watcher{}
+	for _, a := range cfg.Agencies {
+		c, err := newAgencyClient(ctx, cfg, a.ID, "")
+		if err != nil {
+			return nil, err
+		}
+		c.Kafka = kcfg
+		defer c.Close()
+		w, err := c.Watch(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer w.Close()
+		clients[a.ID], watchers[a.ID] = c, w
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	want := map[string]map[string]string{}
+	for _, c := range append(append([]*demoCase{}, cases...), deadLetters...) {
+		if err := clients[c.agency].Send(waitCtx, c.signed); err != nil {
+			return nil, err
+		}
+		if !strings.HasPrefix(c.want, "dead_letter/") {
+			if want[c.agency] == nil {
+				want[c.agency] = map[string]string{}
+			}
+			want[c.agency][c.signed.Digest] = c.signed.ID
+		}
+	}
+	receipts := map[string]*client.Receipt{}
+	for agency, w := range watchers {
+		if len(want[agency]) == 0 {
+			continue
+		}
+		got, err := w.Await(waitCtx, want[agency])
+		if err != nil {
+			return nil, fmt.Errorf("receipts of %s: %w", agency, err)
+		}
+		for d, r := range got {
+			receipts[d] = r
+		}
+	}
+	for _, c := range cases {
+		if r, ok := receipts[c.signed.Digest]; ok {
+			c.got = r.Decision
+			if r.Reason != "" {
+				c.got += "/" + r.Reason
+			}
+			c.ok = c.got == c.want && r.RequestDigest == c.signed.Digest
+		}
+	}
+	// Dead letters: each unauthenticated message must arrive, by digest.
+	pending := map[string]*demoCase{}
+	for _, c := range deadLetters {
+		pending[c.signed.Digest] = c
+	}
+	for len(pending) > 0 {
+		rec, err := dlq.Next(waitCtx)
+		if err != nil {
+			return nil, fmt.Errorf("dead letters: %d missing: %w", len(pending), err)
+		}
+		var dl broker.DeadLetter
+		if err := json.Unmarshal(rec.Value, &dl); err != nil {
+			return nil, fmt.Errorf("dead letter: %w", err)
+		}
+		if c, ok := pending[dl.Digest]; ok {
+			c.got, c.ok = "dead_letter/"+dl.Reason, "dead_letter/"+dl.Reason == c.want
+			delete(pending, dl.Digest)
+		}
+	}
+	// Phase two, after the originals were answered: the same bytes again
+	// must bring back the stored receipt byte for byte, and the same id
+	// with other content is a replay.
+	first := receipts[answeredCourt.Digest]
+	redelivery := &demoCase{agency: "court-changchun", label: "redelivered (same bytes as #1)", signed: answeredCourt, want: "same receipt"}
+	again, err := roundTrip(waitCtx, clients["court-changchun"], answeredCourt)
+	if err != nil {
+		return nil, err
+	}
+	if first != nil && again != nil {
+		if string(again.Raw) == string(first.Raw) {
+			redelivery.got, redelivery.ok = "same receipt", true
+		} else {
+			redelivery.got = "DIFFERENT receipt"
+		}
+	}
+	replay := &demoCase{agency: "notary-dunhua", label: "replayed id, other content", signed: resignSameID(notary, replayed, subj(pick.renamed)), want: "rejected/replay"}
+	r, err := roundTrip(waitCtx, clients["notary-dunhua"], replay.signed)
+	if err != nil {
+		return nil, err
+	}
+	replay.got = r.Decision + "/" + r.Reason
+	replay.ok = replay.got == replay.want
+	all := append(append(cases, replay), deadLetters...)
+	all = append(all, redelivery)
+	return &scenarioReport{cases: all, receipts: len(receipts) + 2, dead: len(deadLetters) - len(pending)}, nil
+}
+
+// roundTrip sends one request and waits for its verified receipt.
+func roundTrip(ctx context.Context, c *client.Client, s client.Signed) (*client.Receipt, error) {
+	w, err := c.Watch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Close()
+	if err := c.Send(ctx, s); err != nil {
+		return nil, err
+	}
+	got, err := w.Await(ctx, map[string]string{s.Digest: s.ID})
+	if err != nil {
+		return nil, err
+	}
+	return got[s.Digest], nil
+}
+
+type demoPicks struct {
+	clean, offender, cancelled, renamed, kinA, kinB records.Person
+	unknownID                                       string
+}
+
+// demoSubjects picks subjects for each scenario from the seeded dataset.
+func demoSubjects(ds *records.Dataset) demoPicks {
+	var p demoPicks
+	byID := map[string]records.Person{}
+	for _, x := range ds.Persons {
+		byID[x.IDNumber] = x
+	}
+	active := func(x records.Person) bool { return x.CancelReason == "" }
+	crimes := map[string]bool{}
+	for _, c := range ds.CriminalRecords {
+		crimes[c.PersonID] = true
+	}
+	renamed := map[string]bool{}
+	for _, f := range ds.FormerNames {
+		renamed[f.PersonID] = true
+	}
+	for _, x := range ds.Persons {
+		switch {
+		case p.clean.IDNumber == "" && active(x) && !crimes[x.IDNumber] && !renamed[x.IDNumber]:
+			p.clean = x
+		case p.offender.IDNumber == "" && active(x) && crimes[x.IDNumber]:
+			p.offender = x
+		case p.cancelled.IDNumber == "" && !active(x):
+			p.cancelled = x
+		case p.renamed.IDNumber == "" && active(x) && renamed[x.IDNumber]:
+			p.renamed = x
+		}
+	}
+	for _, k := range ds.Kinship {
+		a, b := byID[k.PersonID], byID[k.RelativeID]
+		if active(a) && active(b) {
+			p.kinA, p.kinB = a, b
+			break
+		}
+	}
+	for seq := 999; seq > 0; seq-- {
+		id := residentid.Make("222403", time.Date(1985, 6, 15, 0, 0, 0, 0, time.UTC), seq)
+		if _, taken := byID[id]; !taken {
+			p.unknownID = id
+			break
+		}
+	}
+	return p
+}
+
+// resignSameID signs a different request under the id of s.
+func resignSameID(k *keys.Private, s client.Signed, other schemas.Subject) client.Signed {
+	parts := strings.Split(string(s.Bytes), ".")
+	raw, _ := b64url(parts[1])
+	var p envelope.Payload
+	_ = json.Unmarshal(raw, &p)
+	body, _ := json.Marshal(schemas.VerificationRequest{Query: "identity", Subject: other})
+	p.Body = body
+	out, err := envelope.Sign(k, p)
+	if err != nil {
+		panic(err)
+	}
+	return client.Signed{ID: p.ID, Digest: envelope.DigestOf(out), Bytes: out}
+}
+
+func badCheckDigit(id string) string {
+	last := id[17]
+	repl := byte('0')
+	if last == '0' {
+		repl = '1'
+	}
+	return id[:17] + string(repl)
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

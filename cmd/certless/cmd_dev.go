@@ -1,0 +1,59 @@
+package main
+
+import (
+	"os"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/certless/certless/config"
+)
+
+func newDevCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "dev",
+		Short: "Run the broker on embedded defaults: in-process Kafka, SQLite, generated keys, sample agencies",
+		Long: `Run a complete Certless on this machine with no external service: an
+in-process Kafka-protocol cluster, an SQLite decision store, synthetic Jilin
+police records, keys generated on first run and three sample agencies. State
+lives in the data folder (--data, $CERTLESS_DATA, default ./.certless).
+
+In another terminal:  certless request --as court-changchun --query criminal_record --subject <ID> --name <NAME>
+                      certless records sample   (prints seeded subjects to ask about)`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dataDir := g.dataDir
+			if dataDir == "" {
+				dataDir = os.Getenv(config.EnvData)
+			}
+			if dataDir == "" {
+				dataDir = config.DefaultDataDir
+			}
+			boot, err := newLogger(config.Log{Level: "info", Format: "console"}, g.stderr)
+			if err != nil {
+				return err
+			}
+			var cfg *config.Config
+			if g.configPath != "" {
+				cfg, err = g.loadConfig(os.Getenv)
+			} else {
+				cfg, err = ensureDevData(cmd.Context(), dataDir, boot)
+			}
+			if err != nil {
+				return err
+			}
+			log, err := newLogger(config.Log{Level: cfg.Log.Level, Format: "console"}, g.stderr)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = log.Sync() }()
+			log.Info("certless dev", zap.String("data", cfg.DataDir), zap.String("config", dataDir+"/"+config.FileName),
+				zap.String("store", cfg.Store.DSN), zap.String("keys", cfg.KeysDir))
+			svc, err := startService(cmd.Context(), cfg, log, serviceOptions{})
+			if err != nil {
+				return err
+			}
+			return svc.run(cmd.Context())
+		},
+	}
+}

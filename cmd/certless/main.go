@@ -1,0 +1,18 @@
+// Command certless is the Certless binary: the broker (serve, dev), the
+// agency tools (request, keys), the demo and the operators' and auditors'
+// commands. main only wires signals and the exit code.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}

@@ -1,0 +1,286 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+
+	"github.com/certless/certless/broker"
+	bkafka "github.com/certless/certless/broker/kafka"
+	"github.com/certless/certless/broker/store"
+	"github.com/certless/certless/config"
+	"github.com/certless/certless/envelope"
+	"github.com/certless/certless/keys"
+	"github.com/certless/certless/schemas"
+)
+
+// service is one running broker process, composed from the configuration.
+// Shutdown order: stop consuming, drain in-flight work, close the producer
+// and consumer, close the decision store (flushing its last batch), stop the
+// HTTP endpoint, stop the embedded cluster.
+type service struct {
+	cfg      *config.Config
+	log      *zap.Logger
+	registry *prometheus.Registry
+	topics   broker.Topics
+	kafka    bkafka.Config
+	embedded *bkafka.Embedded
+	store    store.Store
+	keys     *keys.Registry
+	key      *keys.Private
+	sources  *sources
+	consumer *bkafka.Consumer
+	producer *bkafka.Producer
+	runner   *broker.Runner
+	http     *http.Server
+	httpLn   net.Listener
+}
+
+// serviceOptions are the knobs dev, demo and tests turn.
+type serviceOptions struct {
+	// embeddedPort overrides the embedded cluster's port (0: from config;
+	// -1: any free port).
+	embeddedPort int
+	// httpAddr overrides cfg.HTTP.Addr when set.
+	httpAddr string
+}
+
+func kafkaConfig(c config.Kafka) bkafka.Config {
+	k := bkafka.Config{Brokers: c.Brokers, ClientID: "certless"}
+	if c.TLS != nil {
+		k.TLS = bkafka.TLS{Enabled: c.TLS.Enabled, CAFile: c.TLS.CAFile, CertFile: c.TLS.CertFile,
+			KeyFile: c.TLS.KeyFile, ServerName: c.TLS.ServerName, InsecureSkipVerify: c.TLS.InsecureSkipVerify}
+	}
+	if c.SASL != nil {
+		k.SASL = bkafka.SASL{Mechanism: c.SASL.Mechanism, Username: c.SASL.Username, Password: c.SASL.Password}
+	}
+	return k
+}
+
+// startService builds every part. On error it closes what it opened.
+func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts serviceOptions) (_ *service, err error) {
+	s := &service{cfg: cfg, log: log, registry: prometheus.NewRegistry(), topics: broker.Topics{Prefix: cfg.Kafka.TopicPrefix}}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// Keys: the agencies' public sets and the broker's signing key.
+	if s.keys, err = keys.LoadDir(cfg.KeysDir); err != nil {
+		return nil, fmt.Errorf("keys: %w", err)
+	}
+	if s.key, err = keys.SigningKey(cfg.KeysDir, cfg.BrokerID, time.Now()); err != nil {
+		return nil, fmt.Errorf("broker signing key (run `certless keys generate --agency %s`): %w", cfg.BrokerID, err)
+	}
+	log.Info("keys loaded", zap.String("dir", cfg.KeysDir), zap.Strings("agencies", s.keys.Agencies()), zap.String("broker_kid", s.key.KID()))
+
+	// Kafka.
+	s.kafka = kafkaConfig(cfg.Kafka)
+	if cfg.Kafka.Embedded {
+		port := opts.embeddedPort
+		if port == 0 {
+			if port, err = portOf(cfg.Kafka.Brokers); err != nil {
+				return nil, err
+			}
+		}
+		if port < 0 {
+			port = 0
+		}
+		if s.embedded, err = bkafka.StartEmbedded(ctx, bkafka.EmbeddedOptions{Port: port, DefaultPartitions: cfg.Kafka.Partitions}); err != nil {
+			return nil, err
+		}
+		s.kafka = s.embedded.Config()
+		log.Info("embedded Kafka cluster started", zap.Strings("brokers", s.kafka.Brokers))
+	}
+	var specs []bkafka.TopicSpec
+	var requestTopics []string
+	for _, a := range cfg.Agencies {
+		specs = append(specs,
+			bkafka.TopicSpec{Name: s.topics.Requests(a.ID), Partitions: cfg.Kafka.Partitions, ReplicationFactor: cfg.Kafka.ReplicationFactor},
+			bkafka.TopicSpec{Name: s.topics.Receipts(a.ID), Partitions: cfg.Kafka.Partitions, ReplicationFactor: cfg.Kafka.ReplicationFactor})
+		requestTopics = append(requestTopics, s.topics.Requests(a.ID))
+	}
+	specs = append(specs, bkafka.TopicSpec{Name: s.topics.DeadLetter(), Partitions: 1, ReplicationFactor: cfg.Kafka.ReplicationFactor})
+	if len(requestTopics) == 0 {
+		return nil, errors.New("no agencies registered: nothing to consume (add agencies to the config)")
+	}
+	if err = bkafka.EnsureTopics(ctx, s.kafka, specs...); err != nil {
+		return nil, fmt.Errorf("create topics: %w", err)
+	}
+
+	// Decision store.
+	if s.store, err = store.Open(ctx, cfg.Store.DSN, store.Options{BatchSize: cfg.Store.BatchSize, BatchWait: cfg.Store.BatchWait.D()}); err != nil {
+		return nil, fmt.Errorf("decision store: %w", err)
+	}
+	log.Info("decision store open", zap.Bool("postgres", cfg.Store.IsPostgres()))
+
+	// Record sources by jurisdiction.
+	if s.sources, err = openSources(ctx, cfg, log); err != nil {
+		return nil, err
+	}
+
+	set, err := schemas.Default()
+	if err != nil {
+		return nil, err
+	}
+	confidential := map[string]bool{}
+	for _, a := range cfg.Agencies {
+		confidential[a.ID] = a.EncryptReceipts
+	}
+	pipeline := &broker.Pipeline{
+		Topics:   s.topics,
+		BrokerID: cfg.BrokerID,
+		Verify: &envelope.Verifier{
+			Keys: s.keys, Schemas: set, Replay: s.store, MaxBytes: cfg.Limits.MaxMessageBytes,
+			ClockSkew: cfg.Limits.ClockSkew.D(), MaxLifetime: cfg.Limits.MaxLifetime.D(),
+		},
+		Auth:      broker.NewAllowList(cfg.Agencies),
+		Records:   s.sources.router,
+		Seal:      &broker.ReceiptSealer{Key: s.key, Schemas: set, Confidential: confidential, Encryption: s.keys},
+		Decisions: s.store,
+	}
+	metrics := broker.NewMetrics(s.registry)
+	handler := broker.Chain(pipeline,
+		broker.Recover(s.topics, log),
+		metrics.Middleware(),
+		broker.Log(log),
+		broker.Timeout(2*cfg.Limits.AnswerTimeout.D()+time.Second),
+	)
+
+	if s.producer, err = bkafka.NewProducer(s.kafka, bkafka.ProducerOptions{Logger: log.Named("kafka")}); err != nil {
+		return nil, err
+	}
+	sessionTimeout := 10 * time.Second
+	if s.consumer, err = bkafka.NewConsumer(s.kafka, bkafka.ConsumerOptions{
+		GroupID: cfg.Kafka.GroupID, Topics: requestTopics, SessionTimeout: sessionTimeout,
+		MaxBytes: cfg.Limits.MaxMessageBytes * 4, Logger: log.Named("kafka"),
+	}); err != nil {
+		return nil, err
+	}
+	s.runner = &broker.Runner{
+		Consumer: consumerAdapter{s.consumer},
+		Producer: producerAdapter{s.producer},
+		Handler:  handler,
+		InFlight: cfg.Limits.InFlight,
+		Log:      log,
+	}
+
+	// Operations endpoint.
+	addr := cfg.HTTP.Addr
+	if opts.httpAddr != "" {
+		addr = opts.httpAddr
+	}
+	if s.httpLn, err = net.Listen("tcp", addr); err != nil {
+		return nil, fmt.Errorf("http: %w", err)
+	}
+	checks := map[string]broker.Check{
+		"kafka": func(ctx context.Context) error { return bkafka.Ping(ctx, s.kafka) },
+		"store": func(ctx context.Context) error { _, err := s.store.Count(ctx); return err },
+	}
+	jwks := func() ([]byte, error) { return s.keys.JWKS(cfg.BrokerID) }
+	s.http = &http.Server{Handler: broker.OpsHandler(s.registry, checks, jwks), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := s.http.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", zap.Error(err))
+		}
+	}()
+	log.Info("operations endpoint", zap.String("metrics", "http://"+s.httpLn.Addr().String()+"/metrics"),
+		zap.String("health", "http://"+s.httpLn.Addr().String()+"/healthz"),
+		zap.String("jwks", "http://"+s.httpLn.Addr().String()+"/.well-known/jwks.json"))
+	return s, nil
+}
+
+// run consumes until ctx ends, then shuts down in order.
+func (s *service) run(ctx context.Context) error {
+	s.log.Info("broker consuming", zap.Int("agencies", len(s.cfg.Agencies)), zap.String("group", s.cfg.Kafka.GroupID))
+	err := s.runner.Run(ctx)
+	s.log.Info("broker stopped consuming; shutting down")
+	s.close()
+	return err
+}
+
+// httpAddr is the bound operations address.
+func (s *service) httpAddr() string { return s.httpLn.Addr().String() }
+
+func (s *service) close() {
+	if s.consumer != nil {
+		_ = s.consumer.Close()
+	}
+	if s.producer != nil {
+		_ = s.producer.Close()
+	}
+	if s.store != nil {
+		if err := s.store.Close(); err != nil {
+			s.log.Error("close decision store", zap.Error(err))
+		}
+	}
+	if s.sources != nil {
+		s.sources.close()
+	}
+	if s.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = s.http.Shutdown(ctx)
+		cancel()
+	}
+	if s.embedded != nil {
+		s.embedded.Close()
+	}
+}
+
+func portOf(brokers []string) (int, error) {
+	if len(brokers) == 0 {
+		return 0, errors.New("/kafka/brokers: the embedded cluster needs an address to listen on")
+	}
+	_, p, err := net.SplitHostPort(brokers[0])
+	if err != nil {
+		return 0, fmt.Errorf("/kafka/brokers/0: %w", err)
+	}
+	return strconv.Atoi(p)
+}
+
+// consumerAdapter and producerAdapter translate between the broker's
+// transport-neutral messages and the Kafka package's.
+type consumerAdapter struct{ c *bkafka.Consumer }
+
+func (a consumerAdapter) Fetch(ctx context.Context) (broker.Message, error) {
+	m, err := a.c.Fetch(ctx)
+	if err != nil {
+		return broker.Message{}, err
+	}
+	return broker.Message{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Key: m.Key, Value: m.Value, Time: m.Time}, nil
+}
+
+func (a consumerAdapter) Commit(ctx context.Context, msgs ...broker.Message) error {
+	out := make([]bkafka.Message, len(msgs))
+	for i, m := range msgs {
+		out[i] = bkafka.Message{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}
+	}
+	return a.c.Commit(ctx, out...)
+}
+
+type producerAdapter struct{ p *bkafka.Producer }
+
+func (a producerAdapter) Produce(ctx context.Context, outs ...broker.Output) error {
+	if len(outs) == 0 {
+		return nil
+	}
+	msgs := make([]bkafka.Message, len(outs))
+	for i, o := range outs {
+		m := bkafka.Message{Topic: o.Topic, Key: o.Key, Value: o.Value}
+		for k, v := range o.Headers {
+			m.Headers = append(m.Headers, bkafka.Header{Key: k, Value: []byte(v)})
+		}
+		msgs[i] = m
+	}
+	return a.p.Produce(ctx, msgs...)
+}
