@@ -162,7 +162,8 @@ func ParseAt(s string, now time.Time) (ID, error) {
 }
 
 // Make builds a valid number from a region code, a birth date (its calendar
-// date in China is used) and a sequence 0-999 (odd for men, even for
+// date in its own location: time.Date(1990, 3, 7, 0, 0, 0, 0, time.UTC) is
+// 19900307) and a sequence 0-999 (odd for men, even for
 // women), for synthetic records and tests. It panics when region is not
 // ValidRegion or seq is out of range: those are programming errors.
 func Make(region string, birth time.Time, seq int) string {
@@ -172,7 +173,7 @@ func Make(region string, birth time.Time, seq int) string {
 	if seq < 0 || seq > 999 {
 		panic(fmt.Sprintf("residentid: Make: sequence %d out of 0-999", seq))
 	}
-	s := fmt.Sprintf("%s%s%03d", region, birth.In(China).Format("20060102"), seq)
+	s := fmt.Sprintf("%s%s%03d", region, birth.Format("20060102"), seq)
 	return s + string(Checksum(s))
 }
 
