@@ -1,0 +1,256 @@
+package httpsource
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/certless/certless/adapters"
+)
+
+// Options tune a Client. Zero values take the defaults shown.
+type Options struct {
+	// Name is the client's name in answers; default "http".
+	Name string
+	// HTTPClient sends the requests (TLS, proxies, client certificates);
+	// default a client with its own transport. Its Timeout should be zero:
+	// AttemptTimeout bounds each attempt.
+	HTTPClient *http.Client
+	// Header is added to every request, e.g. Authorization.
+	Header http.Header
+	// AttemptTimeout bounds one attempt, response body included; default 2s.
+	AttemptTimeout time.Duration
+	// MaxAttempts is the number of attempts per Answer; default 3.
+	MaxAttempts int
+	// BackoffBase and BackoffMax shape the wait before attempt n+1: a random
+	// duration in [0, min(BackoffMax, BackoffBase·2^(n-1))]; defaults 50ms
+	// and 1s.
+	BackoffBase, BackoffMax time.Duration
+	// MaxResponseBytes bounds a response body; default 1 MiB.
+	MaxResponseBytes int64
+	// TripAfter consecutive failed attempts open the circuit; default 5.
+	TripAfter uint32
+	// OpenFor is how long the circuit stays open before it lets one probe
+	// through; default 30s.
+	OpenFor time.Duration
+	// OnStateChange, if set, is told of circuit state changes ("closed",
+	// "half-open", "open"), e.g. for a metric.
+	OnStateChange func(from, to string)
+}
+
+func (o *Options) defaults() {
+	if o.Name == "" {
+		o.Name = "http"
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Transport: &http.Transport{
+			Proxy:               http.ProxyFromEnvironment,
+			MaxIdleConnsPerHost: 32,
+			IdleConnTimeout:     90 * time.Second,
+			TLSHandshakeTimeout: 5 * time.Second,
+			ForceAttemptHTTP2:   true,
+		}}
+	}
+	if o.AttemptTimeout <= 0 {
+		o.AttemptTimeout = 2 * time.Second
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 3
+	}
+	if o.BackoffBase <= 0 {
+		o.BackoffBase = 50 * time.Millisecond
+	}
+	if o.BackoffMax <= 0 {
+		o.BackoffMax = time.Second
+	}
+	if o.MaxResponseBytes <= 0 {
+		o.MaxResponseBytes = 1 << 20
+	}
+	if o.TripAfter == 0 {
+		o.TripAfter = 5
+	}
+	if o.OpenFor <= 0 {
+		o.OpenFor = 30 * time.Second
+	}
+}
+
+// Client is an adapters.Source that asks an upstream record service over
+// the protocol. It is safe for concurrent use.
+type Client struct {
+	url     string
+	opt     Options
+	breaker *gobreaker.CircuitBreaker[adapters.Answer]
+}
+
+// New returns a Client for the service at baseURL (scheme and host, and an
+// optional path prefix before /v1/answer).
+func New(baseURL string, opt Options) (*Client, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("httpsource: base URL must be http(s)://host[/prefix], got %q", baseURL)
+	}
+	opt.defaults()
+	c := &Client{url: strings.TrimSuffix(u.String(), "/") + Path, opt: opt}
+	c.breaker = gobreaker.NewCircuitBreaker[adapters.Answer](gobreaker.Settings{
+		Name:        opt.Name,
+		MaxRequests: 1,
+		Timeout:     opt.OpenFor,
+		ReadyToTrip: func(n gobreaker.Counts) bool { return n.ConsecutiveFailures >= opt.TripAfter },
+		IsSuccessful: func(err error) bool {
+			var ae *attemptError
+			return err == nil || (errors.As(err, &ae) && !ae.fault)
+		},
+		IsExcluded: func(err error) bool {
+			var ae *attemptError
+			return errors.As(err, &ae) && ae.caller
+		},
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			if opt.OnStateChange != nil {
+				opt.OnStateChange(from.String(), to.String())
+			}
+		},
+	})
+	return c, nil
+}
+
+// Name implements adapters.Source.
+func (c *Client) Name() string { return c.opt.Name }
+
+// attemptError classifies the failure of one attempt.
+type attemptError struct {
+	err    error
+	retry  bool // worth another attempt
+	fault  bool // counts against the upstream in the circuit breaker
+	caller bool // the caller gave up; says nothing about the upstream
+}
+
+func (e *attemptError) Error() string { return e.err.Error() }
+func (e *attemptError) Unwrap() error { return e.err }
+
+// Answer implements adapters.Source. The answer's Source is the client's
+// Name.
+func (c *Client) Answer(ctx context.Context, q adapters.Query) (adapters.Answer, error) {
+	if err := q.Validate(); err != nil {
+		return adapters.Answer{}, err
+	}
+	body, err := json.Marshal(q)
+	if err != nil {
+		return adapters.Answer{}, fmt.Errorf("httpsource: encode query: %w", err)
+	}
+	for attempt := 1; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return adapters.Answer{}, fmt.Errorf("httpsource: %w", err)
+		}
+		a, err := c.breaker.Execute(func() (adapters.Answer, error) { return c.attempt(ctx, body) })
+		if err == nil {
+			a.Source = c.opt.Name
+			return a, nil
+		}
+		if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+			return adapters.Answer{}, fmt.Errorf("httpsource: %w: circuit %w", adapters.ErrUnavailable, err)
+		}
+		var ae *attemptError
+		if !errors.As(err, &ae) || !ae.retry {
+			return adapters.Answer{}, fmt.Errorf("httpsource: %w", err)
+		}
+		if attempt >= c.opt.MaxAttempts {
+			return adapters.Answer{}, fmt.Errorf("httpsource: %w after %d attempts: %w", adapters.ErrUnavailable, attempt, err)
+		}
+		t := time.NewTimer(c.backoff(attempt))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return adapters.Answer{}, fmt.Errorf("httpsource: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+func (c *Client) backoff(attempt int) time.Duration {
+	d := c.opt.BackoffBase << min(attempt-1, 30)
+	if d <= 0 || d > c.opt.BackoffMax {
+		d = c.opt.BackoffMax
+	}
+	return rand.N(d + 1)
+}
+
+// attempt sends one request and reads its answer within AttemptTimeout.
+func (c *Client) attempt(parent context.Context, body []byte) (adapters.Answer, error) {
+	ctx, cancel := context.WithTimeout(parent, c.opt.AttemptTimeout)
+	defer cancel()
+	fail := func(err error, retry, fault bool) (adapters.Answer, error) {
+		if parent.Err() != nil {
+			return adapters.Answer{}, &attemptError{err: parent.Err(), caller: true}
+		}
+		if ctx.Err() != nil {
+			// The attempt's own deadline passed: the upstream is slow.
+			return adapters.Answer{}, &attemptError{err: fmt.Errorf("attempt timed out after %v: %w", c.opt.AttemptTimeout, ctx.Err()), retry: true, fault: true}
+		}
+		return adapters.Answer{}, &attemptError{err: err, retry: retry, fault: fault}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
+	if err != nil {
+		return fail(err, false, false)
+	}
+	for k, vs := range c.opt.Header {
+		req.Header[k] = vs
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.opt.HTTPClient.Do(req)
+	if err != nil {
+		return fail(err, true, true)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, c.opt.MaxResponseBytes+1))
+	if err != nil {
+		return fail(fmt.Errorf("read response: %w", err), true, true)
+	}
+	if int64(len(data)) > c.opt.MaxResponseBytes {
+		return fail(fmt.Errorf("response exceeds %d bytes", c.opt.MaxResponseBytes), false, true)
+	}
+	switch {
+	case resp.StatusCode == http.StatusOK:
+	case resp.StatusCode == http.StatusBadRequest:
+		return fail(fmt.Errorf("%w: upstream: %s", adapters.ErrInvalidQuery, errorText(data)), false, false)
+	case resp.StatusCode == http.StatusTooManyRequests:
+		return fail(fmt.Errorf("upstream busy (429)"), true, false)
+	case resp.StatusCode >= 500:
+		return fail(fmt.Errorf("upstream status %d: %s", resp.StatusCode, errorText(data)), true, true)
+	default:
+		return fail(fmt.Errorf("upstream status %d: %s", resp.StatusCode, errorText(data)), false, true)
+	}
+	var a adapters.Answer
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := dec.Decode(&a); err != nil {
+		return fail(fmt.Errorf("decode answer: %w", err), false, true)
+	}
+	if a.AsOf.IsZero() || (a.Found && a.Fields == nil) || (!a.Found && len(a.Fields) != 0) {
+		return fail(errors.New("malformed answer"), false, true)
+	}
+	return a, nil
+}
+
+// errorText extracts the error message of an error body, bounded.
+func errorText(data []byte) string {
+	var e errorBody
+	if json.Unmarshal(data, &e) == nil && e.Error != "" {
+		data = []byte(e.Error)
+	}
+	s := strings.ToValidUTF8(string(data), "")
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return s
+}
