@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
 
@@ -121,13 +122,7 @@ func TailTopic(ctx context.Context, cfg bkafka.Config, topic string) (*Tail, err
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	t.cancel = cancel
 	for _, p := range parts {
-		lc, err := dialer.DialLeader(ctx, "tcp", cfg.Brokers[0], topic, p.ID)
-		if err != nil {
-			t.Close()
-			return nil, fmt.Errorf("client: %s partition %d leader: %w", topic, p.ID, err)
-		}
-		end, err := lc.ReadLastOffset()
-		lc.Close()
+		end, err := lastOffset(ctx, dialer, cfg.Brokers[0], topic, p.ID)
 		if err != nil {
 			t.Close()
 			return nil, fmt.Errorf("client: %s partition %d end offset: %w", topic, p.ID, err)
@@ -167,6 +162,35 @@ func (t *Tail) read(ctx context.Context, r *kafkago.Reader) {
 		case <-ctx.Done():
 			return
 		}
+	}
+}
+
+// lastOffset reads a partition's end offset, waiting out the moments after
+// topic creation when its leader is not yet known.
+func lastOffset(ctx context.Context, dialer *kafkago.Dialer, broker, topic string, partition int) (int64, error) {
+	backoff := 50 * time.Millisecond
+	for {
+		lc, err := dialer.DialLeader(ctx, "tcp", broker, topic, partition)
+		if err == nil {
+			var end int64
+			end, err = lc.ReadLastOffset()
+			lc.Close()
+			if err == nil {
+				return end, nil
+			}
+		}
+		var kerr kafkago.Error
+		if !errors.As(err, &kerr) || !kerr.Temporary() {
+			return 0, err
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return 0, fmt.Errorf("%w (last: %v)", ctx.Err(), err)
+		case <-t.C:
+		}
+		backoff = min(2*backoff, time.Second)
 	}
 }
 

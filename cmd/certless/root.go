@@ -94,6 +94,7 @@ generated config.yaml.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Args:          cobra.NoArgs,
+		RunE:          func(cmd *cobra.Command, args []string) error { return cmd.Help() },
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.PersistentFlags().StringVar(&g.configPath, "config", "", "configuration file (default: $CERTLESS_CONFIG, else <data>/config.yaml, else built-in defaults)")

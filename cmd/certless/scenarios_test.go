@@ -1,0 +1,90 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/url"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/certless/certless/adapters/sqlsource"
+	"github.com/certless/certless/config"
+	"github.com/certless/certless/internal/testenv"
+)
+
+func runScenarioTest(ctx context.Context, t *testing.T, cfg *config.Config, opts serviceOptions) {
+	t.Helper()
+	svc, err := startService(ctx, cfg, zap.NewNop(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- svc.run(runCtx) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("broker stopped with %v", err)
+		}
+	}()
+	rep, err := runScenarios(ctx, cfg, svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	rep.print(&out)
+	t.Log("\n" + out.String())
+	if rep.failed() > 0 {
+		t.Fatalf("%d scenarios failed", rep.failed())
+	}
+	if rep.dead != 3 || rep.receipts < 15 {
+		t.Fatalf("receipts %d, dead letters %d", rep.receipts, rep.dead)
+	}
+}
+
+// realConfig points the dev configuration at the real Kafka and PostgreSQL:
+// unique topics and group, a fresh decision-store database, and police
+// records in PostgreSQL read through a SELECT-only role.
+func realConfig(ctx context.Context, t *testing.T) *config.Config {
+	t.Helper()
+	brokers := testenv.KafkaBrokers(t)
+	decisions := testenv.PostgresDB(t)
+	recordsAdmin := testenv.PostgresDB(t)
+	cfg, err := ensureDevData(ctx, t.TempDir(), zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sqlsource.Seed(ctx, recordsAdmin, devPersons, devSeed, nil); err != nil {
+		t.Fatalf("seed PostgreSQL records: %v", err)
+	}
+	role, password := "reader_"+testenv.Random(4), testenv.Random(8)
+	if err := sqlsource.CreateReaderRole(ctx, recordsAdmin, role, password); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(recordsAdmin)
+	u.User = url.UserPassword(role, password)
+	suffix := testenv.Random(4)
+	cfg.Kafka.Embedded = false
+	cfg.Kafka.Brokers = brokers
+	cfg.Kafka.TopicPrefix = "t" + suffix + "."
+	cfg.Kafka.GroupID = "certless-" + suffix
+	cfg.Store.DSN = decisions
+	cfg.Adapters[0].Options = map[string]any{"dsn": u.String()}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("real Kafka at %v, real PostgreSQL at %s (decisions) and %s (records, role %s)", brokers, redactDSN(decisions), redactDSN(recordsAdmin), role)
+	return cfg
+}
+
+// TestRealKafkaScenarios runs every scenario of the demo — every query
+// type answered, not found, denied, every rejection and dead-letter reason,
+// redelivery and replay — on the real Apache Kafka and PostgreSQL.
+func TestRealKafkaScenarios(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cfg := realConfig(ctx, t)
+	runScenarioTest(ctx, t, cfg, serviceOptions{httpAddr: "127.0.0.1:0"})
+}
