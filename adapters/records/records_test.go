@@ -8,6 +8,7 @@ import (
 
 	"github.com/certless/certless/adapters"
 	"github.com/certless/certless/adapters/regions"
+	"github.com/certless/certless/schemas/residentid"
 )
 
 func TestCheckDigit(t *testing.T) {
@@ -75,6 +76,9 @@ func TestGeneratedRecordsAreConsistent(t *testing.T) {
 		p := &ds.Persons[i]
 		if !validID(p.IDNumber) {
 			t.Fatalf("invalid ID number %s", p.IDNumber)
+		}
+		if err := residentid.ValidateAt(p.IDNumber, Snapshot.AddDate(0, 0, 1)); err != nil {
+			t.Fatalf("schemas/residentid rejects %s: %v", p.IDNumber, err)
 		}
 		if r, ok := regions.Lookup(p.IDNumber[:6]); !ok || r.Level != regions.County {
 			t.Fatalf("%s: not a Jilin county code", p.IDNumber)
