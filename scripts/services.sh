@@ -174,20 +174,30 @@ kafka_format() {
 		{ cat "$KDIR/format.log" >&2; die "kafka storage format failed"; }
 }
 
-ready_helper() {
-	# A stdlib-only Metadata probe: builds in about a second even on a cold cache.
-	(cd "$ROOT" && go build -o "$STATE/bin/kafka-ready" ./scripts/kafka/ready) ||
-		die "cannot build the Kafka readiness check"
+# kafka_ready sends one Metadata v4 request (no topics) and succeeds when the
+# answer carries our correlation id and lists at least one live broker, i.e.
+# the broker has registered with the controller and serves clients. Plain
+# bash and od, so there is nothing to build before the broker can be probed.
+#   request:  size=29 | api_key=3 | version=4 | correlation=0x6365 |
+#             client_id="certless-ready" | topics=[] | allow_auto_create=0
+#   response: size | correlation | throttle_ms | brokers count | ...
+kafka_ready() {
+	local out
+	out=$(timeout 3 bash -c '
+		exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+		printf "\x00\x00\x00\x1d\x00\x03\x00\x04\x00\x00\x63\x65\x00\x0ecertless-ready\x00\x00\x00\x00\x00" >&3
+		head -c 16 <&3 | od -An -v -tu1' _ "$KAFKA_PORT" 2>/dev/null) || return 1
+	# shellcheck disable=SC2086 # split od's numbers into $1..$16
+	set -- $out
+	[ $# -eq 16 ] && [ "$5 $6 $7 $8" = "0 0 99 101" ] &&
+		[ $((($13 << 24) | ($14 << 16) | ($15 << 8) | $16)) -gt 0 ]
 }
-
-kafka_ready() { "$STATE/bin/kafka-ready" -brokers "$(kafka_addr)" -timeout "${1:-2s}" >/dev/null 2>&1; }
 
 kafka_up() {
 	local t0 pid
 	t0=$(now)
 	mkdir -p "$KDIR"
 	if pid=$(kafka_pid); then
-		ready_helper
 		kafka_wait "$pid" "$t0"
 		return
 	fi
@@ -207,13 +217,12 @@ kafka_up() {
 		</dev/null >>"$KDIR/kafka.log" 2>&1 9>&- &
 	echo $! >"$KDIR/kafka.pid"
 	pid=$!
-	ready_helper # builds while the JVM boots
 	kafka_wait "$pid" "$t0"
 }
 
 kafka_wait() {
 	local pid=$1 t0=$2 deadline=$((SECONDS + 120))
-	until kafka_ready 2s; do
+	until kafka_ready; do
 		if ! kill -0 "$pid" 2>/dev/null; then
 			tail -n 40 "$KDIR/kafka.log" >&2 || true
 			die "Kafka exited during start-up (log: $KDIR/kafka.log)"
@@ -222,6 +231,7 @@ kafka_wait() {
 			tail -n 40 "$KDIR/kafka.log" >&2 || true
 			die "Kafka did not answer metadata within 120s (log: $KDIR/kafka.log)"
 		}
+		sleep 0.2
 	done
 	log "Kafka $(kafka_version) ready at $(kafka_addr), pid $pid ($(since "$t0"))"
 }
