@@ -139,16 +139,16 @@ func VerifyOffline(raw []byte, resolver KeyResolver, s *schemas.Set) (*Verified,
 
 // message is what authenticate learnt about raw.
 type message struct {
-	raw      []byte
-	key      keys.Public
-	payload  []byte
-	fields   map[string]json.RawMessage
-	best     Payload // best-effort decode
-	issued   time.Time
-	expires  time.Time
-	issuedOK bool
-
-	expiresOK bool
+	raw     []byte
+	key     keys.Public
+	payload []byte
+	fields  map[string]json.RawMessage
+	best    Payload // best-effort decode
+	issued  time.Time
+	expires time.Time
+	// issuedOK and expiresOK say whether the times parsed; when not, the
+	// time checks are left to the schema step, which names the field.
+	issuedOK, expiresOK bool
 }
 
 func (m *message) verified() *Verified {
