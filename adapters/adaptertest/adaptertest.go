@@ -450,9 +450,15 @@ func (s *suite) hukouCancellation(t *testing.T) {
 		expect(t, f, adapters.FieldReason, p.CancelReason)
 		expect(t, f, adapters.FieldDate, p.CancelDate.Format(records.DateLayout))
 
+		// Record dates are China's calendar days: 01:00 in Beijing on the
+		// day of cancellation is still the previous day in UTC.
+		q0 := query(adapters.QueryHukouCancellation, subject(p))
+		q0.AsOf = p.CancelDate.Add(-7 * time.Hour)
+		expect(t, s.found(t, q0), adapters.FieldCancelled, true)
+
 		// The day before, the registration was still active.
 		q := query(adapters.QueryHukouCancellation, subject(p))
-		q.AsOf = p.CancelDate.Add(-time.Hour)
+		q.AsOf = p.CancelDate.AddDate(0, 0, -1)
 		f = s.found(t, q)
 		expect(t, f, adapters.FieldCancelled, false)
 		absent(t, f, adapters.FieldReason, adapters.FieldDate)
@@ -492,7 +498,7 @@ func (s *suite) criminalRecord(t *testing.T) {
 
 	// Before the judgment there was no record.
 	q := query(adapters.QueryCriminalRecord, subject(p))
-	q.AsOf = first.JudgmentDate.Add(-time.Hour)
+	q.AsOf = first.JudgmentDate.AddDate(0, 0, -1)
 	f = s.found(t, q)
 	expect(t, f, adapters.FieldHasCriminalRecord, false)
 }

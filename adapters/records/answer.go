@@ -58,7 +58,9 @@ const maxFutureSkew = 5 * time.Minute
 //
 // The subject must be known and, except for identity, bear the given name;
 // otherwise the answer is not found. AsOf filters dated records: only events
-// on or before AsOf's date count. ValidUntil is AsOf + q.Type.Validity().
+// on or before AsOf's date in China (UTC+8) count. AsOf is truncated to the
+// second; ValidUntil is AsOf + q.Type.Validity(). Names match exactly after
+// removing white space.
 func (s *Source) Answer(ctx context.Context, q adapters.Query) (adapters.Answer, error) {
 	if err := q.Validate(); err != nil {
 		return adapters.Answer{}, err
@@ -88,8 +90,10 @@ func (s *Source) Answer(ctx context.Context, q adapters.Query) (adapters.Answer,
 	if !match && q.Type != adapters.QueryIdentity {
 		return notFound, nil
 	}
-	// Day-granular events count when they happened on or before asOf's day.
-	day := time.Date(asOf.Year(), asOf.Month(), asOf.Day(), 0, 0, 0, 0, time.UTC)
+	// Records are dated in China's calendar: an event counts when it
+	// happened on or before asOf's day there.
+	cn := asOf.In(china)
+	day := time.Date(cn.Year(), cn.Month(), cn.Day(), 0, 0, 0, 0, time.UTC)
 	f := map[string]any{adapters.FieldAsOf: asOf.Format(time.RFC3339)}
 
 	switch q.Type {
@@ -200,6 +204,9 @@ func (s *Source) Answer(ctx context.Context, q adapters.Query) (adapters.Answer,
 		ValidUntil: asOf.Add(q.Type.Validity()), Source: s.name,
 	}, nil
 }
+
+// china is the zone record dates are in (UTC+8, no daylight saving).
+var china = time.FixedZone("CST", 8*3600)
 
 var errInconsistent = errors.New("is missing: records are inconsistent")
 
