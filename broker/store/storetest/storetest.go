@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -248,7 +249,7 @@ func testBadInput(t *testing.T, h Harness) {
 	bad := map[string]func(*store.Decision){
 		"empty digest":         func(d *store.Decision) { d.Digest = "" },
 		"digest without alg":   func(d *store.Decision) { d.Digest = d.Digest[len("sha256:"):] },
-		"upper-case digest":    func(d *store.Decision) { d.Digest = "sha256:" + fmt.Sprintf("%064X", 1) },
+		"upper-case digest":    func(d *store.Decision) { d.Digest = "sha256:" + strings.Repeat("AB", 32) },
 		"short digest":         func(d *store.Decision) { d.Digest = d.Digest[:20] },
 		"unknown outcome":      func(d *store.Decision) { d.Outcome = "maybe" },
 		"empty outcome":        func(d *store.Decision) { d.Outcome = "" },
@@ -477,7 +478,12 @@ func testCancelWhileWaiting(t *testing.T, h Harness) {
 	acked := Decision("court-220102", "acked", "a")
 	same(t, "acknowledged save", save(t, s, acked), acked)
 	mustGet(t, s, acked)
-	same(t, "retried save", save(t, s, waiting), waiting)
+	// BatchSize 2: the retry commits together with one more save.
+	got, errs := saveAll(context.Background(), s, []store.Decision{waiting, Decision("court-220102", "other", "a")})
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatalf("retried save: %v", errors.Join(errs...))
+	}
+	same(t, "retried save", got[0], waiting)
 	if _, ok, err := s.Get(context.Background(), early.Digest); ok || err != nil {
 		t.Errorf("save refused before queueing was stored: ok=%v err=%v", ok, err)
 	}
