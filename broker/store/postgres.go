@@ -64,9 +64,6 @@ func PostgresRoleSQL(role string) string {
 	}, ";\n") + ";\n"
 }
 
-// PostgresBrokerRole is PostgresRoleSQL for the conventional role name.
-var PostgresBrokerRole = PostgresRoleSQL("certless_broker")
-
 type postgresDB struct {
 	cfg    *pgx.ConnConfig
 	writer *pgx.Conn // owned by the flusher: commit is never concurrent

@@ -193,6 +193,17 @@ func Example() {
 	// first signed receipt
 }
 
+// The grants for the conventional broker role, to run as the schema owner
+// after Migrate.
+func ExamplePostgresRoleSQL() {
+	fmt.Print(store.PostgresRoleSQL("certless_broker"))
+	// Output:
+	// GRANT USAGE ON SCHEMA public TO "certless_broker";
+	// REVOKE ALL ON decisions, decisions_schema_version FROM "certless_broker";
+	// GRANT SELECT, INSERT ON decisions TO "certless_broker";
+	// GRANT SELECT ON decisions_schema_version TO "certless_broker";
+}
+
 // BenchmarkSave measures parallel Saves of distinct decisions, group commit
 // against one transaction per row:
 //
