@@ -187,7 +187,7 @@ func (p *Pipeline) seal(ctx context.Context, v *envelope.Verified, query, decisi
 	}
 	purpose := v.Purpose
 	if purpose.Basis == "" || purpose.CaseRef == "" {
-		purpose = envelope.Purpose{Basis: "receipt", CaseRef: v.ID}
+		purpose = envelope.Purpose{Basis: "receipt", CaseRef: v.Digest}
 	}
 	payload := envelope.Payload{
 		Type: schemas.TypeReceipt, ID: ulid.Make().String(), Agency: p.BrokerID,

@@ -169,11 +169,34 @@ func (r *Runner) process(ctx context.Context, log *zap.Logger, m Message) bool {
 func (r *Runner) commitLoop(ctx context.Context, tr *tracker, done <-chan Message) error {
 	var firstErr error
 	for m := range done {
-		c, ok := tr.finish(m)
-		if !ok {
+		// Group every completion already waiting into one commit request:
+		// the newest contiguous offset of each partition.
+		advanced := map[partKey]Message{}
+		if c, ok := tr.finish(m); ok {
+			advanced[partKey{c.Topic, c.Partition}] = c
+		}
+	drain:
+		for {
+			select {
+			case m, ok := <-done:
+				if !ok {
+					break drain
+				}
+				if c, ok := tr.finish(m); ok {
+					advanced[partKey{c.Topic, c.Partition}] = c
+				}
+			default:
+				break drain
+			}
+		}
+		if len(advanced) == 0 {
 			continue
 		}
-		if err := r.Consumer.Commit(ctx, c); err != nil {
+		batch := make([]Message, 0, len(advanced))
+		for _, c := range advanced {
+			batch = append(batch, c)
+		}
+		if err := r.Consumer.Commit(ctx, batch...); err != nil {
 			// A failed commit loses nothing: the messages are redelivered
 			// and their stored receipts re-emitted.
 			if firstErr == nil && !errors.Is(err, context.Canceled) {
@@ -182,7 +205,9 @@ func (r *Runner) commitLoop(ctx context.Context, tr *tracker, done <-chan Messag
 			continue
 		}
 		if r.OnCommit != nil {
-			r.OnCommit(c)
+			for _, c := range batch {
+				r.OnCommit(c)
+			}
 		}
 	}
 	return firstErr

@@ -64,6 +64,11 @@ type Kafka struct {
 	GroupID           string   `yaml:"group_id" json:"group_id,omitempty"`
 	Partitions        int      `yaml:"partitions" json:"partitions,omitempty"`
 	ReplicationFactor int      `yaml:"replication_factor" json:"replication_factor,omitempty"`
+	// SessionTimeout is how long the group waits for a silent broker process
+	// before its partitions move to another; RebalanceTimeout how long a
+	// rebalance waits for members to rejoin.
+	SessionTimeout   Duration `yaml:"session_timeout" json:"session_timeout,omitempty"`
+	RebalanceTimeout Duration `yaml:"rebalance_timeout" json:"rebalance_timeout,omitempty"`
 	TLS               *TLS     `yaml:"tls" json:"tls,omitempty"`
 	SASL              *SASL    `yaml:"sasl" json:"sasl,omitempty"`
 }
@@ -207,6 +212,8 @@ func Default(dataDir string) Config {
 			GroupID:           "certless-broker",
 			Partitions:        4,
 			ReplicationFactor: 1,
+			SessionTimeout:    Duration(10 * time.Second),
+			RebalanceTimeout:  Duration(30 * time.Second),
 		},
 		Store:       Store{DSN: filepath.Join(dataDir, "decisions.db"), BatchSize: 256, BatchWait: Duration(2 * time.Millisecond)},
 		HTTP:        HTTP{Addr: "127.0.0.1:8080"},
@@ -344,6 +351,9 @@ func (c *Config) Validate() error {
 	}
 	if !c.Kafka.Embedded && len(c.Kafka.Brokers) == 0 {
 		return errors.New("/kafka/brokers: at least one broker is required unless kafka.embedded is true")
+	}
+	if c.Kafka.SessionTimeout.D() != 0 && c.Kafka.SessionTimeout.D() < 6*time.Second {
+		return errors.New("/kafka/session_timeout: at least 6s (Kafka refuses less)")
 	}
 	if c.Kafka.SASL != nil && c.Kafka.SASL.Password == "" {
 		return errors.New("/kafka/sasl/password: required (or set password_env)")

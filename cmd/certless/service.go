@@ -160,9 +160,9 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 	if s.producer, err = bkafka.NewProducer(s.kafka, bkafka.ProducerOptions{Logger: log.Named("kafka")}); err != nil {
 		return nil, err
 	}
-	sessionTimeout := 10 * time.Second
 	if s.consumer, err = bkafka.NewConsumer(s.kafka, bkafka.ConsumerOptions{
-		GroupID: cfg.Kafka.GroupID, Topics: requestTopics, SessionTimeout: sessionTimeout,
+		GroupID: cfg.Kafka.GroupID, Topics: requestTopics,
+		SessionTimeout: cfg.Kafka.SessionTimeout.D(), RebalanceTimeout: cfg.Kafka.RebalanceTimeout.D(),
 		MaxBytes: cfg.Limits.MaxMessageBytes * 4, Logger: log.Named("kafka"),
 	}); err != nil {
 		return nil, err
