@@ -69,8 +69,8 @@ type Kafka struct {
 	// rebalance waits for members to rejoin.
 	SessionTimeout   Duration `yaml:"session_timeout" json:"session_timeout,omitempty"`
 	RebalanceTimeout Duration `yaml:"rebalance_timeout" json:"rebalance_timeout,omitempty"`
-	TLS               *TLS     `yaml:"tls" json:"tls,omitempty"`
-	SASL              *SASL    `yaml:"sasl" json:"sasl,omitempty"`
+	TLS              *TLS     `yaml:"tls" json:"tls,omitempty"`
+	SASL             *SASL    `yaml:"sasl" json:"sasl,omitempty"`
 }
 
 // TLS configures TLS to the Kafka brokers.
