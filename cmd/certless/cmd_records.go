@@ -4,13 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"text/tabwriter"
+	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/certless/certless/adapters/httpsource"
 	"github.com/certless/certless/adapters/records"
 	"github.com/certless/certless/adapters/sqlsource"
 	"github.com/certless/certless/config"
@@ -88,7 +92,50 @@ be allowed to create tables; the broker later reads with a SELECT-only role.`,
 		},
 	}
 	sample.Flags().IntVar(&n, "n", 5, "further persons to list")
-	cmd.AddCommand(seedCmd, sample)
+
+	var addr string
+	serve := &cobra.Command{
+		Use:   "serve --db DSN [--addr 127.0.0.1:8090]",
+		Short: "Serve a records database over the HTTP record-source protocol (POST /v1/answer)",
+		Long: `Stand up an HTTP record service in front of a records database, speaking the
+protocol of the "http" adapter type: POST /v1/answer with a query, GET
+/v1/health. Useful to try a prefecture- or county-level HTTP source in dev,
+and as the reference for police systems that implement the protocol.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if db == "" {
+				return usagef("--db is required")
+			}
+			src, err := sqlsource.Open(cmd.Context(), db, sqlsource.Options{Name: "records-http"})
+			if err != nil {
+				return err
+			}
+			defer src.Close()
+			log, err := newLogger(config.Log{Level: "info", Format: "console"}, g.stderr)
+			if err != nil {
+				return err
+			}
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return err
+			}
+			srv := &http.Server{Handler: httpsource.Handler(src, httpsource.HandlerOptions{Logger: log}), ReadHeaderTimeout: 5 * time.Second}
+			log.Info("record service listening", zap.String("url", "http://"+ln.Addr().String()+"/v1/answer"))
+			go func() {
+				<-cmd.Context().Done()
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_ = srv.Shutdown(ctx)
+			}()
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		},
+	}
+	serve.Flags().StringVar(&db, "db", "", "records database: postgres://… or SQLite file path")
+	serve.Flags().StringVar(&addr, "addr", "127.0.0.1:8090", "listen address")
+	cmd.AddCommand(seedCmd, sample, serve)
 	return cmd
 }
 

@@ -124,8 +124,8 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 	}
 	log.Info("decision store open", zap.Bool("postgres", cfg.Store.IsPostgres()))
 
-	// Record sources by jurisdiction.
-	if s.sources, err = openSources(ctx, cfg, log); err != nil {
+	// Record sources by jurisdiction, observed from outside.
+	if s.sources, err = openSources(ctx, cfg, log, broker.NewSourceMetrics(s.registry)); err != nil {
 		return nil, err
 	}
 
@@ -154,7 +154,7 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 		broker.Recover(s.topics, log),
 		metrics.Middleware(),
 		broker.Log(log),
-		broker.Timeout(2*cfg.Limits.AnswerTimeout.D()+time.Second),
+		broker.Timeout(answerTimeout(cfg)),
 	)
 
 	if s.producer, err = bkafka.NewProducer(s.kafka, bkafka.ProducerOptions{Logger: log.Named("kafka")}); err != nil {
