@@ -78,7 +78,11 @@ func (a *AllowList) Authorise(r AuthRequest) Authorisation {
 	if len(al.Purposes) > 0 && !slices.Contains(al.Purposes, r.Purpose) {
 		return Authorisation{Reason: ReasonPurposeNotAllowed, Basis: basis}
 	}
-	return Authorisation{Allowed: true, Fields: al.Fields, Basis: basis}
+	fields := al.Fields
+	if len(fields) == 0 {
+		fields = nil // no list: every field of the query type
+	}
+	return Authorisation{Allowed: true, Fields: fields, Basis: basis}
 }
 
 var _ Authoriser = (*AllowList)(nil)

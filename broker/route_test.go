@@ -95,6 +95,7 @@ func TestAllowList(t *testing.T) {
 	al := NewAllowList([]config.Agency{{ID: "edu", Allow: []config.Allow{
 		{Query: "household", Fields: []string{"members"}, Purposes: []string{"school-admission"}},
 		{Query: "identity"},
+		{Query: "residence", Fields: []string{}},
 	}}})
 	cases := []struct {
 		r      AuthRequest
@@ -118,5 +119,12 @@ func TestAllowList(t *testing.T) {
 	}
 	if a := al.Authorise(AuthRequest{"edu", "household", "school-admission"}); !reflect.DeepEqual(a.Fields, []string{"members"}) {
 		t.Fatalf("fields %v", a.Fields)
+	}
+	// An omitted or empty field list (as YAML may write it) means every
+	// field, never none.
+	for _, q := range []string{"identity", "residence"} {
+		if a := al.Authorise(AuthRequest{"edu", q, "x"}); a.Fields != nil {
+			t.Fatalf("%s: fields %v, want nil (all)", q, a.Fields)
+		}
 	}
 }

@@ -139,11 +139,12 @@ type Agency struct {
 }
 
 // Allow lets an agency ask one query type, answered with at most Fields
-// (all fields when empty) for one of Purposes (any when empty).
+// (every field of the query type when omitted or empty) for one of Purposes
+// (any when omitted or empty).
 type Allow struct {
 	Query    string   `yaml:"query" json:"query"`
-	Fields   []string `yaml:"fields" json:"fields,omitempty"`
-	Purposes []string `yaml:"purposes" json:"purposes,omitempty"`
+	Fields   []string `yaml:"fields,omitempty" json:"fields,omitempty"`
+	Purposes []string `yaml:"purposes,omitempty" json:"purposes,omitempty"`
 }
 
 // Adapter names a police record source. Options stay raw until the adapter

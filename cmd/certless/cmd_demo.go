@@ -241,6 +241,9 @@ func runScenarios(ctx context.Context, cfg *config.Config, svc *service) (*scena
 				c.got += "/" + r.Reason
 			}
 			c.ok = c.got == c.want && r.RequestDigest == c.signed.Digest
+			if ans, err := r.Answer(); c.ok && r.Decision == schemas.DecisionAnswered && (err != nil || len(ans) == 0) {
+				c.got, c.ok = "answered without an answer", false
+			}
 		}
 	}
 	// Dead letters: each unauthenticated message must arrive, by digest.
