@@ -26,7 +26,7 @@ func TestHelpListsSubcommands(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("--help exit %d", code)
 	}
-	for _, sub := range []string{"dev", "serve", "demo", "request", "keys", "schemas", "records", "version"} {
+	for _, sub := range []string{"dev", "serve", "demo", "request", "keys", "schemas", "records", "db", "version"} {
 		if !strings.Contains(out, "\n  "+sub+" ") {
 			t.Errorf("--help does not list %q", sub)
 		}

@@ -106,6 +106,7 @@ generated config.yaml.`,
 		newRequestCmd(g),
 		newKeysCmd(g),
 		newRecordsCmd(g),
+		newStoreCmd(g),
 		newSchemasCmd(g),
 		newVersionCmd(g),
 	)
