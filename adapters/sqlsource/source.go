@@ -4,10 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math"
 	"net/url"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
 	"github.com/certless/certless/adapters"
@@ -51,15 +52,23 @@ func Open(ctx context.Context, dsn string, opt Options) (*Source, error) {
 	var q querier
 	switch d {
 	case Postgres:
-		cfg, err := pgx.ParseConfig(dsn)
+		cfg, err := pgxpool.ParseConfig(dsn)
 		if err != nil {
 			return nil, fmt.Errorf("sqlsource: PostgreSQL DSN: %w", err)
 		}
-		cfg.RuntimeParams["default_transaction_read_only"] = "on"
-		if cfg.RuntimeParams["application_name"] == "" {
-			cfg.RuntimeParams["application_name"] = "certless-sqlsource"
+		cfg.MaxConns = int32(min(opt.MaxConns, math.MaxInt32))
+		// Startup parameters: every session is read-only from its first
+		// statement, with no extra round trip per connection.
+		rp := cfg.ConnConfig.RuntimeParams
+		rp["default_transaction_read_only"] = "on"
+		if rp["application_name"] == "" {
+			rp["application_name"] = "certless-sqlsource"
 		}
-		q = &pgQuerier{pool: newPGPool(cfg, opt.MaxConns)}
+		pool, err := pgxpool.NewWithConfig(ctx, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("sqlsource: PostgreSQL pool: %w", err)
+		}
+		q = &pgQuerier{pool: pool}
 	case SQLite:
 		u, err := sqliteDSN(dsn, url.Values{
 			"mode": {"ro"}, "_query_only": {"1"}, "_pragma": {"busy_timeout(5000)"},

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/certless/certless/adapters/records"
 )
@@ -73,28 +73,26 @@ func (s *sqlQuerier) close() error {
 	return s.db.Close()
 }
 
-// pgQuerier runs statements on pooled pgx connections, which prepare and
+// pgQuerier runs statements on a pgx pool, whose connections prepare and
 // cache them.
-type pgQuerier struct{ pool *pgPool }
+type pgQuerier struct{ pool *pgxpool.Pool }
 
 func (p *pgQuerier) query(ctx context.Context, q string, args []any, scan func(rowScanner) error) error {
-	return p.pool.with(ctx, func(c *pgx.Conn) error {
-		rows, err := c.Query(ctx, rebind(Postgres, q), args...)
-		if err != nil {
+	rows, err := p.pool.Query(ctx, rebind(Postgres, q), args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close() // releases the connection to the pool
+	for rows.Next() {
+		if err := scan(rows); err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			if err := scan(rows); err != nil {
-				return err
-			}
-		}
-		return rows.Err()
-	})
+	}
+	return rows.Err()
 }
 
 func (p *pgQuerier) close() error {
-	p.pool.close()
+	p.pool.Close()
 	return nil
 }
 
