@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // postgresMigrations are applied in order; the schema version is their count.
@@ -64,23 +65,35 @@ func PostgresRoleSQL(role string) string {
 	}, ";\n") + ";\n"
 }
 
+// pgMaxConns bounds the store's connections: the flusher holds at most one
+// (commit is never concurrent) and Get, DigestByRequestID and Count share the
+// rest.
+const pgMaxConns = 5
+
+// postgresDB keeps every connection in one pgx pool. The pool replaces
+// connections that a cancelled or failed batch broke, so commit needs no
+// reconnect logic of its own.
 type postgresDB struct {
-	cfg    *pgx.ConnConfig
-	writer *pgx.Conn // owned by the flusher: commit is never concurrent
-	reads  *connPool
+	pool *pgxpool.Pool
 }
 
 func openPostgres(ctx context.Context, dsn string) (*postgresDB, error) {
-	cfg, err := pgx.ParseConfig(dsn)
+	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("store: PostgreSQL DSN: %w", err)
 	}
-	where := fmt.Sprintf("PostgreSQL %s@%s:%d/%s", cfg.User, cfg.Host, cfg.Port, cfg.Database)
-	w, err := pgx.ConnectConfig(ctx, cfg)
+	cfg.MaxConns = pgMaxConns
+	cc := cfg.ConnConfig
+	where := fmt.Sprintf("PostgreSQL %s@%s:%d/%s", cc.User, cc.Host, cc.Port, cc.Database)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
+		return nil, fmt.Errorf("store: %s: %w", where, err)
+	}
+	p := &postgresDB{pool: pool}
+	if err := pool.Ping(ctx); err != nil {
+		p.close()
 		return nil, fmt.Errorf("store: connect %s: %w", where, err)
 	}
-	p := &postgresDB{cfg: cfg, writer: w, reads: newConnPool(cfg, 4)}
 	if err := p.migrate(ctx); err != nil {
 		p.close()
 		return nil, fmt.Errorf("store: %s: %w", where, err)
@@ -90,12 +103,12 @@ func openPostgres(ctx context.Context, dsn string) (*postgresDB, error) {
 
 func (p *postgresDB) migrate(ctx context.Context) error {
 	var exists bool
-	if err := p.writer.QueryRow(ctx, pgVersionExists).Scan(&exists); err != nil {
+	if err := p.pool.QueryRow(ctx, pgVersionExists).Scan(&exists); err != nil {
 		return fmt.Errorf("read schema version: %w", err)
 	}
 	if exists {
 		var v int
-		if err := p.writer.QueryRow(ctx, pgVersion).Scan(&v); err != nil {
+		if err := p.pool.QueryRow(ctx, pgVersion).Scan(&v); err != nil {
 			return fmt.Errorf("read schema version: %w", err)
 		}
 		if v > len(postgresMigrations) {
@@ -105,7 +118,7 @@ func (p *postgresDB) migrate(ctx context.Context) error {
 			return nil // nothing to do, and no DDL rights needed
 		}
 	}
-	return pgx.BeginFunc(ctx, p.writer, func(tx pgx.Tx) error {
+	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, pgMigrateLock); err != nil {
 			return fmt.Errorf("migrate: %w", err)
 		}
@@ -132,17 +145,8 @@ func (p *postgresDB) migrate(ctx context.Context) error {
 }
 
 func (p *postgresDB) commit(ctx context.Context, batch []Decision) ([]result, error) {
-	if p.writer == nil || p.writer.IsClosed() {
-		// The last batch broke the connection (pgx closes it on network
-		// errors and cancellation): dial again.
-		w, err := pgx.ConnectConfig(ctx, p.cfg)
-		if err != nil {
-			return nil, fmt.Errorf("reconnect: %w", err)
-		}
-		p.writer = w
-	}
 	out := make([]result, len(batch))
-	err := pgx.BeginFunc(ctx, p.writer, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
 		for _, d := range batch {
 			b.Queue(pgInsert, d.Digest, d.Agency, d.RequestID, d.QueryType, d.Outcome, d.Reason, d.Replay, d.Receipt, d.DecidedAt)
@@ -218,11 +222,8 @@ func pgScan(row pgx.Row) (Decision, error) {
 	return d, err
 }
 
-func (p *postgresDB) get(ctx context.Context, digest string) (d Decision, ok bool, err error) {
-	err = p.reads.with(ctx, func(c *pgx.Conn) error {
-		d, err = pgScan(c.QueryRow(ctx, pgGet, digest))
-		return err
-	})
+func (p *postgresDB) get(ctx context.Context, digest string) (Decision, bool, error) {
+	d, err := pgScan(p.pool.QueryRow(ctx, pgGet, digest))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Decision{}, false, nil
 	}
@@ -230,9 +231,7 @@ func (p *postgresDB) get(ctx context.Context, digest string) (d Decision, ok boo
 }
 
 func (p *postgresDB) digestByRequestID(ctx context.Context, agency, requestID string) (digest string, ok bool, err error) {
-	err = p.reads.with(ctx, func(c *pgx.Conn) error {
-		return c.QueryRow(ctx, pgDigestByID, agency, requestID).Scan(&digest)
-	})
+	err = p.pool.QueryRow(ctx, pgDigestByID, agency, requestID).Scan(&digest)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", false, nil
 	}
@@ -240,17 +239,11 @@ func (p *postgresDB) digestByRequestID(ctx context.Context, agency, requestID st
 }
 
 func (p *postgresDB) count(ctx context.Context) (n int, err error) {
-	err = p.reads.with(ctx, func(c *pgx.Conn) error {
-		return c.QueryRow(ctx, pgCount).Scan(&n)
-	})
+	err = p.pool.QueryRow(ctx, pgCount).Scan(&n)
 	return n, err
 }
 
 func (p *postgresDB) close() error {
-	var errs []error
-	if p.writer != nil {
-		errs = append(errs, p.writer.Close(context.Background()))
-	}
-	errs = append(errs, p.reads.close())
-	return errors.Join(errs...)
+	p.pool.Close()
+	return nil
 }
