@@ -35,7 +35,11 @@ func (s *ReceiptSealer) Seal(ctx context.Context, p envelope.Payload, to string)
 	if err != nil {
 		return nil, fmt.Errorf("encode receipt: %w", err)
 	}
-	if err := s.Schemas.Validate(schemas.SchemaFor(p.Type), doc); err != nil {
+	name, ok := schemas.SchemaName(p.Type)
+	if !ok {
+		return nil, fmt.Errorf("seal: unknown message type %q", p.Type)
+	}
+	if err := s.Schemas.Validate(name, doc); err != nil {
 		return nil, fmt.Errorf("receipt breaks its schema: %w", err)
 	}
 	jws, err := envelope.Sign(s.Key, p)

@@ -32,35 +32,6 @@ import (
 	"github.com/certless/certless/keys"
 )
 
-// Message types. The schema of a type is "<type>.v1" in package schemas.
-const (
-	TypeVerificationRequest = "verification_request"
-	TypeReceipt             = "receipt"
-	TypeAcknowledgement     = "acknowledgement"
-	TypeDispute             = "dispute"
-	TypeDisputeResolution   = "dispute_resolution"
-	TypeBatchManifest       = "batch_manifest"
-	TypeBatchRecord         = "batch_record"
-	TypeAgreement           = "agreement"
-)
-
-// Types lists every message type, in a stable order.
-var Types = []string{
-	TypeVerificationRequest, TypeReceipt, TypeAcknowledgement, TypeDispute,
-	TypeDisputeResolution, TypeBatchManifest, TypeBatchRecord, TypeAgreement,
-}
-
-// SchemaName returns the schema name of a message type ("<type>.v1") and
-// whether the type is known.
-func SchemaName(typ string) (string, bool) {
-	for _, t := range Types {
-		if t == typ {
-			return t + ".v1", true
-		}
-	}
-	return "", false
-}
-
 // Purpose is the lawful basis of a message and the case it serves.
 type Purpose struct {
 	Basis   string `json:"basis"`

@@ -58,7 +58,7 @@ func FuzzDecode(f *testing.F) {
 				t.Fatalf("accepted with %+v", got)
 			}
 			b, _ := json.Marshal(got.Payload)
-			name, _ := SchemaName(got.Type)
+			name, _ := schemas.SchemaName(got.Type)
 			if err := set.Validate(name, b); err != nil {
 				t.Fatalf("accepted payload re-encodes invalid: %v", err)
 			}
@@ -90,7 +90,7 @@ func FuzzSignedPayload(f *testing.F) {
 		f.Fatal(err)
 	}
 	v := &Verifier{Keys: reg, Schemas: set, Now: func() time.Time { return now }}
-	for _, typ := range Types {
+	for _, typ := range schemas.Types {
 		m := loadExample(f, typ)
 		m["agency"] = "court-a"
 		m["issued_at"] = now.Add(-time.Minute).Format(time.RFC3339)
@@ -110,7 +110,7 @@ func FuzzSignedPayload(f *testing.F) {
 		got, err := v.Verify(context.Background(), raw)
 		if err == nil {
 			b, _ := json.Marshal(got.Payload)
-			name, _ := SchemaName(got.Type)
+			name, _ := schemas.SchemaName(got.Type)
 			if err := set.Validate(name, b); err != nil {
 				t.Fatalf("accepted payload re-encodes invalid: %v\n%s", err, payload)
 			}
@@ -145,7 +145,7 @@ func TestWriteFuzzCorpus(t *testing.T) {
 	k := fuzzKey()
 	p := request()
 	seeds := map[string][]byte{"valid_request": mustSign(t, k, p)}
-	for _, typ := range Types {
+	for _, typ := range schemas.Types {
 		m := loadExample(t, typ)
 		m["agency"] = "court-a"
 		b, _ := json.Marshal(m)

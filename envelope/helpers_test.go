@@ -89,7 +89,7 @@ func (w *world) verifier(replay ReplayIndex) *Verifier {
 // request returns a valid verification_request payload from court-a.
 func request() Payload {
 	return Payload{
-		Type:      TypeVerificationRequest,
+		Type:      schemas.TypeVerificationRequest,
 		ID:        ulid.MustNew(ulid.Timestamp(now), strings.NewReader(strings.Repeat("x", 16))).String(),
 		Agency:    "court-a",
 		IssuedAt:  now.Add(-time.Minute),
@@ -109,7 +109,7 @@ func receipt(t testing.TB, req []byte) Payload {
 		"agreement": map[string]any{"id": "allowlist/court-a", "digest": DigestOf([]byte("a"))},
 	})
 	return Payload{
-		Type: TypeReceipt, ID: ulid.MustNew(ulid.Timestamp(now), strings.NewReader(strings.Repeat("y", 16))).String(),
+		Type: schemas.TypeReceipt, ID: ulid.MustNew(ulid.Timestamp(now), strings.NewReader(strings.Repeat("y", 16))).String(),
 		Agency: "certless", IssuedAt: now, ExpiresAt: now.Add(90 * 24 * time.Hour),
 		Purpose: Purpose{Basis: "notarisation", CaseRef: "(2026)长证字第1234号"}, Body: body,
 	}

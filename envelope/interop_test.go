@@ -14,6 +14,7 @@ import (
 
 	"github.com/certless/certless/internal/testenv"
 	"github.com/certless/certless/keys"
+	"github.com/certless/certless/schemas"
 )
 
 // interopDir holds the JavaScript agency: package.json pins the npm `jose`
@@ -109,7 +110,7 @@ func TestInteropJavaScript(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Certless refuses the JavaScript request: %v\n%s", err, raw)
 	}
-	if got.Type != TypeVerificationRequest || got.Agency != "court-a" || got.KeyID != "court-a/k1" || !strings.Contains(string(got.Body), "220102199003071235") {
+	if got.Type != schemas.TypeVerificationRequest || got.Agency != "court-a" || got.KeyID != "court-a/k1" || !strings.Contains(string(got.Body), "220102199003071235") {
 		t.Fatalf("verified %+v", got)
 	}
 

@@ -31,10 +31,10 @@ func TestExamplesValidate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, typ := range Types {
+	for _, typ := range schemas.Types {
 		t.Run(typ, func(t *testing.T) {
 			b, _ := json.Marshal(loadExample(t, typ))
-			name, ok := SchemaName(typ)
+			name, ok := schemas.SchemaName(typ)
 			if !ok {
 				t.Fatal("no schema name")
 			}
@@ -60,7 +60,7 @@ func TestSchemasShareEnvelope(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ref map[string]any
-	for _, typ := range Types {
+	for _, typ := range schemas.Types {
 		raw, ok := set.Raw(typ + ".v1")
 		if !ok {
 			t.Fatalf("%s.v1 not embedded", typ)
@@ -82,7 +82,7 @@ func TestSchemasShareEnvelope(t *testing.T) {
 		if ref == nil {
 			ref = map[string]any{"c": string(common)}
 		} else if ref["c"] != string(common) {
-			t.Errorf("%s: envelope part differs from %s", typ, Types[0])
+			t.Errorf("%s: envelope part differs from %s", typ, schemas.Types[0])
 		}
 	}
 }

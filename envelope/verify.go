@@ -251,7 +251,7 @@ func validate(s *schemas.Set, m *message, out *Verified) error {
 			return fmt.Errorf("envelope: schemas: %w", err)
 		}
 	}
-	name, ok := SchemaName(out.Type)
+	name, ok := schemas.SchemaName(out.Type)
 	if !ok {
 		return authErrAt(ReasonSchemaViolation, out, "/type", fmt.Sprintf("unknown message type %s", m.fields["type"]), nil)
 	}
@@ -276,7 +276,7 @@ func validate(s *schemas.Set, m *message, out *Verified) error {
 func (m *message) decodeBestEffort() {
 	f := m.fields
 	if s, ok := str(f["type"]); ok {
-		if _, known := SchemaName(s); known {
+		if _, known := schemas.SchemaName(s); known {
 			m.best.Type = s
 		}
 	}

@@ -18,8 +18,22 @@ const (
 	TypeAgreement           = "agreement"
 )
 
-// SchemaFor returns the schema name of a message type at version 1.
-func SchemaFor(messageType string) string { return messageType + ".v1" }
+// Types lists every message type, in a stable order.
+var Types = []string{
+	TypeVerificationRequest, TypeReceipt, TypeAcknowledgement, TypeDispute,
+	TypeDisputeResolution, TypeBatchManifest, TypeBatchRecord, TypeAgreement,
+}
+
+// SchemaName returns the schema name of a message type ("<type>.v1") and
+// whether the type is known.
+func SchemaName(messageType string) (string, bool) {
+	for _, t := range Types {
+		if t == messageType {
+			return t + ".v1", true
+		}
+	}
+	return "", false
+}
 
 // Decisions a receipt carries.
 const (

@@ -37,13 +37,7 @@ receipt that verified and every unauthenticated message reached the
 dead-letter topic.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			dataDir := g.dataDir
-			if dataDir == "" {
-				dataDir = os.Getenv(config.EnvData)
-			}
-			if dataDir == "" {
-				dataDir = config.DefaultDataDir
-			}
+			dataDir := g.resolveDataDir(os.Getenv)
 			level := "warn"
 			if verbose {
 				level = "info"
@@ -270,7 +264,7 @@ func runScenarios(ctx context.Context, cfg *config.Config, svc *service) (*scena
 	// with other content is a replay.
 	first := receipts[answeredCourt.Digest]
 	redelivery := &demoCase{agency: "court-changchun", label: "redelivered (same bytes as #1)", signed: answeredCourt, want: "same receipt"}
-	again, err := roundTrip(waitCtx, clients["court-changchun"], answeredCourt)
+	again, err := clients["court-changchun"].Request(waitCtx, answeredCourt)
 	if err != nil {
 		return nil, err
 	}
@@ -282,7 +276,7 @@ func runScenarios(ctx context.Context, cfg *config.Config, svc *service) (*scena
 		}
 	}
 	replay := &demoCase{agency: "notary-dunhua", label: "replayed id, other content", signed: resignSameID(notary, replayed, subj(pick.renamed)), want: "rejected/replay"}
-	r, err := roundTrip(waitCtx, clients["notary-dunhua"], replay.signed)
+	r, err := clients["notary-dunhua"].Request(waitCtx, replay.signed)
 	if err != nil {
 		return nil, err
 	}
@@ -291,23 +285,6 @@ func runScenarios(ctx context.Context, cfg *config.Config, svc *service) (*scena
 	all := append(append(cases, replay), deadLetters...)
 	all = append(all, redelivery)
 	return &scenarioReport{cases: all, receipts: len(receipts) + 2, dead: len(deadLetters) - len(pending)}, nil
-}
-
-// roundTrip sends one request and waits for its verified receipt.
-func roundTrip(ctx context.Context, c *client.Client, s client.Signed) (*client.Receipt, error) {
-	w, err := c.Watch(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer w.Close()
-	if err := c.Send(ctx, s); err != nil {
-		return nil, err
-	}
-	got, err := w.Await(ctx, map[string]string{s.Digest: s.ID})
-	if err != nil {
-		return nil, err
-	}
-	return got[s.Digest], nil
 }
 
 type demoPicks struct {

@@ -22,13 +22,7 @@ In another terminal:  certless request --as court-changchun --query criminal_rec
                       certless records sample   (prints seeded subjects to ask about)`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			dataDir := g.dataDir
-			if dataDir == "" {
-				dataDir = os.Getenv(config.EnvData)
-			}
-			if dataDir == "" {
-				dataDir = config.DefaultDataDir
-			}
+			dataDir := g.resolveDataDir(os.Getenv)
 			boot, err := newLogger(config.Log{Level: "info", Format: "console"}, g.stderr)
 			if err != nil {
 				return err

@@ -112,7 +112,6 @@ func TestRealKafkaKillAndRestart(t *testing.T) {
 	// Watch every receipt topic from its (empty) start.
 	var mu sync.Mutex
 	receipts := map[string][][]byte{} // digest → distinct receipts
-	copies := 0
 	seen := make(chan struct{}, total*4)
 	var tails []*client.Tail
 	for _, a := range agencies {
@@ -127,18 +126,8 @@ func TestRealKafkaKillAndRestart(t *testing.T) {
 				if err != nil {
 					return
 				}
-				d := rec.Headers["certless-request-digest"]
 				mu.Lock()
-				copies++
-				distinct := true
-				for _, r := range receipts[d] {
-					if bytes.Equal(r, rec.Value) {
-						distinct = false
-					}
-				}
-				if distinct {
-					receipts[d] = append(receipts[d], rec.Value)
-				}
+				addDistinct(receipts, rec.Headers["certless-request-digest"], rec.Value)
 				mu.Unlock()
 				seen <- struct{}{}
 			}
@@ -250,15 +239,7 @@ func TestRealKafkaKillAndRestart(t *testing.T) {
 				}
 			}
 			totalCopies++
-			distinct := true
-			for _, r := range all[d] {
-				if bytes.Equal(r, m.Value) {
-					distinct = false
-				}
-			}
-			if distinct {
-				all[d] = append(all[d], m.Value)
-			}
+			addDistinct(all, d, m.Value)
 		}
 	}
 	lost, conflicting := 0, 0
@@ -276,6 +257,16 @@ func TestRealKafkaKillAndRestart(t *testing.T) {
 	if lost != 0 || conflicting != 0 || len(all) != total {
 		t.Fatalf("lost %d, conflicting %d, receipted %d of %d", lost, conflicting, len(all), total)
 	}
+}
+
+// addDistinct records receipt under digest unless the same bytes are there.
+func addDistinct(m map[string][][]byte, digest string, receipt []byte) {
+	for _, r := range m[digest] {
+		if bytes.Equal(r, receipt) {
+			return
+		}
+	}
+	m[digest] = append(m[digest], receipt)
 }
 
 // readTopic reads every partition of topic from the first to the last

@@ -80,12 +80,13 @@ func TestDevServesOperationsEndpoints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	runCtx, stop := context.WithCancel(ctx)
 	svc, err := startService(ctx, cfg, zap.NewNop(), serviceOptions{embeddedPort: -1, httpAddr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- svc.run(ctx) }()
+	go func() { done <- svc.run(runCtx) }()
 	base := "http://" + svc.httpAddr()
 	for path, want := range map[string]string{
 		"/healthz":               "ok",
@@ -98,7 +99,7 @@ func TestDevServesOperationsEndpoints(t *testing.T) {
 			t.Errorf("%s: %q lacks %q", path, body, want)
 		}
 	}
-	cancel()
+	stop()
 	select {
 	case err := <-done:
 		if err != nil {

@@ -49,6 +49,18 @@ func (g *globals) loadConfig(getenv config.Getenv) (*config.Config, error) {
 	return config.Load(g.configPath, env)
 }
 
+// resolveDataDir is the data folder: --data, else $CERTLESS_DATA, else
+// ./.certless.
+func (g *globals) resolveDataDir(getenv config.Getenv) string {
+	if g.dataDir != "" {
+		return g.dataDir
+	}
+	if d := getenv(config.EnvData); d != "" {
+		return d
+	}
+	return config.DefaultDataDir
+}
+
 // run executes the command line and returns the process exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	g := &globals{stdout: stdout, stderr: stderr}
@@ -103,6 +115,7 @@ generated config.yaml.`,
 		newDevCmd(g),
 		newServeCmd(g),
 		newDemoCmd(g),
+		newBenchCmd(g),
 		newRequestCmd(g),
 		newKeysCmd(g),
 		newRecordsCmd(g),

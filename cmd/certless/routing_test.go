@@ -57,13 +57,7 @@ func TestCountyHTTPSourceAnswersBeforeProvince(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	svc, err := startService(ctx, cfg, zap.NewNop(), serviceOptions{embeddedPort: -1, httpAddr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- svc.run(ctx) }()
-	defer func() { cancel(); <-done }()
+	svc := startTestService(ctx, t, cfg, serviceOptions{embeddedPort: -1, httpAddr: "127.0.0.1:0"})
 
 	c, err := newAgencyClient(ctx, cfg, "court-changchun", "")
 	if err != nil {
@@ -82,7 +76,7 @@ func TestCountyHTTPSourceAnswersBeforeProvince(t *testing.T) {
 			t.Fatal(err)
 		}
 		wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
-		r, err := roundTrip(wctx, c, s)
+		r, err := c.Request(wctx, s)
 		wcancel()
 		if err != nil {
 			t.Fatal(err)

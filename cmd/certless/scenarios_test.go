@@ -14,7 +14,9 @@ import (
 	"github.com/certless/certless/internal/testenv"
 )
 
-func runScenarioTest(ctx context.Context, t *testing.T, cfg *config.Config, opts serviceOptions) {
+// startTestService starts the broker of cfg and stops it, checking a clean
+// shutdown, when the test ends.
+func startTestService(ctx context.Context, t *testing.T, cfg *config.Config, opts serviceOptions) *service {
 	t.Helper()
 	svc, err := startService(ctx, cfg, zap.NewNop(), opts)
 	if err != nil {
@@ -23,12 +25,18 @@ func runScenarioTest(ctx context.Context, t *testing.T, cfg *config.Config, opts
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- svc.run(runCtx) }()
-	defer func() {
+	t.Cleanup(func() {
 		stop()
 		if err := <-done; err != nil {
 			t.Errorf("broker stopped with %v", err)
 		}
-	}()
+	})
+	return svc
+}
+
+func runScenarioTest(ctx context.Context, t *testing.T, cfg *config.Config, opts serviceOptions) {
+	t.Helper()
+	svc := startTestService(ctx, t, cfg, opts)
 	rep, err := runScenarios(ctx, cfg, svc)
 	if err != nil {
 		t.Fatal(err)
