@@ -1,0 +1,207 @@
+package broker_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/certless/certless/adapters/records"
+	"github.com/certless/certless/broker"
+	"github.com/certless/certless/broker/store"
+	"github.com/certless/certless/client"
+	"github.com/certless/certless/config"
+	"github.com/certless/certless/envelope"
+	"github.com/certless/certless/keys"
+	"github.com/certless/certless/schemas"
+)
+
+// benchParallelism is goroutines per GOMAXPROCS in the parallel
+// sub-benchmarks: enough waiting Saves to fill group-commit batches, as the
+// Runner's in-flight window (default 256) does in production.
+const benchParallelism = 64
+
+// benchRig is the pipeline with real parts, as `certless dev` composes it:
+// EdDSA keys, the envelope verifier with the decision store as replay index,
+// an SQLite decision store in a WAL file (synchronous=FULL) with the default
+// group commit, synthetic records in memory and the receipt sealer.
+type benchRig struct {
+	p        *broker.Pipeline
+	st       store.Store
+	topic    string
+	court    *keys.Private
+	subjects []schemas.Subject
+}
+
+func newBenchRig(b *testing.B) *benchRig {
+	b.Helper()
+	ctx := context.Background()
+	mustKey := func(agency string) *keys.Private {
+		k, err := keys.Generate(agency, "k1", keys.EdDSA)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return k
+	}
+	court, bk := mustKey("court-changchun"), mustKey("certless")
+	agencyKeys, err := keys.NewRegistry(court.Public)
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := store.Open(ctx, filepath.Join(b.TempDir(), "decisions.db"), store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	set, err := schemas.Default()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ds := records.Generate(7, 2000)
+	router := broker.NewRouter()
+	router.Add("220000", "jilin", records.NewSource("jilin", records.NewMemory(ds), nil))
+	topics := broker.Topics{Prefix: "bench."}
+	r := &benchRig{st: st, topic: topics.Requests("court-changchun"), court: court}
+	for _, p := range ds.Persons {
+		if p.CancelReason == "" {
+			r.subjects = append(r.subjects, schemas.Subject{IDNumber: p.IDNumber, Name: p.Name})
+		}
+	}
+	r.p = &broker.Pipeline{
+		Topics: topics, BrokerID: "certless",
+		Verify: &envelope.Verifier{Keys: agencyKeys, Schemas: set, Replay: st},
+		Auth: broker.NewAllowList([]config.Agency{{ID: "court-changchun", Allow: []config.Allow{
+			{Query: "criminal_record", Fields: []string{"has_criminal_record", "as_of"}}, {Query: "identity"},
+		}}}),
+		Records:   router,
+		Seal:      &broker.ReceiptSealer{Key: bk, Schemas: set},
+		Decisions: st,
+	}
+	return r
+}
+
+// sign pre-signs n distinct answerable requests.
+func (r *benchRig) sign(b *testing.B, n int) [][]byte {
+	b.Helper()
+	queries := []string{"criminal_record", "identity"}
+	out := make([][]byte, n)
+	for i := range out {
+		s, err := client.Build(r.court, client.Request{Query: queries[i%len(queries)], Subject: r.subjects[i%len(r.subjects)],
+			Basis: "criminal-proceedings", CaseRef: fmt.Sprintf("B-%d", i)}, time.Now())
+		if err != nil {
+			b.Fatal(err)
+		}
+		out[i] = s.Bytes
+	}
+	return out
+}
+
+// handle runs one message and checks the outcome; it is safe in RunParallel.
+func (r *benchRig) handle(b *testing.B, value []byte, outcome string) {
+	res, err := r.p.Handle(context.Background(), broker.Message{Topic: r.topic, Value: value})
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	if res.Outcome != outcome || len(res.Outputs) != 1 {
+		b.Errorf("outcome %s/%s with %d outputs, want %s", res.Outcome, res.Reason, len(res.Outputs), outcome)
+	}
+}
+
+// report adds throughput and, when Saves happened, the mean rows per
+// group-commit transaction.
+func (r *benchRig) report(b *testing.B, before store.Stats) {
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msg/s")
+	after := r.st.Stats()
+	if tx := after.Batches - before.Batches; tx > 0 {
+		b.ReportMetric(float64(after.Rows-before.Rows)/float64(tx), "rows/txn")
+	}
+}
+
+// parallel runs op over msgs[0:b.N] from benchParallelism goroutines per
+// processor.
+func parallel(b *testing.B, msgs [][]byte, op func([]byte)) {
+	var next atomic.Int64
+	b.SetParallelism(benchParallelism)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			op(msgs[next.Add(1)-1])
+		}
+	})
+}
+
+// BenchmarkPipelineHandle measures Pipeline.Handle per message with real
+// parts in-process: no Kafka, no middleware.
+//
+//	answered/serial    one message at a time: each Save waits out the
+//	                   group commit's BatchWait alone
+//	answered/parallel  a fresh signed request per op, many at once
+//	redelivery         the same bytes again: the stored receipt re-emitted
+//	dead_letter        a bad signature: a dead-letter record, nothing stored
+func BenchmarkPipelineHandle(b *testing.B) {
+	b.Run("answered/serial", func(b *testing.B) {
+		r := newBenchRig(b)
+		msgs := r.sign(b, b.N)
+		before := r.st.Stats()
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := range b.N {
+			r.handle(b, msgs[i], schemas.DecisionAnswered)
+		}
+		b.StopTimer()
+		r.report(b, before)
+	})
+	b.Run("answered/parallel", func(b *testing.B) {
+		r := newBenchRig(b)
+		msgs := r.sign(b, b.N)
+		before := r.st.Stats()
+		b.ReportAllocs()
+		b.ResetTimer()
+		parallel(b, msgs, func(m []byte) { r.handle(b, m, schemas.DecisionAnswered) })
+		b.StopTimer()
+		r.report(b, before)
+	})
+	b.Run("redelivery/parallel", func(b *testing.B) {
+		r := newBenchRig(b)
+		const distinct = 512
+		stored := r.sign(b, distinct)
+		for _, m := range stored {
+			r.handle(b, m, schemas.DecisionAnswered)
+		}
+		msgs := make([][]byte, b.N)
+		for i := range msgs {
+			msgs[i] = stored[i%distinct]
+		}
+		before := r.st.Stats()
+		b.ReportAllocs()
+		b.ResetTimer()
+		parallel(b, msgs, func(m []byte) { r.handle(b, m, schemas.DecisionAnswered) })
+		b.StopTimer()
+		r.report(b, before)
+	})
+	b.Run("dead_letter/parallel", func(b *testing.B) {
+		r := newBenchRig(b)
+		good := r.sign(b, 1)[0]
+		// The signature's last characters replaced: well-formed, not valid.
+		tail := "AAAAAA"
+		if string(good[len(good)-6:]) == tail {
+			tail = "BBBBBB"
+		}
+		forged := append(append([]byte{}, good[:len(good)-6]...), tail...)
+		if res, _ := r.p.Handle(context.Background(), broker.Message{Topic: r.topic, Value: forged}); res.Reason != string(envelope.ReasonSignatureInvalid) {
+			b.Fatalf("forged request: %s/%s, want a dead letter for %s", res.Outcome, res.Reason, envelope.ReasonSignatureInvalid)
+		}
+		msgs := make([][]byte, b.N)
+		for i := range msgs {
+			msgs[i] = forged
+		}
+		before := r.st.Stats()
+		b.ReportAllocs()
+		b.ResetTimer()
+		parallel(b, msgs, func(m []byte) { r.handle(b, m, broker.OutcomeDeadLetter) })
+		b.StopTimer()
+		r.report(b, before)
+	})
+}
