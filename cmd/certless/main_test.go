@@ -135,3 +135,18 @@ func TestScenariosEmbedded(t *testing.T) {
 	}
 	runScenarioTest(ctx, t, cfg, serviceOptions{embeddedPort: -1, httpAddr: "127.0.0.1:0"})
 }
+
+// TestConfidentialAgencyWithoutKeyFailsAtStart: a missing encryption key is
+// a configuration error found at start, not a stalled partition later.
+func TestConfidentialAgencyWithoutKeyFailsAtStart(t *testing.T) {
+	ctx := context.Background()
+	cfg, err := ensureDevData(ctx, t.TempDir(), zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Agencies[0].EncryptReceipts = true // the court has no encryption key
+	_, err = startService(ctx, cfg, zap.NewNop(), serviceOptions{embeddedPort: -1, httpAddr: "127.0.0.1:0"})
+	if err == nil || !strings.Contains(err.Error(), "encryption key") {
+		t.Fatalf("start = %v, want a missing encryption key error", err)
+	}
+}

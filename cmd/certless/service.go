@@ -133,9 +133,16 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 	if err != nil {
 		return nil, err
 	}
+	// An agency that asked for confidential receipts must have an encryption
+	// key now; finding out per message would stall its partitions.
 	confidential := map[string]bool{}
 	for _, a := range cfg.Agencies {
 		confidential[a.ID] = a.EncryptReceipts
+		if a.EncryptReceipts {
+			if _, err := s.keys.EncryptionKey(a.ID, time.Now()); err != nil {
+				return nil, fmt.Errorf("agency %s asks for encrypted receipts but has no usable encryption key (certless keys generate --agency %s --alg ECDH-ES+A256KW): %w", a.ID, a.ID, err)
+			}
+		}
 	}
 	pipeline := &broker.Pipeline{
 		Topics:   s.topics,
