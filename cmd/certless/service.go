@@ -157,6 +157,13 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 		Decisions: s.store,
 	}
 	metrics := broker.NewMetrics(s.registry)
+	// Consumer lag is asked of the cluster at scrape time, not measured in
+	// the pipeline: it shows also when the pipeline is stalled.
+	lag, err := bkafka.NewLagCollector(s.kafka, cfg.Kafka.GroupID, requestTopics, bkafka.LagOptions{Logger: log.Named("kafka")})
+	if err != nil {
+		return nil, err
+	}
+	s.registry.MustRegister(lag)
 	handler := broker.Chain(pipeline,
 		broker.Recover(s.topics, log),
 		metrics.Middleware(),
