@@ -174,23 +174,48 @@ kafka_format() {
 		{ cat "$KDIR/format.log" >&2; die "kafka storage format failed"; }
 }
 
-# kafka_ready sends one Metadata v4 request (no topics) and succeeds when the
-# answer carries our correlation id and lists at least one live broker, i.e.
-# the broker has registered with the controller and serves clients. Plain
-# bash and od, so there is nothing to build before the broker can be probed.
+# kafka_call READ FRAME sends one request FRAME (printf escapes) to the
+# broker and prints the first READ bytes of the answer as decimal numbers.
+# Plain bash and od: nothing to build before the broker can be probed.
+kafka_call() {
+	timeout 3 bash -c '
+		exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+		printf "$3" >&3
+		head -c "$2" <&3 | od -An -v -tu1' _ "$KAFKA_PORT" "$1" "$2" 2>/dev/null
+}
+
+# kafka_ready succeeds when a Metadata v4 request (no topics) is answered with
+# our correlation id and at least one live broker, i.e. the broker has
+# registered with the controller and serves clients.
 #   request:  size=29 | api_key=3 | version=4 | correlation=0x6365 |
 #             client_id="certless-ready" | topics=[] | allow_auto_create=0
 #   response: size | correlation | throttle_ms | brokers count | ...
 kafka_ready() {
 	local out
-	out=$(timeout 3 bash -c '
-		exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
-		printf "\x00\x00\x00\x1d\x00\x03\x00\x04\x00\x00\x63\x65\x00\x0ecertless-ready\x00\x00\x00\x00\x00" >&3
-		head -c 16 <&3 | od -An -v -tu1' _ "$KAFKA_PORT" 2>/dev/null) || return 1
+	out=$(kafka_call 16 '\x00\x00\x00\x1d\x00\x03\x00\x04\x00\x00\x63\x65\x00\x0ecertless-ready\x00\x00\x00\x00\x00') || return 1
 	# shellcheck disable=SC2086 # split od's numbers into $1..$16
 	set -- $out
 	[ $# -eq 16 ] && [ "$5 $6 $7 $8" = "0 0 99 101" ] &&
-		[ $((($13 << 24) | ($14 << 16) | ($15 << 8) | $16)) -gt 0 ]
+		[ $(((${13} << 24) | (${14} << 16) | (${15} << 8) | ${16})) -gt 0 ]
+}
+
+# kafka_groups_ready succeeds when the group coordinator answers for every
+# partition of __consumer_offsets (offsets.topic.num.partitions=4; the keys
+# certless-warmup-0..3 hash to partitions 3, 0, 1, 2). On a new cluster the
+# first FindCoordinator creates that topic, and until it is loaded group
+# requests fail with COORDINATOR_NOT_AVAILABLE / NOT_COORDINATOR, so the
+# first test to use a group would otherwise race the broker.
+#   request:  size=44 | api_key=10 | version=1 | correlation=0x6366 |
+#             client_id="certless-ready" | key="certless-warmup-N" | key_type=0
+#   response: size | correlation | throttle_ms | error_code | ...
+kafka_groups_ready() {
+	local n out
+	for n in 0 1 2 3; do
+		out=$(kafka_call 14 "\\x00\\x00\\x00\\x2c\\x00\\x0a\\x00\\x01\\x00\\x00\\x63\\x66\\x00\\x0ecertless-ready\\x00\\x11certless-warmup-$n\\x00") || return 1
+		# shellcheck disable=SC2086
+		set -- $out
+		[ $# -eq 14 ] && [ "$5 $6 $7 $8" = "0 0 99 102" ] && [ "${13} ${14}" = "0 0" ] || return 1
+	done
 }
 
 kafka_up() {
@@ -222,14 +247,14 @@ kafka_up() {
 
 kafka_wait() {
 	local pid=$1 t0=$2 deadline=$((SECONDS + 120))
-	until kafka_ready; do
+	until kafka_ready && kafka_groups_ready; do
 		if ! kill -0 "$pid" 2>/dev/null; then
 			tail -n 40 "$KDIR/kafka.log" >&2 || true
 			die "Kafka exited during start-up (log: $KDIR/kafka.log)"
 		fi
 		[ "$SECONDS" -lt "$deadline" ] || {
 			tail -n 40 "$KDIR/kafka.log" >&2 || true
-			die "Kafka did not answer metadata within 120s (log: $KDIR/kafka.log)"
+			die "Kafka did not serve metadata and group coordination within 120s (log: $KDIR/kafka.log)"
 		}
 		sleep 0.2
 	done
