@@ -41,8 +41,19 @@ pg_dsn() { echo "postgres://$PG_ROLE:$PG_PASSWORD@127.0.0.1:$PG_PORT/postgres?ss
 # port_open reports whether something accepts connections on 127.0.0.1:$1.
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# closefds closes every descriptor above 2 of the current subshell, so a
+# daemon started from it keeps neither the lock nor a pipe of whoever ran
+# this script (a CI runner waits for its pipes to close).
+closefds() {
+	local fd
+	for fd in /proc/$BASHPID/fd/*; do
+		fd=${fd##*/}
+		if [ "$fd" -gt 2 ] 2>/dev/null; then eval "exec $fd>&-"; fi
+	done
+}
+
 # lock serialises up/down between concurrent callers (two `make test` in one
-# tree). Daemons are started with fd 9 closed so they do not hold the lock.
+# tree). Daemons are started through closefds so they do not hold it.
 lock() {
 	mkdir -p "$STATE"
 	exec 9>"$STATE/.lock"
@@ -235,11 +246,13 @@ kafka_up() {
 	kafka_format
 	log "starting Kafka $(kafka_version) on $(kafka_addr)"
 	# shellcheck disable=SC2086 # KAFKA_HEAP holds several JVM options
-	setsid nohup "$(java_bin)" $KAFKA_HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
-		-XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
-		-Dlog4j2.configurationFile="$KDIR/config/log4j2.properties" \
-		-cp "$KDIR/libs/*" kafka.Kafka "$KDIR/config/server.properties" \
-		</dev/null >>"$KDIR/kafka.log" 2>&1 9>&- &
+	(
+		closefds
+		exec setsid nohup "$(java_bin)" $KAFKA_HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+			-XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
+			-Dlog4j2.configurationFile="$KDIR/config/log4j2.properties" \
+			-cp "$KDIR/libs/*" kafka.Kafka "$KDIR/config/server.properties"
+	) </dev/null >>"$KDIR/kafka.log" 2>&1 &
 	echo $! >"$KDIR/kafka.pid"
 	pid=$!
 	kafka_wait "$pid" "$t0"
@@ -389,8 +402,10 @@ full_page_writes = off
 log_min_messages = warning
 EOF
 		log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
-		as_pg "$bin/pg_ctl" -D "$PGBASE/data" -l "$PGBASE/postgres.log" -w -t 60 start \
-			>/dev/null 9>&- || { tail -n 30 "$PGBASE/postgres.log" >&2 || true; die "PostgreSQL did not start"; }
+		(
+			closefds
+			as_pg "$bin/pg_ctl" -D "$PGBASE/data" -l "$PGBASE/postgres.log" -w -t 60 start
+		) </dev/null >/dev/null || { tail -n 30 "$PGBASE/postgres.log" >&2 || true; die "PostgreSQL did not start"; }
 	fi
 	local deadline=$((SECONDS + 60))
 	until pg_login >/dev/null; do
