@@ -12,6 +12,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/sasl"
 	"github.com/segmentio/kafka-go/sasl/plain"
+	"github.com/segmentio/kafka-go/sasl/scram"
 )
 
 // SASL mechanisms accepted in [SASL.Mechanism].
@@ -179,8 +180,10 @@ func (s SASL) mechanism() (sasl.Mechanism, error) {
 		return nil, nil
 	case MechanismPlain:
 		return plain.Mechanism{Username: s.Username, Password: s.Password}, nil
-	case MechanismSCRAMSHA256, MechanismSCRAMSHA512:
-		return scramMechanism(s.Mechanism, s.Username, s.Password), nil
+	case MechanismSCRAMSHA256:
+		return scram.Mechanism(scram.SHA256, s.Username, s.Password)
+	case MechanismSCRAMSHA512:
+		return scram.Mechanism(scram.SHA512, s.Username, s.Password)
 	}
 	return nil, fmt.Errorf("kafka: unknown sasl mechanism %q", s.Mechanism)
 }
