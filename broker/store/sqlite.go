@@ -27,6 +27,32 @@ var sqliteMigrations = []string{
 	) WITHOUT ROWID;
 	CREATE UNIQUE INDEX IF NOT EXISTS decisions_agency_request_id
 		ON decisions (agency, request_id) WHERE NOT replay AND request_id <> '';`,
+	// Version 2: a rowid table. In version 1 (WITHOUT ROWID) each row,
+	// receipt included, lived in the digest b-tree, whose interior cells
+	// carry whole rows: a few rows per page, overflow chains, and every
+	// lookup by digest or by (agency, request_id) crossed many pages. Now
+	// both indexes hold only their keys and a rowid, and a row (a ~2 KB
+	// receipt fits a 4 KB leaf) is one page of the table b-tree. Rows are
+	// copied byte for byte, oldest first.
+	`CREATE TABLE decisions_v2 (
+		digest     TEXT NOT NULL,
+		agency     TEXT NOT NULL,
+		request_id TEXT NOT NULL,
+		query_type TEXT NOT NULL,
+		outcome    TEXT NOT NULL CHECK (outcome IN ('answered', 'not_found', 'denied', 'rejected')),
+		reason     TEXT NOT NULL,
+		replay     INTEGER NOT NULL CHECK (replay IN (0, 1)),
+		receipt    BLOB NOT NULL,
+		decided_at TEXT NOT NULL
+	);
+	INSERT INTO decisions_v2 (digest, agency, request_id, query_type, outcome, reason, replay, receipt, decided_at)
+		SELECT digest, agency, request_id, query_type, outcome, reason, replay, receipt, decided_at
+		FROM decisions ORDER BY decided_at, digest;
+	DROP TABLE decisions;
+	ALTER TABLE decisions_v2 RENAME TO decisions;
+	CREATE UNIQUE INDEX decisions_digest ON decisions (digest);
+	CREATE UNIQUE INDEX decisions_agency_request_id
+		ON decisions (agency, request_id) WHERE NOT replay AND request_id <> '';`,
 }
 
 // sqliteTime is the stored form of DecidedAt: fixed width, so text order is
@@ -47,8 +73,11 @@ const (
 	)`
 )
 
+// sqliteDB keeps its statements prepared: modernc.org/sqlite parses and
+// plans the SQL of every unprepared call again.
 type sqliteDB struct {
-	db *sql.DB
+	db                                     *sql.DB
+	insertStmt, getStmt, idStmt, countStmt *sql.Stmt
 }
 
 func openSQLite(ctx context.Context, dsn string) (*sqliteDB, error) {
@@ -87,7 +116,29 @@ func openSQLite(ctx context.Context, dsn string) (*sqliteDB, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: SQLite %s: %w", dsn, err)
 	}
+	if err := s.prepare(ctx); err != nil {
+		s.close()
+		return nil, fmt.Errorf("store: SQLite %s: %w", dsn, err)
+	}
 	return s, nil
+}
+
+// prepare prepares the statements of commit and the reads, once per
+// connection that runs them; the schema must be current.
+func (s *sqliteDB) prepare(ctx context.Context) error {
+	for _, p := range []struct {
+		stmt  **sql.Stmt
+		query string
+	}{
+		{&s.insertStmt, sqliteInsert}, {&s.getStmt, sqliteGet}, {&s.idStmt, sqliteDigestByID}, {&s.countStmt, sqliteCount},
+	} {
+		st, err := s.db.PrepareContext(ctx, p.query)
+		if err != nil {
+			return fmt.Errorf("prepare %q: %w", p.query, err)
+		}
+		*p.stmt = st
+	}
+	return nil
 }
 
 func (s *sqliteDB) migrate(ctx context.Context) error {
@@ -160,10 +211,7 @@ func (s *sqliteDB) commit(ctx context.Context, batch []Decision) (_ []result, er
 			tx.Rollback()
 		}
 	}()
-	ins, err := tx.PrepareContext(ctx, sqliteInsert)
-	if err != nil {
-		return nil, fmt.Errorf("prepare insert: %w", err)
-	}
+	ins := tx.StmtContext(ctx, s.insertStmt) // prepared once per connection, not per batch
 	defer ins.Close()
 	out := make([]result, len(batch))
 	for i, d := range batch {
@@ -194,7 +242,7 @@ func (s *sqliteDB) commit(ctx context.Context, batch []Decision) (_ []result, er
 // explain says why d was not inserted: its digest is stored, or its id is
 // held by another digest.
 func (s *sqliteDB) explain(ctx context.Context, tx *sql.Tx, d Decision) (result, error) {
-	stored, ok, err := sqliteGetRow(tx.QueryRowContext(ctx, sqliteGet, d.Digest))
+	stored, ok, err := sqliteGetRow(tx.StmtContext(ctx, s.getStmt).QueryRowContext(ctx, d.Digest))
 	if err != nil {
 		return result{}, fmt.Errorf("read back %s: %w", d.Digest, err)
 	}
@@ -202,7 +250,7 @@ func (s *sqliteDB) explain(ctx context.Context, tx *sql.Tx, d Decision) (result,
 		return result{d: stored}, nil
 	}
 	var held string
-	if err := tx.QueryRowContext(ctx, sqliteDigestByID, d.Agency, d.RequestID).Scan(&held); err != nil {
+	if err := tx.StmtContext(ctx, s.idStmt).QueryRowContext(ctx, d.Agency, d.RequestID).Scan(&held); err != nil {
 		return result{}, fmt.Errorf("read back holder of %s: %w", d.Digest, err)
 	}
 	return result{err: &ConflictError{Agency: d.Agency, RequestID: d.RequestID, Digest: d.Digest, Held: held}}, nil
@@ -227,12 +275,12 @@ func sqliteGetRow(row *sql.Row) (Decision, bool, error) {
 }
 
 func (s *sqliteDB) get(ctx context.Context, digest string) (Decision, bool, error) {
-	return sqliteGetRow(s.db.QueryRowContext(ctx, sqliteGet, digest))
+	return sqliteGetRow(s.getStmt.QueryRowContext(ctx, digest))
 }
 
 func (s *sqliteDB) digestByRequestID(ctx context.Context, agency, requestID string) (string, bool, error) {
 	var digest string
-	err := s.db.QueryRowContext(ctx, sqliteDigestByID, agency, requestID).Scan(&digest)
+	err := s.idStmt.QueryRowContext(ctx, agency, requestID).Scan(&digest)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", false, nil
 	}
@@ -244,8 +292,15 @@ func (s *sqliteDB) digestByRequestID(ctx context.Context, agency, requestID stri
 
 func (s *sqliteDB) count(ctx context.Context) (int, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx, sqliteCount).Scan(&n)
+	err := s.countStmt.QueryRowContext(ctx).Scan(&n)
 	return n, err
 }
 
-func (s *sqliteDB) close() error { return s.db.Close() }
+func (s *sqliteDB) close() error {
+	for _, st := range []*sql.Stmt{s.insertStmt, s.getStmt, s.idStmt, s.countStmt} {
+		if st != nil {
+			st.Close()
+		}
+	}
+	return s.db.Close()
+}

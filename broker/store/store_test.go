@@ -223,6 +223,7 @@ func BenchmarkSave(b *testing.B) {
 		{"batched", store.Options{}},
 		{"batch1", store.Options{BatchSize: 1}},
 	}
+	parallelism := 64 // many in-flight requests, as from many partitions
 	for _, be := range backends {
 		for _, m := range modes {
 			b.Run(be.name+"/"+m.name, func(b *testing.B) {
@@ -232,7 +233,7 @@ func BenchmarkSave(b *testing.B) {
 				}
 				defer s.Close()
 				var seq atomic.Int64
-				b.SetParallelism(64) // many in-flight requests, as from many partitions
+				b.SetParallelism(parallelism)
 				b.ResetTimer()
 				b.RunParallel(func(pb *testing.PB) {
 					ctx := context.Background()
@@ -252,4 +253,119 @@ func BenchmarkSave(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkSaveSerial measures one Save at a time: what a lone message pays
+// for its durable commit, waiting included.
+//
+//	go test ./broker/store -run '^$' -bench SaveSerial
+func BenchmarkSaveSerial(b *testing.B) {
+	s, err := store.Open(context.Background(), filepath.Join(b.TempDir(), "decisions.db"), store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	i := 0
+	for b.Loop() {
+		i++
+		if _, err := s.Save(ctx, storetest.Decision("court-220102", strconv.Itoa(i), "serial")); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(s.Stats().Rows)/float64(max(s.Stats().Batches, 1)), "rows/batch")
+}
+
+// BenchmarkLookup measures the two reads every fresh message makes, Get
+// (redelivery) and DigestByRequestID (replay), on an SQLite store holding
+// lookupRows decisions with receipts of a realistic size (~2 KB), for
+// stored (hit) and new (miss) keys:
+//
+//	go test ./broker/store -run '^$' -bench Lookup
+func BenchmarkLookup(b *testing.B) {
+	const lookupRows = 20000
+	ctx := context.Background()
+	s, err := store.Open(ctx, filepath.Join(b.TempDir(), "decisions.db"), store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	receipt := make([]byte, 2048)
+	for i := range receipt {
+		receipt[i] = byte('a' + i%26)
+	}
+	stored := make([]store.Decision, lookupRows)
+	for i := range stored {
+		stored[i] = storetest.Decision("court-220102", "req-"+strconv.Itoa(i), "lookup")
+		stored[i].Receipt = receipt
+	}
+	// Concurrent Saves, so that they share transactions.
+	var next atomic.Int64
+	errs := make(chan error, 64)
+	for range 64 {
+		go func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(stored) {
+					errs <- nil
+					return
+				}
+				if _, err := s.Save(ctx, stored[i]); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	for range 64 {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+	}
+	missing := storetest.Decision("court-220102", "never-saved", "lookup")
+	b.Run("get/hit", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			if _, ok, err := s.Get(ctx, stored[i%lookupRows].Digest); !ok || err != nil {
+				b.Fatal(ok, err)
+			}
+			i += 7919
+		}
+	})
+	b.Run("get/miss", func(b *testing.B) {
+		for b.Loop() {
+			if _, ok, err := s.Get(ctx, missing.Digest); ok || err != nil {
+				b.Fatal(ok, err)
+			}
+		}
+	})
+	b.Run("id/hit", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			d := stored[i%lookupRows]
+			if _, ok, err := s.DigestByRequestID(ctx, d.Agency, d.RequestID); !ok || err != nil {
+				b.Fatal(ok, err)
+			}
+			i += 7919
+		}
+	})
+	b.Run("id/miss", func(b *testing.B) {
+		for b.Loop() {
+			if _, ok, err := s.DigestByRequestID(ctx, missing.Agency, missing.RequestID); ok || err != nil {
+				b.Fatal(ok, err)
+			}
+		}
+	})
+	b.Run("get/hit/parallel", func(b *testing.B) {
+		var seq atomic.Int64
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				i := int(seq.Add(7919) % lookupRows)
+				if _, ok, err := s.Get(ctx, stored[i].Digest); !ok || err != nil {
+					b.Error(ok, err)
+					return
+				}
+			}
+		})
+	})
 }
