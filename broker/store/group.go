@@ -113,7 +113,7 @@ func (g *group) run() {
 	var (
 		pending []*request
 		busy    bool // a batch is committing
-		due     bool // the oldest pending request has waited BatchWait
+		due     bool // the pending requests may go: BatchWait is not holding them
 		closed  bool
 		timer   *time.Timer
 		timeout <-chan time.Time
@@ -123,8 +123,12 @@ func (g *group) run() {
 		if len(pending) == 0 {
 			return
 		}
+		if g.opts.BatchWait <= 0 { // no deliberate wait: go when nothing commits
+			due = true
+			return
+		}
 		wait := g.opts.BatchWait - time.Since(pending[0].arrived)
-		if g.opts.BatchWait < 0 || wait <= 0 {
+		if wait <= 0 {
 			due = true
 			return
 		}

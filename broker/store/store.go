@@ -16,8 +16,9 @@
 //     synchronous=FULL, or PostgreSQL). Callers may publish the returned
 //     receipt and commit their Kafka offset then, and not before.
 //   - Group commit: concurrent Saves share transactions (up to
-//     Options.BatchSize rows, waiting at most Options.BatchWait), and one
-//     conflicting or duplicate row never fails the others in its batch.
+//     Options.BatchSize rows): a batch is what queued while the previous
+//     transaction committed, and one conflicting or duplicate row never
+//     fails the others in its batch.
 //   - Append only: rows are never updated or deleted; the PostgreSQL role
 //     suggested by PostgresRoleSQL holds SELECT and INSERT only.
 //
@@ -89,8 +90,7 @@ type Store interface {
 	// returns the decision that is stored: d itself (DecidedAt normalised) or,
 	// for a known digest, the earlier decision, whatever d says. Callers
 	// publish exactly what Save returns. Concurrent calls are grouped into one
-	// transaction (flushed at BatchSize rows or after BatchWait, whichever
-	// comes first); Save returns only after its batch committed.
+	// transaction (see Options); Save returns only after its batch committed.
 	//
 	// Errors: ErrInvalid (wrapped) for bad input, ErrIDConflict (as
 	// *ConflictError) when the id is held by another digest, ctx.Err() when
@@ -119,19 +119,22 @@ type Stats struct {
 }
 
 // Options tune the group commit. The zero value is the default.
+//
+// One transaction commits at a time. A batch is flushed as soon as none is
+// committing, and carries what queued meanwhile, up to BatchSize rows: under
+// load, batches grow with the commit time; alone, a Save pays for one
+// commit and no more.
 type Options struct {
 	// BatchSize is the most rows one transaction carries; default 256.
 	BatchSize int
-	// BatchWait is the longest a Save waits for others to join its batch;
-	// default 2ms. A negative value means no waiting: a batch holds what
-	// queued while the previous one committed.
+	// BatchWait, when positive, also holds a batch back, even with no
+	// transaction committing, until its oldest Save has waited BatchWait or
+	// BatchSize rows queued: fewer, larger transactions for that added
+	// latency. Zero (the default) or negative: no deliberate wait.
 	BatchWait time.Duration
 }
 
-const (
-	defaultBatchSize = 256
-	defaultBatchWait = 2 * time.Millisecond
-)
+const defaultBatchSize = 256
 
 func (o Options) withDefaults() (Options, error) {
 	if o.BatchSize < 0 {
@@ -139,9 +142,6 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.BatchSize == 0 {
 		o.BatchSize = defaultBatchSize
-	}
-	if o.BatchWait == 0 {
-		o.BatchWait = defaultBatchWait
 	}
 	return o, nil
 }
