@@ -320,7 +320,24 @@ func (l *sqliteLoader) commit(ctx context.Context) error {
 		return err
 	}
 	l.tx = nil
-	_, err := l.db.ExecContext(ctx, "ANALYZE")
+	return sqliteAnalyze(ctx, l.db)
+}
+
+// sqliteAnalyze gathers the planner's statistics, keeping sqlite_stat1
+// (rows per index key, all that a Source's key lookups need) and dropping
+// the sqlite_stat4 samples: with samples, SQLite re-prepares a statement
+// whose parameter a sampled index could use every time that parameter is
+// bound to a new value (see sqlite3_prepare_v2), so each prepared Source
+// query would be parsed and planned again on every call.
+func sqliteAnalyze(ctx context.Context, db *sql.DB) error {
+	if _, err := db.ExecContext(ctx, "ANALYZE"); err != nil {
+		return err
+	}
+	var samples bool
+	if err := db.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_stat4')").Scan(&samples); err != nil || !samples {
+		return err
+	}
+	_, err := db.ExecContext(ctx, "DELETE FROM sqlite_stat4")
 	return err
 }
 

@@ -91,6 +91,27 @@ func TestSeedRefusesAPopulatedDatabase(t *testing.T) {
 	}
 }
 
+// TestSeedKeepsNoStat4Samples: the planner keeps its per-index row counts,
+// but no sqlite_stat4 samples, which would make SQLite re-prepare every
+// Source query at each call.
+func TestSeedKeepsNoStat4Samples(t *testing.T) {
+	db, err := sql.Open("sqlite", "file:"+sqliteFixture(t)+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var stat1, stat4 int
+	if err := db.QueryRow("SELECT count(*) FROM sqlite_stat1").Scan(&stat1); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.QueryRow("SELECT count(*) FROM sqlite_stat4").Scan(&stat4); err != nil && !strings.Contains(err.Error(), "no such table") {
+		t.Fatal(err)
+	}
+	if stat1 == 0 || stat4 != 0 {
+		t.Errorf("sqlite_stat1 has %d rows, sqlite_stat4 %d: want some, none", stat1, stat4)
+	}
+}
+
 func TestSeedHonoursCancellation(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "r.db")
 	ctx, cancel := context.WithCancel(context.Background())
