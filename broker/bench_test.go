@@ -135,8 +135,8 @@ func parallel(b *testing.B, msgs [][]byte, op func([]byte)) {
 // BenchmarkPipelineHandle measures Pipeline.Handle per message with real
 // parts in-process: no Kafka, no middleware.
 //
-//	answered/serial    one message at a time: each Save waits out the
-//	                   group commit's BatchWait alone
+//	answered/serial    one message at a time: each Save pays for one
+//	                   commit of its own
 //	answered/parallel  a fresh signed request per op, many at once
 //	redelivery         the same bytes again: the stored receipt re-emitted
 //	dead_letter        a bad signature: a dead-letter record, nothing stored

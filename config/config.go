@@ -216,7 +216,7 @@ func Default(dataDir string) Config {
 			SessionTimeout:    Duration(10 * time.Second),
 			RebalanceTimeout:  Duration(30 * time.Second),
 		},
-		Store:       Store{DSN: filepath.Join(dataDir, "decisions.db"), BatchSize: 256, BatchWait: Duration(2 * time.Millisecond)},
+		Store:       Store{DSN: filepath.Join(dataDir, "decisions.db"), BatchSize: 256},
 		HTTP:        HTTP{Addr: "127.0.0.1:8080"},
 		Log:         Log{Level: "info", Format: "json"},
 		KeysDir:     filepath.Join(dataDir, "keys"),
