@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -135,13 +136,14 @@ func FuzzSignedPayload(f *testing.F) {
 	})
 }
 
-// TestWriteFuzzCorpus rewrites the checked-in seed corpus of FuzzDecode
-// (testdata/fuzz/FuzzDecode) when CERTLESS_WRITE_CORPUS=1. The seeds are
-// deterministic: a fixed key, clock and id.
-func TestWriteFuzzCorpus(t *testing.T) {
-	if os.Getenv("CERTLESS_WRITE_CORPUS") != "1" {
-		t.Skip("set CERTLESS_WRITE_CORPUS=1 to rewrite testdata/fuzz/FuzzDecode")
-	}
+var updateCorpus = flag.Bool("update-corpus", false, "rewrite testdata/fuzz/FuzzDecode from the seed generator")
+
+// TestFuzzCorpusIsCurrent checks that the checked-in seed corpus of
+// FuzzDecode (testdata/fuzz/FuzzDecode) is what the seed generator makes
+// now, so the fuzzer starts from valid messages of every type; with
+// -update-corpus it rewrites the files. The seeds are deterministic: a fixed
+// key, clock and id, and Ed25519 signatures are deterministic too.
+func TestFuzzCorpusIsCurrent(t *testing.T) {
 	k := fuzzKey()
 	p := request()
 	seeds := map[string][]byte{"valid_request": mustSign(t, k, p)}
@@ -160,13 +162,23 @@ func TestWriteFuzzCorpus(t *testing.T) {
 	seeds["bad_signature"] = forge(`{"alg":"EdDSA","kid":"court-a/k1"}`, `{"agency":"court-a"}`)
 	seeds["four_parts"] = []byte("a.b.c.d")
 	dir := filepath.Join("testdata", "fuzz", "FuzzDecode")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
+	if *updateCorpus {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for name, raw := range seeds {
 		doc := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", raw)
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(doc), 0o644); err != nil {
-			t.Fatal(err)
+		path := filepath.Join(dir, name)
+		if *updateCorpus {
+			if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		got, err := os.ReadFile(path)
+		if err != nil || string(got) != doc {
+			t.Errorf("seed %s is stale or missing (%v); run go test ./envelope -run TestFuzzCorpusIsCurrent -update-corpus", name, err)
 		}
 	}
 }

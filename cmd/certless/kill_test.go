@@ -29,9 +29,6 @@ import (
 // several points, restarts it each time, and proves that every request has
 // exactly one distinct receipt: none lost, none conflicting.
 func TestRealKafkaKillAndRestart(t *testing.T) {
-	if testing.Short() {
-		t.Skip("kill test is long")
-	}
 	const total = 3000
 	killAt := []int{400, 1300, 2200} // receipts seen before each SIGKILL
 
