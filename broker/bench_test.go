@@ -6,15 +6,11 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/certless/certless/adapters/records"
 	"github.com/certless/certless/broker"
 	"github.com/certless/certless/broker/store"
 	"github.com/certless/certless/client"
-	"github.com/certless/certless/config"
 	"github.com/certless/certless/envelope"
-	"github.com/certless/certless/keys"
 	"github.com/certless/certless/schemas"
 )
 
@@ -23,73 +19,35 @@ import (
 // Runner's in-flight window (default 256) does in production.
 const benchParallelism = 64
 
-// benchRig is the pipeline with real parts, as `certless dev` composes it:
-// EdDSA keys, the envelope verifier with the decision store as replay index,
-// an SQLite decision store in a WAL file (synchronous=FULL) with the default
-// group commit, synthetic records in memory and the receipt sealer.
+// benchRig is the test fixture with its decision store in a WAL file
+// (synchronous=FULL) with the default group commit, so Saves pay for real
+// fsyncs.
 type benchRig struct {
-	p        *broker.Pipeline
-	st       store.Store
+	*fixture
 	topic    string
-	court    *keys.Private
 	subjects []schemas.Subject
 }
 
 func newBenchRig(b *testing.B) *benchRig {
 	b.Helper()
-	ctx := context.Background()
-	mustKey := func(agency string) *keys.Private {
-		k, err := keys.Generate(agency, "k1", keys.EdDSA)
-		if err != nil {
-			b.Fatal(err)
-		}
-		return k
-	}
-	court, bk := mustKey("court-changchun"), mustKey("certless")
-	agencyKeys, err := keys.NewRegistry(court.Public)
-	if err != nil {
-		b.Fatal(err)
-	}
-	st, err := store.Open(ctx, filepath.Join(b.TempDir(), "decisions.db"), store.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { st.Close() })
-	set, err := schemas.Default()
-	if err != nil {
-		b.Fatal(err)
-	}
-	ds := records.Generate(7, 2000)
-	router := broker.NewRouter()
-	router.Add("220000", "jilin", records.NewSource("jilin", records.NewMemory(ds), nil))
-	topics := broker.Topics{Prefix: "bench."}
-	r := &benchRig{st: st, topic: topics.Requests("court-changchun"), court: court}
-	for _, p := range ds.Persons {
+	f := newFixtureWithStore(b, filepath.Join(b.TempDir(), "decisions.db"))
+	r := &benchRig{fixture: f, topic: f.topics.Requests("court-changchun")}
+	for _, p := range f.ds.Persons {
 		if p.CancelReason == "" {
 			r.subjects = append(r.subjects, schemas.Subject{IDNumber: p.IDNumber, Name: p.Name})
 		}
-	}
-	r.p = &broker.Pipeline{
-		Topics: topics, BrokerID: "certless",
-		Verify: &envelope.Verifier{Keys: agencyKeys, Schemas: set, Replay: st},
-		Auth: broker.NewAllowList([]config.Agency{{ID: "court-changchun", Allow: []config.Allow{
-			{Query: "criminal_record", Fields: []string{"has_criminal_record", "as_of"}}, {Query: "identity"},
-		}}}),
-		Records:   router,
-		Seal:      &broker.ReceiptSealer{Key: bk, Schemas: set},
-		Decisions: st,
 	}
 	return r
 }
 
 // sign pre-signs n distinct answerable requests.
-func (r *benchRig) sign(b *testing.B, n int) [][]byte {
+func (r *benchRig) signMany(b *testing.B, n int) [][]byte {
 	b.Helper()
 	queries := []string{"criminal_record", "identity"}
 	out := make([][]byte, n)
 	for i := range out {
 		s, err := client.Build(r.court, client.Request{Query: queries[i%len(queries)], Subject: r.subjects[i%len(r.subjects)],
-			Basis: "criminal-proceedings", CaseRef: fmt.Sprintf("B-%d", i)}, time.Now())
+			Basis: "criminal-proceedings", CaseRef: fmt.Sprintf("B-%d", i)}, r.now)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -99,7 +57,7 @@ func (r *benchRig) sign(b *testing.B, n int) [][]byte {
 }
 
 // handle runs one message and checks the outcome; it is safe in RunParallel.
-func (r *benchRig) handle(b *testing.B, value []byte, outcome string) {
+func (r *benchRig) handleAs(b *testing.B, value []byte, outcome string) {
 	res, err := r.p.Handle(context.Background(), broker.Message{Topic: r.topic, Value: value})
 	if err != nil {
 		b.Error(err)
@@ -114,7 +72,7 @@ func (r *benchRig) handle(b *testing.B, value []byte, outcome string) {
 // group-commit transaction.
 func (r *benchRig) report(b *testing.B, before store.Stats) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msg/s")
-	after := r.st.Stats()
+	after := r.store.Stats()
 	if tx := after.Batches - before.Batches; tx > 0 {
 		b.ReportMetric(float64(after.Rows-before.Rows)/float64(tx), "rows/txn")
 	}
@@ -143,47 +101,47 @@ func parallel(b *testing.B, msgs [][]byte, op func([]byte)) {
 func BenchmarkPipelineHandle(b *testing.B) {
 	b.Run("answered/serial", func(b *testing.B) {
 		r := newBenchRig(b)
-		msgs := r.sign(b, b.N)
-		before := r.st.Stats()
+		msgs := r.signMany(b, b.N)
+		before := r.store.Stats()
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := range b.N {
-			r.handle(b, msgs[i], schemas.DecisionAnswered)
+			r.handleAs(b, msgs[i], schemas.DecisionAnswered)
 		}
 		b.StopTimer()
 		r.report(b, before)
 	})
 	b.Run("answered/parallel", func(b *testing.B) {
 		r := newBenchRig(b)
-		msgs := r.sign(b, b.N)
-		before := r.st.Stats()
+		msgs := r.signMany(b, b.N)
+		before := r.store.Stats()
 		b.ReportAllocs()
 		b.ResetTimer()
-		parallel(b, msgs, func(m []byte) { r.handle(b, m, schemas.DecisionAnswered) })
+		parallel(b, msgs, func(m []byte) { r.handleAs(b, m, schemas.DecisionAnswered) })
 		b.StopTimer()
 		r.report(b, before)
 	})
 	b.Run("redelivery/parallel", func(b *testing.B) {
 		r := newBenchRig(b)
 		const distinct = 512
-		stored := r.sign(b, distinct)
+		stored := r.signMany(b, distinct)
 		for _, m := range stored {
-			r.handle(b, m, schemas.DecisionAnswered)
+			r.handleAs(b, m, schemas.DecisionAnswered)
 		}
 		msgs := make([][]byte, b.N)
 		for i := range msgs {
 			msgs[i] = stored[i%distinct]
 		}
-		before := r.st.Stats()
+		before := r.store.Stats()
 		b.ReportAllocs()
 		b.ResetTimer()
-		parallel(b, msgs, func(m []byte) { r.handle(b, m, schemas.DecisionAnswered) })
+		parallel(b, msgs, func(m []byte) { r.handleAs(b, m, schemas.DecisionAnswered) })
 		b.StopTimer()
 		r.report(b, before)
 	})
 	b.Run("dead_letter/parallel", func(b *testing.B) {
 		r := newBenchRig(b)
-		good := r.sign(b, 1)[0]
+		good := r.signMany(b, 1)[0]
 		// The signature's last characters replaced: well-formed, not valid.
 		tail := "AAAAAA"
 		if string(good[len(good)-6:]) == tail {
@@ -197,10 +155,10 @@ func BenchmarkPipelineHandle(b *testing.B) {
 		for i := range msgs {
 			msgs[i] = forged
 		}
-		before := r.st.Stats()
+		before := r.store.Stats()
 		b.ReportAllocs()
 		b.ResetTimer()
-		parallel(b, msgs, func(m []byte) { r.handle(b, m, broker.OutcomeDeadLetter) })
+		parallel(b, msgs, func(m []byte) { r.handleAs(b, m, broker.OutcomeDeadLetter) })
 		b.StopTimer()
 		r.report(b, before)
 	})

@@ -29,7 +29,13 @@ type fixture struct {
 	store      store.Store
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture { return newFixtureWithStore(t, ":memory:") }
+
+// newFixtureWithStore builds the pipeline with real parts, as `certless
+// dev` composes it: EdDSA keys, the envelope verifier with the decision
+// store at dsn as replay index, synthetic records in memory and the receipt
+// sealer. Its clock stands still at f.now.
+func newFixtureWithStore(t testing.TB, dsn string) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	now := time.Now().UTC().Truncate(time.Second)
@@ -50,7 +56,7 @@ func newFixture(t *testing.T) *fixture {
 	if f.brokerKeys, err = keys.NewRegistry(bk.Public); err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(ctx, ":memory:", store.Options{})
+	st, err := store.Open(ctx, dsn, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +66,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.ds = records.Generate(7, 400)
+	f.ds = records.Generate(7, 2000)
 	router := broker.NewRouter()
 	router.Add("220000", "jilin", records.NewSource("jilin", records.NewMemory(f.ds), nil))
 	clock := func() time.Time { return f.now }
