@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,13 +13,11 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 
-	"github.com/certless/certless/adapters/records"
 	"github.com/certless/certless/broker"
 	bkafka "github.com/certless/certless/broker/kafka"
 	"github.com/certless/certless/client"
 	"github.com/certless/certless/config"
 	"github.com/certless/certless/keys"
-	"github.com/certless/certless/schemas"
 )
 
 // TestRealKafkaKillAndRestart streams a few thousand requests through a
@@ -68,23 +64,11 @@ func TestRealKafkaKillAndRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Sign the whole stream up front: a mix of answered, not found and
-	// denied requests from the three agencies.
-	ds := records.Generate(devSeed, devPersons)
+	// Sign the whole stream up front, with the bench's mix of answered,
+	// not found and denied requests from the three agencies.
 	now := time.Now()
-	rng := rand.New(rand.NewPCG(1, 2))
-	type sent struct {
-		agency string
-		s      client.Signed
-	}
-	stream := make([]sent, 0, total)
-	queries := map[string][]string{
-		"court-changchun": {"criminal_record", "identity", "household"},
-		"edu-jian":        {"identity"},
-		"notary-dunhua":   {"former_names", "hukou_cancellation", "identity"},
-	}
-	var agencies []string
 	signers := map[string]*keys.Private{}
+	var agencies []string
 	for _, a := range cfg.Agencies {
 		agencies = append(agencies, a.ID)
 		k, err := keys.SigningKey(cfg.KeysDir, a.ID, now)
@@ -93,17 +77,9 @@ func TestRealKafkaKillAndRestart(t *testing.T) {
 		}
 		signers[a.ID] = k
 	}
-	for i := 0; i < total; i++ {
-		a := agencies[rng.IntN(len(agencies))]
-		qs := queries[a]
-		p := ds.Persons[rng.IntN(len(ds.Persons))]
-		s, err := client.Build(signers[a], client.Request{Query: qs[rng.IntN(len(qs))],
-			Subject: schemas.Subject{IDNumber: p.IDNumber, Name: p.Name}, Basis: "case-handling", CaseRef: fmt.Sprintf("K-%d", i),
-			Lifetime: time.Hour}, now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		stream = append(stream, sent{a, s})
+	stream, err := benchPlan(cfg.Agencies, signers, topics, total, now, time.Hour)
+	if err != nil {
+		t.Fatal(err)
 	}
 
 	// Watch every receipt topic from its (empty) start.
@@ -156,7 +132,7 @@ func TestRealKafkaKillAndRestart(t *testing.T) {
 		for i := 0; i < len(stream); i += 20 {
 			var msgs []bkafka.Message
 			for _, x := range stream[i:min(i+20, len(stream))] {
-				msgs = append(msgs, bkafka.Message{Topic: topics.Requests(x.agency), Key: []byte(x.s.ID), Value: x.s.Bytes})
+				msgs = append(msgs, x.msg)
 			}
 			if err := p.Produce(ctx, msgs...); err != nil {
 				prodDone <- err
@@ -241,7 +217,7 @@ func TestRealKafkaKillAndRestart(t *testing.T) {
 	}
 	lost, conflicting := 0, 0
 	for _, x := range stream {
-		switch n := len(all[x.s.Digest]); {
+		switch n := len(all[x.signed.Digest]); {
 		case n == 0:
 			lost++
 		case n > 1:
