@@ -28,7 +28,6 @@ import (
 	"github.com/certless/certless/config"
 	"github.com/certless/certless/keys"
 	"github.com/certless/certless/schemas"
-	"github.com/certless/certless/schemas/residentid"
 )
 
 // benchOptions are the flags of `certless bench`.
@@ -404,13 +403,7 @@ func benchPlan(agencies []config.Agency, signers map[string]*keys.Private, topic
 	for _, p := range ds.Persons {
 		byID[p.IDNumber] = p
 	}
-	var unknown []string
-	for seq := 999; seq > 0 && len(unknown) < 64; seq-- {
-		id := residentid.Make("222403", time.Date(1985, 6, 15, 0, 0, 0, 0, time.UTC), seq)
-		if _, taken := byID[id]; !taken {
-			unknown = append(unknown, id)
-		}
-	}
+	unknown := unknownIDs(byID, 64)
 	subj := func(p records.Person) schemas.Subject { return schemas.Subject{IDNumber: p.IDNumber, Name: p.Name} }
 	rng := rand.New(rand.NewPCG(devSeed, uint64(n)))
 	out := make([]benchRequest, 0, n)

@@ -327,14 +327,21 @@ func demoSubjects(ds *records.Dataset) demoPicks {
 			break
 		}
 	}
-	for seq := 999; seq > 0; seq-- {
+	p.unknownID = unknownIDs(byID, 1)[0]
+	return p
+}
+
+// unknownIDs returns n valid resident ID numbers (Dunhua, born 1985-06-15)
+// that belong to nobody in byID: subjects the records cannot know.
+func unknownIDs(byID map[string]records.Person, n int) []string {
+	var out []string
+	for seq := 999; seq > 0 && len(out) < n; seq-- {
 		id := residentid.Make("222403", time.Date(1985, 6, 15, 0, 0, 0, 0, time.UTC), seq)
 		if _, taken := byID[id]; !taken {
-			p.unknownID = id
-			break
+			out = append(out, id)
 		}
 	}
-	return p
+	return out
 }
 
 // resignSameID signs a different request under the id of s.

@@ -251,6 +251,12 @@ func (s *service) close() {
 	}
 }
 
+// answerTimeout is the per-message budget: every attempt of a source call
+// plus the store and the seal.
+func answerTimeout(cfg *config.Config) time.Duration {
+	return 2*cfg.Limits.AnswerTimeout.D() + time.Second
+}
+
 func portOf(brokers []string) (int, error) {
 	if len(brokers) == 0 {
 		return 0, errors.New("/kafka/brokers: the embedded cluster needs an address to listen on")

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -113,10 +112,4 @@ func openSource(ctx context.Context, a config.Adapter, m *broker.SourceMetrics) 
 	default:
 		return nil, nil, fmt.Errorf("unknown adapter type %q (want sql or http)", a.Type)
 	}
-}
-
-// answerTimeout is the per-message budget: every attempt of a source call
-// plus the store and the seal.
-func answerTimeout(cfg *config.Config) time.Duration {
-	return 2*cfg.Limits.AnswerTimeout.D() + time.Second
 }
