@@ -356,11 +356,15 @@ pg_datadir() {
 	return 0
 }
 
+# pgdir is where the cluster really lives: the OS user that runs it may not
+# be able to follow .services/pg through a checkout it cannot enter.
+pgdir() { readlink -f "$PGBASE"; }
+
 pg_running() {
 	local bin
 	bin=$(pg_bindir)
 	[ -n "$bin" ] && [ -f "$PGBASE/data/PG_VERSION" ] &&
-		as_pg "$bin/pg_ctl" -D "$PGBASE/data" status >/dev/null 2>&1
+		as_pg "$bin/pg_ctl" -D "$(pgdir)/data" status >/dev/null 2>&1
 }
 
 pg_login() {
@@ -390,7 +394,7 @@ pg_up() {
 		fi
 		port_open "$PG_PORT" && die "port $PG_PORT is taken by another process; set CERTLESS_PG_PORT"
 		# Throwaway and loopback only: durability off for speed.
-		as_pg tee "$PGBASE/data/certless.conf" >/dev/null <<EOF
+		as_pg tee "$(pgdir)/data/certless.conf" >/dev/null <<EOF
 # Written by scripts/services.sh.
 port = $PG_PORT
 listen_addresses = '127.0.0.1'
@@ -404,7 +408,7 @@ EOF
 		log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
 		(
 			closefds
-			as_pg "$bin/pg_ctl" -D "$PGBASE/data" -l "$PGBASE/postgres.log" -w -t 60 start
+			as_pg "$bin/pg_ctl" -D "$(pgdir)/data" -l "$(pgdir)/postgres.log" -w -t 60 start
 		) </dev/null >/dev/null || { tail -n 30 "$PGBASE/postgres.log" >&2 || true; die "PostgreSQL did not start"; }
 	fi
 	local deadline=$((SECONDS + 60))
@@ -418,7 +422,7 @@ EOF
 pg_down() {
 	pg_running || return 0
 	log "stopping PostgreSQL"
-	as_pg "$(pg_bindir)/pg_ctl" -D "$PGBASE/data" -m fast -w -t 60 stop >/dev/null
+	as_pg "$(pg_bindir)/pg_ctl" -D "$(pgdir)/data" -m fast -w -t 60 stop >/dev/null
 }
 
 # ---------------------------------------------------------------- commands
