@@ -317,7 +317,7 @@ pg_user() {
 
 as_pg() {
 	if is_root; then
-		runuser -u "$(pg_user)" -- "$@"
+		(cd / && runuser -u "$(pg_user)" -- "$@")
 	else
 		"$@"
 	fi
