@@ -9,7 +9,7 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 
-	bkafka "github.com/certless/certless/broker/kafka"
+	bkafka "github.com/certless/certless/kafka"
 	"github.com/certless/certless/envelope"
 	"github.com/certless/certless/keys"
 )

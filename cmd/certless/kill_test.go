@@ -14,7 +14,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/certless/certless/broker"
-	bkafka "github.com/certless/certless/broker/kafka"
+	bkafka "github.com/certless/certless/kafka"
 	"github.com/certless/certless/client"
 	"github.com/certless/certless/config"
 	"github.com/certless/certless/keys"

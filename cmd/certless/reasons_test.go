@@ -12,7 +12,7 @@ import (
 
 	"github.com/certless/certless/adapters/records"
 	"github.com/certless/certless/broker"
-	bkafka "github.com/certless/certless/broker/kafka"
+	bkafka "github.com/certless/certless/kafka"
 	"github.com/certless/certless/client"
 	"github.com/certless/certless/envelope"
 	"github.com/certless/certless/keys"

@@ -14,7 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/certless/certless/broker"
-	bkafka "github.com/certless/certless/broker/kafka"
+	bkafka "github.com/certless/certless/kafka"
 	"github.com/certless/certless/broker/store"
 	"github.com/certless/certless/config"
 	"github.com/certless/certless/envelope"

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/certless/certless/broker/kafka"
+	"github.com/certless/certless/kafka"
 )
 
 // A round trip through the embedded cluster: create a topic, produce

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/certless/certless/broker/kafka"
+	"github.com/certless/certless/kafka"
 	"github.com/certless/certless/internal/testenv"
 )
 

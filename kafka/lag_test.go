@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/certless/certless/broker/kafka"
+	"github.com/certless/certless/kafka"
 	"github.com/certless/certless/internal/testenv"
 )
 

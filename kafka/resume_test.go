@@ -11,7 +11,7 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 
-	"github.com/certless/certless/broker/kafka"
+	"github.com/certless/certless/kafka"
 	"github.com/certless/certless/internal/testenv"
 )
 
