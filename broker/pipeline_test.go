@@ -72,7 +72,7 @@ func newFixtureWithStore(t testing.TB, dsn string) *fixture {
 	clock := func() time.Time { return f.now }
 	f.p = &broker.Pipeline{
 		Topics: f.topics, BrokerID: "certless",
-		Verify: &envelope.Verifier{Keys: agencyKeys, Schemas: set, Replay: st, Now: clock},
+		Verify: &envelope.Verifier{Keys: agencyKeys, Schemas: set, Now: clock},
 		Auth: broker.NewAllowList([]config.Agency{
 			{ID: "court-changchun", Allow: []config.Allow{{Query: "criminal_record", Fields: []string{"has_criminal_record", "as_of"}}, {Query: "identity"}}},
 			{ID: "notary-dunhua", Allow: []config.Allow{{Query: "kinship"}}},

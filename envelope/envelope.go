@@ -6,8 +6,7 @@
 //   - Bytes stay bytes until verified. Verify returns a *Verified only when
 //     every check passed, in this fixed order: size → parse → algorithm
 //     allowed → key found by kid → signature valid → key not revoked at
-//     issued_at → key's agency equals payload.agency → time window → not a
-//     replay → JSON Schema of the message type.
+//     issued_at → key's agency equals payload.agency → time window → JSON Schema of the message type.
 //   - Every refusal is an *Error with a stable Reason code (the same strings
 //     receipts, metrics and reports use). Any other error is transient: the
 //     caller should retry, not reject.
@@ -16,12 +15,12 @@
 //     before any key is looked up.
 //   - The header "kid" is "<agency-id>/<key-id>"; a key only vouches for
 //     messages whose payload.agency is its agency.
-//   - The same signed bytes arriving twice are a redelivery, not a replay;
-//     a replay is a known (agency, id) with different bytes.
+//   - Verification keeps no state. ReasonReplay is defined here so every
+//     reason code lives in one list, but it is the broker's decision store
+//     that finds a known (agency, id) arriving with different bytes.
 package envelope
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -61,9 +60,6 @@ type Verified struct {
 	KeyID string
 	// Key is the public key that signed Raw.
 	Key keys.Public
-	// Redelivered is true when the replay index already held this (agency,
-	// id) with this very digest: the caller should re-emit its stored answer.
-	Redelivered bool
 }
 
 // DigestOf returns "sha256:<hex>" of raw.
@@ -76,13 +72,6 @@ func DigestOf(raw []byte) string {
 // returned key may be revoked; the verifier checks that against issued_at.
 type KeyResolver interface {
 	Lookup(kid string) (keys.Public, bool)
-}
-
-// ReplayIndex tells the verifier which message was first seen with an
-// (agency, id): the digest of that message, if any. An error means the index
-// is unreachable; Verify then returns it as a transient (non-*Error) error.
-type ReplayIndex interface {
-	DigestByRequestID(ctx context.Context, agency, id string) (digest string, found bool, err error)
 }
 
 // Reason is a stable code saying why a message was refused.

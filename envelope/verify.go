@@ -33,8 +33,6 @@ type Verifier struct {
 	Keys KeyResolver
 	// Schemas validates the payload; nil means schemas.Default().
 	Schemas *schemas.Set
-	// Replay detects reused ids; nil skips the replay check.
-	Replay ReplayIndex
 	// MaxBytes limits the raw message; 0 means DefaultMaxBytes.
 	MaxBytes int
 	// ClockSkew is tolerated on issued_at and expires_at; 0 means
@@ -51,8 +49,9 @@ type Verifier struct {
 // A refusal is an *Error. For reasons whose sender is authenticated
 // (Reason.Authenticated) Verify returns the signed message too, both as the
 // first result and in Error.Verified, so the caller can answer with a signed
-// rejection; for the others the first result is nil. Any other error is
-// transient (the replay index failed): retry the message, do not reject it.
+// rejection; for the others the first result is nil. Verify keeps no server
+// state: replay detection (a known agency and id with other bytes) is the
+// job of whoever stores decisions, the broker's decision store.
 func (v *Verifier) Verify(ctx context.Context, raw []byte) (*Verified, error) {
 	out, err := v.verify(ctx, raw)
 	var e *Error
@@ -97,20 +96,6 @@ func (v *Verifier) verify(ctx context.Context, raw []byte) (*Verified, error) {
 		}
 		if life := m.expires.Sub(m.issued); life > maxLife {
 			return nil, authErr(ReasonLifetime, out, fmt.Sprintf("lifetime %s is above the maximum %s", life, maxLife))
-		}
-	}
-
-	// Replay: the same (agency, id) with other bytes.
-	if v.Replay != nil && out.ID != "" {
-		digest, found, err := v.Replay.DigestByRequestID(ctx, out.Agency, out.ID)
-		if err != nil {
-			return nil, fmt.Errorf("envelope: replay index: %w", err)
-		}
-		if found {
-			if digest != out.Digest {
-				return nil, authErr(ReasonReplay, out, fmt.Sprintf("id %s of %s was first used by %s", out.ID, out.Agency, digest))
-			}
-			out.Redelivered = true
 		}
 	}
 

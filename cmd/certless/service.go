@@ -148,7 +148,7 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 		Topics:   s.topics,
 		BrokerID: cfg.BrokerID,
 		Verify: &envelope.Verifier{
-			Keys: s.keys, Schemas: set, Replay: s.store, MaxBytes: cfg.Limits.MaxMessageBytes,
+			Keys: s.keys, Schemas: set, MaxBytes: cfg.Limits.MaxMessageBytes,
 			ClockSkew: cfg.Limits.ClockSkew.D(), MaxLifetime: cfg.Limits.MaxLifetime.D(),
 		},
 		Auth:      broker.NewAllowList(cfg.Agencies),
