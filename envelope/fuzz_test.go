@@ -27,7 +27,7 @@ func fuzzKey() *keys.Private {
 }
 
 // FuzzDecode feeds arbitrary bytes to Verify. It must never panic, always
-// answer with a *Error (there is no replay index to fail), return a message
+// answer with a *Error (Verify keeps no state that could fail), return a message
 // exactly when the reason is authenticated, and hand out only payloads that
 // pass their schema and were signed by the fuzz key.
 func FuzzDecode(f *testing.F) {
@@ -67,7 +67,7 @@ func FuzzDecode(f *testing.F) {
 		}
 		var e *Error
 		if !errors.As(err, &e) {
-			t.Fatalf("non-*Error without a replay index: %v", err)
+			t.Fatalf("non-*Error from a stateless Verify: %v", err)
 		}
 		if e.Reason.Authenticated() != (got != nil) {
 			t.Fatalf("%s returned message %v", e.Reason, got != nil)

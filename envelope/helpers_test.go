@@ -1,7 +1,6 @@
 package envelope
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -64,26 +63,13 @@ func (c *countingResolver) Lookup(kid string) (keys.Public, bool) {
 	return c.KeyResolver.Lookup(kid)
 }
 
-// replayMap is an in-memory ReplayIndex.
-type replayMap struct {
-	m   map[string]string
-	err error
-}
-
-func (r *replayMap) DigestByRequestID(_ context.Context, agency, id string) (string, bool, error) {
-	if r.err != nil {
-		return "", false, r.err
-	}
-	d, ok := r.m[agency+"\x00"+id]
-	return d, ok, nil
-}
-
-func (w *world) verifier(replay ReplayIndex) *Verifier {
+// verifier returns a Verifier of w with the test clock.
+func (w *world) verifier() *Verifier {
 	set, err := schemas.Default()
 	if err != nil {
 		panic(err)
 	}
-	return &Verifier{Keys: w.reg, Schemas: set, Replay: replay, Now: func() time.Time { return now }}
+	return &Verifier{Keys: w.reg, Schemas: set, Now: func() time.Time { return now }}
 }
 
 // request returns a valid verification_request payload from court-a.
