@@ -6,12 +6,15 @@
 //   - Found=false means the records do not know the subject, or the name given
 //     does not belong to the ID number (for every query type except identity,
 //     which answers the match as a predicate). It is a decision, not an error.
-//   - A returned error means the source could not answer now (transient,
-//     unavailable, cancelled): the caller may retry later. Errors that wrap
-//     ErrUnavailable say the source is known to be down (for example an open
-//     circuit breaker) and retrying at once is pointless. The only
-//     non-transient error is ErrInvalidQuery, which a caller that ran
-//     Query.Validate first never sees.
+//   - Every returned error is classified with package fault. Transient
+//     (unclassified, or wrapping ErrUnavailable): the source could not
+//     answer now and the caller may retry within its bound; ErrUnavailable
+//     says the source is known to be down (an open circuit breaker, retries
+//     spent) so retrying at once is pointless. Permanent: this query can
+//     never be answered by this source — ErrInvalidQuery (reason
+//     invalid_query), a source that refuses the query (ReasonSourceRefused)
+//     or answers something malformed (ReasonAnswerInvalid). The caller
+//     answers a permanent error at once and never retries it.
 //   - Answer.Fields holds the full answer for the query type (see the
 //     Field* constants); the broker minimises it to the fields an agreement
 //     allows. Values are JSON-compatible: string, bool, numbers, []any,
@@ -27,6 +30,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/certless/certless/fault"
 )
 
 // QueryType names what a query asks about a subject.
@@ -93,9 +98,17 @@ type Query struct {
 	AsOf time.Time `json:"as_of,omitzero"`
 }
 
+// Reason codes of the permanent errors of a source.
+const (
+	ReasonInvalidQuery  = "invalid_query"  // the query is malformed or asks the impossible
+	ReasonSourceRefused = "source_refused" // the source refuses the query (an HTTP 4xx other than 408 and 429)
+	ReasonAnswerInvalid = "answer_invalid" // the source answered something that is not a valid answer
+)
+
 // ErrInvalidQuery is wrapped by errors about a malformed Query: unknown type,
-// missing subject fields, a kinship query without a second, different person.
-var ErrInvalidQuery = errors.New("adapters: invalid query")
+// missing subject fields, a kinship query without a second, different person,
+// an as-of instant in the future. It is permanent (reason invalid_query).
+var ErrInvalidQuery = fault.Permanent(ReasonInvalidQuery, errors.New("adapters: invalid query"))
 
 // ErrUnavailable is wrapped by errors that say the source cannot answer at
 // all right now (circuit open, upstream down).
@@ -130,7 +143,8 @@ type Answer struct {
 	Fields map[string]any `json:"fields,omitempty"`
 	// AsOf is the instant the answer speaks for.
 	AsOf time.Time `json:"as_of"`
-	// ValidUntil ends the answer's validity window (AsOf + Type.Validity()).
+	// ValidUntil ends the answer's validity window: Type.Validity() after
+	// the later of AsOf and the time the answer was given.
 	ValidUntil time.Time `json:"valid_until"`
 	// Source is the Name of the source that answered.
 	Source string `json:"source"`

@@ -16,6 +16,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/certless/certless/adapters"
+	"github.com/certless/certless/fault"
 )
 
 // Options tune a Client. Zero values take the defaults shown.
@@ -61,6 +62,12 @@ func (o *Options) defaults() {
 			ForceAttemptHTTP2:   true,
 		}}
 	}
+	// A record service never redirects: following one would send the
+	// query, personal data included, wherever the Location header says.
+	// A copy, so the caller's client is left as it was.
+	hc := *o.HTTPClient
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	o.HTTPClient = &hc
 	if o.AttemptTimeout <= 0 {
 		o.AttemptTimeout = 2 * time.Second
 	}
@@ -161,6 +168,8 @@ func (c *Client) Answer(ctx context.Context, q adapters.Query) (adapters.Answer,
 		}
 		var ae *attemptError
 		if !errors.As(err, &ae) || !ae.retry {
+			// Permanent failures carry their fault classification; the
+			// rest (the caller gave up) are transient.
 			return adapters.Answer{}, fmt.Errorf("httpsource: %w", err)
 		}
 		if attempt >= c.opt.MaxAttempts {
@@ -217,7 +226,7 @@ func (c *Client) attempt(parent context.Context, body []byte) (adapters.Answer, 
 		return fail(fmt.Errorf("read response: %w", err), true, true)
 	}
 	if int64(len(data)) > c.opt.MaxResponseBytes {
-		return fail(fmt.Errorf("response exceeds %d bytes", c.opt.MaxResponseBytes), false, true)
+		return fail(fault.Permanentf(adapters.ReasonAnswerInvalid, "response exceeds %d bytes", c.opt.MaxResponseBytes), false, true)
 	}
 	switch {
 	case resp.StatusCode == http.StatusOK:
@@ -225,32 +234,46 @@ func (c *Client) attempt(parent context.Context, body []byte) (adapters.Answer, 
 		return fail(fmt.Errorf("%w: upstream: %s", adapters.ErrInvalidQuery, errorText(data)), false, false)
 	case resp.StatusCode == http.StatusTooManyRequests:
 		return fail(fmt.Errorf("upstream busy (429)"), true, false)
-	case resp.StatusCode >= 500:
+	case resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode >= 500:
 		return fail(fmt.Errorf("upstream status %d: %s", resp.StatusCode, errorText(data)), true, true)
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		return fail(fault.Permanentf(adapters.ReasonSourceRefused, "upstream redirects (status %d); redirects are not followed", resp.StatusCode), false, true)
 	default:
-		return fail(fmt.Errorf("upstream status %d: %s", resp.StatusCode, errorText(data)), false, true)
+		// 401, 403, 404, 409, 422...: asking again gets the same answer.
+		return fail(fault.Permanentf(adapters.ReasonSourceRefused, "upstream status %d: %s", resp.StatusCode, errorText(data)), false, true)
 	}
 	var a adapters.Answer
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
+	dec.DisallowUnknownFields()
 	if err := dec.Decode(&a); err != nil {
-		return fail(fmt.Errorf("decode answer: %w", err), false, true)
+		return fail(fault.Permanentf(adapters.ReasonAnswerInvalid, "decode answer: %w", err), false, true)
+	}
+	if dec.More() {
+		return fail(fault.Permanentf(adapters.ReasonAnswerInvalid, "data after the answer"), false, true)
 	}
 	if a.AsOf.IsZero() || (a.Found && a.Fields == nil) || (!a.Found && len(a.Fields) != 0) {
-		return fail(errors.New("malformed answer"), false, true)
+		return fail(fault.Permanentf(adapters.ReasonAnswerInvalid, "malformed answer: as_of missing or fields inconsistent with found"), false, true)
 	}
 	return a, nil
 }
 
-// errorText extracts the error message of an error body, bounded.
+// errorText is what of an error body may reach logs and receipts: the
+// "error" member of a protocol error body, printable and bounded — never
+// the body itself, which may echo a query's personal data.
 func errorText(data []byte) string {
 	var e errorBody
-	if json.Unmarshal(data, &e) == nil && e.Error != "" {
-		data = []byte(e.Error)
+	if json.Unmarshal(data, &e) != nil || e.Error == "" {
+		return fmt.Sprintf("(%d-byte body not shown)", len(data))
 	}
-	s := strings.ToValidUTF8(string(data), "")
+	s := strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(e.Error, ""))
 	if len(s) > 200 {
-		s = s[:200]
+		s = strings.ToValidUTF8(s[:200], "")
 	}
 	return s
 }

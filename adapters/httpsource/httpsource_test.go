@@ -17,6 +17,7 @@ import (
 	"github.com/certless/certless/adapters/httpsource"
 	"github.com/certless/certless/adapters/records"
 	"github.com/certless/certless/adapters/sqlsource"
+	"github.com/certless/certless/fault"
 )
 
 var fixtures = adaptertest.Fixtures{Seed: 5, Persons: 2500}
@@ -249,6 +250,70 @@ func TestHandlerStatuses(t *testing.T) {
 			}
 			if tc.status >= 500 && strings.Contains(w.Body.String(), "db gone") {
 				t.Error("internal error text leaked to the caller")
+			}
+		})
+	}
+}
+
+// TestClassifiesEveryUpstreamFailure: every way an upstream can fail ends
+// in a classified error — permanent (answered at once, never retried) or
+// transient (retried within the bound) — and no upstream body text other
+// than a protocol error message reaches the error.
+func TestClassifiesEveryUpstreamFailure(t *testing.T) {
+	const secret = "220102199003071234 王伟"
+	cases := []struct {
+		name     string
+		status   int
+		body     string
+		header   map[string]string
+		kind     fault.Kind
+		reason   string
+		requests int64 // how many the client sends (MaxAttempts 3)
+	}{
+		{"400 invalid query", 400, `{"error":"bad as_of"}`, nil, fault.PermanentKind, adapters.ReasonInvalidQuery, 1},
+		{"401", 401, secret, nil, fault.PermanentKind, adapters.ReasonSourceRefused, 1},
+		{"403", 403, `{"error":"forbidden"}`, nil, fault.PermanentKind, adapters.ReasonSourceRefused, 1},
+		{"404", 404, "<html>" + secret + "</html>", nil, fault.PermanentKind, adapters.ReasonSourceRefused, 1},
+		{"422", 422, `{"error":"x"}`, nil, fault.PermanentKind, adapters.ReasonSourceRefused, 1},
+		{"302 not followed", 302, "", map[string]string{"Location": "http://127.0.0.1:1/elsewhere"}, fault.PermanentKind, adapters.ReasonSourceRefused, 1},
+		{"unexpected member", 200, `{"found":false,"as_of":"2026-01-01T00:00:00Z","valid_until":"2026-02-01T00:00:00Z","source":"x","extra":1}`, nil, fault.PermanentKind, adapters.ReasonAnswerInvalid, 1},
+		{"not JSON", 200, secret, nil, fault.PermanentKind, adapters.ReasonAnswerInvalid, 1},
+		{"found without fields", 200, `{"found":true,"as_of":"2026-01-01T00:00:00Z","valid_until":"2026-02-01T00:00:00Z","source":"x"}`, nil, fault.PermanentKind, adapters.ReasonAnswerInvalid, 1},
+		{"503", 503, secret, nil, fault.TransientKind, "", 3},
+		{"408", 408, "", nil, fault.TransientKind, "", 3},
+		{"429", 429, "", nil, fault.TransientKind, "", 3},
+	}
+	_, q := memory()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var n atomic.Int64
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				n.Add(1)
+				for k, v := range c.header {
+					w.Header().Set(k, v)
+				}
+				w.WriteHeader(c.status)
+				_, _ = w.Write([]byte(c.body))
+			}))
+			defer srv.Close()
+			_, err := client(t, srv.URL, fast(httpsource.Options{MaxAttempts: 3, TripAfter: 100})).Answer(context.Background(), q)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if got := fault.KindOf(err); got != c.kind {
+				t.Errorf("kind %v, want %v (%v)", got, c.kind, err)
+			}
+			if got := fault.ReasonOf(err); got != c.reason {
+				t.Errorf("reason %q, want %q (%v)", got, c.reason, err)
+			}
+			if c.kind == fault.TransientKind && !errors.Is(err, adapters.ErrUnavailable) {
+				t.Errorf("a transient failure after the attempts must say unavailable: %v", err)
+			}
+			if n.Load() != c.requests {
+				t.Errorf("%d requests, want %d", n.Load(), c.requests)
+			}
+			if strings.Contains(err.Error(), "王伟") || strings.Contains(err.Error(), "220102199003071234") {
+				t.Errorf("the upstream body leaked into the error: %v", err)
 			}
 		})
 	}

@@ -59,7 +59,7 @@ const maxFutureSkew = 5 * time.Minute
 // The subject must be known and, except for identity, bear the given name;
 // otherwise the answer is not found. AsOf filters dated records: only events
 // on or before AsOf's date in China (UTC+8) count. AsOf is truncated to the
-// second; ValidUntil is AsOf + q.Type.Validity(). Names match exactly after
+// second; ValidUntil is q.Type.Validity() after the later of AsOf and now. Names match exactly after
 // removing white space.
 func (s *Source) Answer(ctx context.Context, q adapters.Query) (adapters.Answer, error) {
 	if err := q.Validate(); err != nil {
@@ -158,9 +158,9 @@ func (s *Source) Answer(ctx context.Context, q adapters.Query) (adapters.Answer,
 			if r.From.After(day) {
 				continue
 			}
-			e := map[string]any{
-				"region_code": r.RegionCode, "region_name": regions.FullName(r.RegionCode),
-				"from": r.From.Format(DateLayout),
+			e := map[string]any{"region_code": r.RegionCode, "from": r.From.Format(DateLayout)}
+			if name := regions.FullName(r.RegionCode); name != "" {
+				e["region_name"] = name
 			}
 			if !r.To.IsZero() && !r.To.After(day) {
 				e["to"] = r.To.Format(DateLayout)
@@ -199,9 +199,15 @@ func (s *Source) Answer(ctx context.Context, q adapters.Query) (adapters.Answer,
 			f[adapters.FieldRecords] = list
 		}
 	}
+	// The validity window runs from when the answer is given (as a paper
+	// certificate's runs from its issue), also for a historical as_of.
+	from := now.Truncate(time.Second)
+	if asOf.After(from) {
+		from = asOf
+	}
 	return adapters.Answer{
 		Found: true, Fields: f, AsOf: asOf,
-		ValidUntil: asOf.Add(q.Type.Validity()), Source: s.name,
+		ValidUntil: from.Add(q.Type.Validity()), Source: s.name,
 	}, nil
 }
 
@@ -247,5 +253,10 @@ func householdFields(f map[string]any, h *Household, members []Person, day time.
 	f[adapters.FieldHead] = head
 	f[adapters.FieldMembers] = list
 	f[adapters.FieldRegionCode] = h.RegionCode
-	f[adapters.FieldRegionName] = regions.FullName(h.RegionCode)
+	// A code outside the embedded table (another province, a division
+	// renamed since) keeps its code and has no name, rather than an empty
+	// one the receipt schema refuses.
+	if name := regions.FullName(h.RegionCode); name != "" {
+		f[adapters.FieldRegionName] = name
+	}
 }
