@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"time"
 )
 
@@ -120,14 +119,16 @@ func LoadPrivate(dir, agency, keyID string) (*Private, error) {
 
 // SigningKey returns the current signing key of agency in dir: of the
 // non-revoked EdDSA/ES256 keys in the agency's JWKS whose private file is
-// present, the one whose key id sorts last (generated ids start with the
-// date, so that is the newest). The broker signs receipts with it.
+// present, the one whose key id sorts last. Generated ids start with their
+// UTC creation time ("k20261201T081544Z-3fa9c2"), so that is the newest, and
+// the older date-only ids ("k20261118-3fa9c2") sort before the time-stamped
+// ids of their own and later days. The broker signs receipts with it.
 func SigningKey(dir, agency string, now time.Time) (*Private, error) {
 	pubs, err := readJWKS(JWKSPath(dir, agency))
 	if err != nil {
 		return nil, err
 	}
-	sort.Slice(pubs, func(i, j int) bool { return pubs[i].KeyID > pubs[j].KeyID })
+	newestFirst(pubs)
 	for _, p := range pubs {
 		if p.Use() != UseSig || !p.ValidAt(now) {
 			continue

@@ -25,7 +25,9 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 
@@ -146,8 +148,9 @@ func (k *Private) JWK() jose.JSONWebKey {
 }
 
 // Generate creates a fresh key for agency with the given key id and
-// algorithm. An empty keyID is replaced by one derived from the current date
-// and random bits (e.g. "k20261118-3fa9c2"); an empty alg means EdDSA.
+// algorithm. An empty keyID is replaced by one made of the UTC creation
+// time, to the second, and random bits (e.g. "k20261201T081544Z-3fa9c2"), so
+// that generated keys sort by age (see SigningKey); an empty alg means EdDSA.
 func Generate(agency, keyID string, alg Alg) (*Private, error) {
 	if alg == "" {
 		alg = EdDSA
@@ -156,11 +159,11 @@ func Generate(agency, keyID string, alg Alg) (*Private, error) {
 		return nil, fmt.Errorf("keys: unsupported algorithm %q (want EdDSA, ES256 or ECDH-ES+A256KW)", alg)
 	}
 	if keyID == "" {
-		var b [3]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return nil, fmt.Errorf("keys: %w", err)
+		id, err := newKeyID(time.Now(), rand.Reader)
+		if err != nil {
+			return nil, err
 		}
-		keyID = fmt.Sprintf("k%s-%x", time.Now().UTC().Format("20060102"), b)
+		keyID = id
 	}
 	if err := CheckAgency(agency); err != nil {
 		return nil, err
@@ -184,6 +187,30 @@ func Generate(agency, keyID string, alg Alg) (*Private, error) {
 		k.Key, k.Signer = &priv.PublicKey, priv
 	}
 	return k, nil
+}
+
+// keyIDTime is the layout of the creation time in a generated key id.
+const keyIDTime = "20060102T150405Z"
+
+// newKeyID returns "k" + now in UTC as keyIDTime + "-" + 6 hex digits read
+// from rnd.
+func newKeyID(now time.Time, rnd io.Reader) (string, error) {
+	var b [3]byte
+	if _, err := io.ReadFull(rnd, b[:]); err != nil {
+		return "", fmt.Errorf("keys: key id: %w", err)
+	}
+	return fmt.Sprintf("k%s-%x", now.UTC().Format(keyIDTime), b), nil
+}
+
+// newestFirst sorts pubs by key id, descending, which puts the most recently
+// generated key first: a generated id starts with its creation time
+// ("k20261201T081544Z-3fa9c2"), so byte order is creation order to the
+// second, and ties fall to the random part. The date-only ids generated
+// before ("k20261118-3fa9c2") still sort right: before every id of a later
+// day, and before the time-stamped ids of their own day, as '-' sorts before
+// 'T'.
+func newestFirst(pubs []Public) {
+	sort.SliceStable(pubs, func(i, j int) bool { return pubs[i].KeyID > pubs[j].KeyID })
 }
 
 // checkMaterial verifies that key matches alg: Ed25519 for EdDSA, P-256 for

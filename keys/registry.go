@@ -118,13 +118,14 @@ func (r *Registry) Agencies() []string {
 // ErrNoKey is returned when an agency has no usable key of the wanted use.
 var ErrNoKey = errors.New("keys: no usable key")
 
-// EncryptionKey returns the newest (by key id, descending) non-revoked
-// ECDH-ES key of agency, for confidential receipts.
+// EncryptionKey returns the newest non-revoked ECDH-ES key of agency, for
+// confidential receipts: the one whose key id sorts last, as in SigningKey.
 func (r *Registry) EncryptionKey(agency string, now time.Time) (Public, error) {
 	pubs := r.Agency(agency)
-	for i := len(pubs) - 1; i >= 0; i-- {
-		if pubs[i].Alg == ECDHES && pubs[i].ValidAt(now) {
-			return pubs[i], nil
+	newestFirst(pubs)
+	for _, p := range pubs {
+		if p.Alg == ECDHES && p.ValidAt(now) {
+			return p, nil
 		}
 	}
 	return Public{}, fmt.Errorf("%w: agency %q has no active encryption key", ErrNoKey, agency)
