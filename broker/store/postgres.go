@@ -26,6 +26,10 @@ var postgresMigrations = []string{
 	);
 	CREATE UNIQUE INDEX IF NOT EXISTS decisions_agency_request_id
 		ON decisions (agency, request_id) WHERE NOT replay AND request_id <> '';`,
+	// Version 2: the outcomes unavailable and internal_error.
+	`ALTER TABLE decisions DROP CONSTRAINT IF EXISTS decisions_outcome_check;
+	ALTER TABLE decisions ADD CONSTRAINT decisions_outcome_check
+		CHECK (outcome IN ('answered', 'not_found', 'denied', 'rejected', 'unavailable', 'internal_error'));`,
 }
 
 const (

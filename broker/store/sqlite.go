@@ -53,6 +53,28 @@ var sqliteMigrations = []string{
 	CREATE UNIQUE INDEX decisions_digest ON decisions (digest);
 	CREATE UNIQUE INDEX decisions_agency_request_id
 		ON decisions (agency, request_id) WHERE NOT replay AND request_id <> '';`,
+	// Version 3: the outcomes unavailable and internal_error. SQLite
+	// cannot alter a CHECK constraint, so the table is rebuilt, rows copied
+	// byte for byte in rowid order.
+	`CREATE TABLE decisions_v3 (
+		digest     TEXT NOT NULL,
+		agency     TEXT NOT NULL,
+		request_id TEXT NOT NULL,
+		query_type TEXT NOT NULL,
+		outcome    TEXT NOT NULL CHECK (outcome IN ('answered', 'not_found', 'denied', 'rejected', 'unavailable', 'internal_error')),
+		reason     TEXT NOT NULL,
+		replay     INTEGER NOT NULL CHECK (replay IN (0, 1)),
+		receipt    BLOB NOT NULL,
+		decided_at TEXT NOT NULL
+	);
+	INSERT INTO decisions_v3 (digest, agency, request_id, query_type, outcome, reason, replay, receipt, decided_at)
+		SELECT digest, agency, request_id, query_type, outcome, reason, replay, receipt, decided_at
+		FROM decisions ORDER BY rowid;
+	DROP TABLE decisions;
+	ALTER TABLE decisions_v3 RENAME TO decisions;
+	CREATE UNIQUE INDEX decisions_digest ON decisions (digest);
+	CREATE UNIQUE INDEX decisions_agency_request_id
+		ON decisions (agency, request_id) WHERE NOT replay AND request_id <> '';`,
 }
 
 // sqliteTime is the stored form of DecidedAt: fixed width, so text order is

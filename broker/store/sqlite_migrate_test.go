@@ -117,7 +117,7 @@ func TestSQLiteMigratesV1(t *testing.T) {
 	}
 	defer s.Close()
 	v, ddl := sqliteSchema(t, path)
-	if v != 2 || strings.Contains(ddl, "WITHOUT ROWID") || !strings.Contains(ddl, "decisions_digest") {
+	if v != 3 || strings.Contains(ddl, "WITHOUT ROWID") || !strings.Contains(ddl, "decisions_digest") || !strings.Contains(ddl, "'internal_error'") {
 		t.Fatalf("after migration: version %d, schema\n%s", v, ddl)
 	}
 	if n, err := s.Count(ctx); n != len(ds) || err != nil {
@@ -160,18 +160,25 @@ func TestSQLiteMigratesV1(t *testing.T) {
 	if _, err := s.Save(ctx, fresh); err != nil {
 		t.Errorf("save after migration: %v", err)
 	}
+
+	// Version 3 stores the new outcomes.
+	unavailable := storetest.Decision("court-220102", "unavailable-after-migration", "v3")
+	unavailable.Outcome, unavailable.Reason = store.Unavailable, "retries_exhausted"
+	if _, err := s.Save(ctx, unavailable); err != nil {
+		t.Errorf("save an unavailable decision after migration: %v", err)
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
 
-	// Reopening finds version 2 and changes nothing.
+	// Reopening finds version 3 and changes nothing.
 	s, err = store.Open(ctx, path, store.Options{})
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
 	defer s.Close()
-	if n, err := s.Count(ctx); n != len(ds)+1 || err != nil {
-		t.Fatalf("count after reopen: %d %v, want %d", n, err, len(ds)+1)
+	if n, err := s.Count(ctx); n != len(ds)+2 || err != nil {
+		t.Fatalf("count after reopen: %d %v, want %d", n, err, len(ds)+2)
 	}
 }
 

@@ -34,14 +34,18 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/certless/certless/fault"
 )
 
 // Outcomes of a decision.
 const (
-	Answered = "answered"
-	NotFound = "not_found"
-	Denied   = "denied"
-	Rejected = "rejected"
+	Answered      = "answered"
+	NotFound      = "not_found"
+	Denied        = "denied"
+	Rejected      = "rejected"
+	Unavailable   = "unavailable"    // a transient failure outlasted its bounded retries
+	InternalError = "internal_error" // a recovered panic: a bug, answered so nothing stalls
 )
 
 // Decision is the one decision made for one signed request.
@@ -50,7 +54,7 @@ type Decision struct {
 	Agency    string    // authenticated sender agency
 	RequestID string    // payload id; may be "" only for a rejection (the id could not be read)
 	QueryType string    // may be "" only for a rejection
-	Outcome   string    // Answered, NotFound, Denied or Rejected
+	Outcome   string    // Answered, NotFound, Denied, Rejected, Unavailable or InternalError
 	Reason    string    // stable reason code; "" when answered, required when denied or rejected
 	Replay    bool      // a rejection of a replayed id: excluded from the id uniqueness
 	Receipt   []byte    // the signed receipt exactly as produced
@@ -63,8 +67,9 @@ var (
 	// with *ConflictError to learn which digest holds it.
 	ErrIDConflict = errors.New("request id already decided for another request")
 	// ErrInvalid is wrapped by Save errors for a decision that cannot be
-	// stored as given; retrying will not help.
-	ErrInvalid = errors.New("invalid decision")
+	// stored as given; retrying will not help (it is fault-permanent,
+	// reason internal_error: the caller built a bad decision).
+	ErrInvalid = fault.Permanent("internal_error", errors.New("invalid decision"))
 	// ErrClosed is returned by every method after Close.
 	ErrClosed = errors.New("decision store closed")
 )
@@ -199,7 +204,7 @@ func normalise(d Decision) (Decision, error) {
 			return bad("outcome answered with reason %q", d.Reason)
 		}
 	case NotFound:
-	case Denied, Rejected:
+	case Denied, Rejected, Unavailable, InternalError:
 		if d.Reason == "" {
 			return bad("outcome %s without a reason", d.Outcome)
 		}
@@ -209,7 +214,7 @@ func normalise(d Decision) (Decision, error) {
 	if d.Agency == "" {
 		return bad("empty agency")
 	}
-	if d.Outcome != Rejected && (d.RequestID == "" || d.QueryType == "") {
+	if (d.Outcome == Answered || d.Outcome == NotFound || d.Outcome == Denied) && (d.RequestID == "" || d.QueryType == "") {
 		return bad("outcome %s needs a request id and a query type", d.Outcome)
 	}
 	if d.Replay && d.Outcome != Rejected {

@@ -54,6 +54,7 @@ func Run(t *testing.T, h Harness) {
 		{"ReplaysAlongside", testReplays},
 		{"RejectionsWithoutID", testRejectionsWithoutID},
 		{"BadInput", testBadInput},
+		{"EveryOutcome", testEveryOutcome},
 		{"ConcurrentGrouped", testConcurrentGrouped},
 		{"ConcurrentDefaults", testConcurrentDefaults},
 		{"ConflictsInOneBatch", testConflictsInOneBatch},
@@ -260,6 +261,12 @@ func testBadInput(t *testing.T, h Harness) {
 		"denied without reason": func(d *store.Decision) {
 			d.Outcome = store.Denied
 		},
+		"unavailable without reason": func(d *store.Decision) {
+			d.Outcome = store.Unavailable
+		},
+		"internal error without reason": func(d *store.Decision) {
+			d.Outcome = store.InternalError
+		},
 		"empty agency":        func(d *store.Decision) { d.Agency = "" },
 		"answered without id": func(d *store.Decision) { d.RequestID = "" },
 		"replay not rejected": func(d *store.Decision) { d.Replay = true },
@@ -278,6 +285,29 @@ func testBadInput(t *testing.T, h Harness) {
 	}
 	mustCount(t, s, 0)
 	save(t, s, good)
+}
+
+// testEveryOutcome: each outcome a decision can have is stored and read
+// back, and a rejection that is not a replay holds its request id.
+func testEveryOutcome(t *testing.T, h Harness) {
+	s := open(t, h.Fresh(t), store.Options{})
+	ctx := context.Background()
+	for i, o := range []struct{ outcome, reason string }{
+		{store.Answered, ""}, {store.NotFound, "no_record"}, {store.Denied, "query_not_allowed"},
+		{store.Rejected, "invalid_query"}, {store.Unavailable, "retries_exhausted"}, {store.InternalError, "internal_error"},
+	} {
+		d := Decision("court-220102", fmt.Sprintf("req-%d", i), o.outcome)
+		d.Outcome, d.Reason = o.outcome, o.reason
+		save(t, s, d)
+		got, ok, err := s.Get(ctx, d.Digest)
+		if !ok || err != nil || got.Outcome != o.outcome || got.Reason != o.reason {
+			t.Errorf("%s: got %+v %v %v", o.outcome, got, ok, err)
+		}
+		if held, ok, err := s.DigestByRequestID(ctx, d.Agency, d.RequestID); held != d.Digest || !ok || err != nil {
+			t.Errorf("%s: id held by %q %v %v", o.outcome, held, ok, err)
+		}
+	}
+	mustCount(t, s, 6)
 }
 
 // saveAll saves ds concurrently, one goroutine each, and returns the errors.
