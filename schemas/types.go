@@ -41,6 +41,11 @@ const (
 	DecisionNotFound = "not_found"
 	DecisionDenied   = "denied"
 	DecisionRejected = "rejected"
+	// DecisionUnavailable: a transient failure outlasted its bounded
+	// retries; the receipt carries RetryAfter. Never a false not_found.
+	DecisionUnavailable = "unavailable"
+	// DecisionInternalError: a stage failed on a bug (a recovered panic).
+	DecisionInternalError = "internal_error"
 )
 
 // Subject is a person named by resident ID number and name.
@@ -66,6 +71,7 @@ type Receipt struct {
 	Decision      string          `json:"decision"`
 	Reason        string          `json:"reason,omitempty"`
 	Detail        string          `json:"detail,omitempty"`
+	RetryAfter    int             `json:"retry_after,omitempty"` // seconds; for unavailable
 	Answer        json.RawMessage `json:"answer,omitempty"`
 	AsOf          *time.Time      `json:"as_of,omitempty"`
 	ValidUntil    *time.Time      `json:"valid_until,omitempty"`
