@@ -3,19 +3,22 @@ package keys
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
+	"io/fs"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 )
 
 // Registry is the set of public keys the broker trusts, per agency. It is
-// safe for concurrent use; Load replaces the whole content atomically, so a
-// reader sees either the old or the new set, never a mix.
+// safe for concurrent use; Load and Reload replace the whole content
+// atomically, so a reader sees either the old or the new set, never a mix.
 type Registry struct {
-	mu    sync.RWMutex
-	byKID map[string]Public
+	// loading serialises Load, Reload and WatchDir from reading the dir to
+	// swapping the set, so that a set read earlier never replaces one read
+	// later.
+	loading sync.Mutex
+	mu      sync.RWMutex
+	byKID   map[string]Public
 }
 
 // NewRegistry returns a registry holding pubs. It fails on a duplicate kid.
@@ -43,31 +46,17 @@ func LoadDir(dir string) (*Registry, error) {
 	return r, nil
 }
 
-// Load replaces the content of r by the public sets found in dir. On error r
-// is unchanged.
+// Load replaces the content of r by the public sets found in dir (none when
+// dir does not exist). On error r is unchanged. Unlike Reload it accepts any
+// content, as at start.
 func (r *Registry) Load(dir string) error {
-	paths, err := filepath.Glob(filepath.Join(dir, "*"+jwksSuffix))
-	if err != nil {
-		return fmt.Errorf("keys: load %s: %w", dir, err)
+	r.loading.Lock()
+	defer r.loading.Unlock()
+	s, err := readSnapshot(dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
 	}
-	var all []Public
-	for _, path := range paths {
-		agency := strings.TrimSuffix(filepath.Base(path), jwksSuffix)
-		if err := CheckAgency(agency); err != nil {
-			return fmt.Errorf("keys: load %s: %w", path, err)
-		}
-		pubs, err := readJWKS(path)
-		if err != nil {
-			return err
-		}
-		for _, p := range pubs {
-			if p.Agency != agency {
-				return fmt.Errorf("keys: load %s: key %q belongs to another agency", path, p.KID())
-			}
-		}
-		all = append(all, pubs...)
-	}
-	fresh, err := NewRegistry(all...)
+	fresh, err := s.parse()
 	if err != nil {
 		return err
 	}
