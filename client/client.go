@@ -2,19 +2,33 @@
 // sign a verification request, send it, await its receipt, and verify a
 // receipt offline against the broker's published JWKS.
 //
-// Its promises: a Receipt returned by this package has a valid broker
-// signature (checked against the JWKS, also for keys rotated since), matches
-// the receipt schema, and cites the digest of the very request it answers.
+// Its promises, for every Receipt it returns (from VerifyReceipt, and so
+// from Watcher.Await and Client.Request):
+//
+//   - Only the broker's: the receipt is signed by a signing key of the
+//     Broker (kid "<broker-id>/<key-id>", also a key rotated or revoked
+//     since, provided it was not revoked at issued_at) and its
+//     payload.agency is the broker id. A receipt-shaped message signed by
+//     any other agency's key is refused, whatever key set it is checked
+//     against; BrokerKeys refuses a JWKS holding a key of another agency.
+//   - In force: it has not expired at the time checked (Expect.Now) and was
+//     not issued beyond the clock skew in the future.
+//   - For the very request: it matches the receipt schema and, when the
+//     caller says which, cites the request's agency and digest
+//     (Watcher.Await always checks the digest it waits for, and the agency
+//     when Client.Agency is set).
+//   - Every refusal is a distinct error (ErrNotBroker, ErrReceiptExpired,
+//     ErrRequestMismatch, ... or an envelope *Error) to test with errors.Is.
+//   - Watcher.Await is not stopped by a bad record on the receipt topic: a
+//     record that does not verify is logged at warn (never its payload) and
+//     skipped. Besides a read error or the context, only two different
+//     verified receipts for one request, which break the broker's
+//     exactly-one-answer promise, end it (ErrConflictingReceipts).
 package client
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -87,77 +101,6 @@ func (r *Receipt) Answer() (map[string]any, error) {
 		return nil, fmt.Errorf("client: receipt answer: %w", err)
 	}
 	return m, nil
-}
-
-// ErrNotReceipt is returned for a verified message that is not a receipt.
-var ErrNotReceipt = errors.New("client: message is not a receipt")
-
-// VerifyReceipt checks a receipt offline: decrypts it when it is a JWE
-// (decrypt must then be the agency's encryption key), verifies the broker
-// signature against brokerKeys, validates the receipt schema and decodes
-// the body.
-func VerifyReceipt(raw []byte, brokerKeys envelope.KeyResolver, decrypt *keys.Private) (*Receipt, error) {
-	jws := raw
-	if bytes.Count(raw, []byte(".")) == 4 { // compact JWE has five parts
-		if decrypt == nil {
-			return nil, errors.New("client: receipt is encrypted and no decryption key was given")
-		}
-		var err error
-		if jws, err = envelope.Decrypt(raw, decrypt); err != nil {
-			return nil, fmt.Errorf("client: decrypt receipt: %w", err)
-		}
-	}
-	set, err := schemas.Default()
-	if err != nil {
-		return nil, err
-	}
-	v, err := envelope.VerifyOffline(jws, brokerKeys, set)
-	if err != nil {
-		return nil, fmt.Errorf("client: receipt: %w", err)
-	}
-	if v.Type != schemas.TypeReceipt {
-		return nil, fmt.Errorf("%w (type %q)", ErrNotReceipt, v.Type)
-	}
-	r := &Receipt{Envelope: v, Raw: raw}
-	if err := json.Unmarshal(v.Body, &r.Receipt); err != nil {
-		return nil, fmt.Errorf("client: receipt body: %w", err)
-	}
-	return r, nil
-}
-
-// BrokerKeys parses the broker's published JWKS into a key resolver.
-func BrokerKeys(jwks []byte) (envelope.KeyResolver, error) {
-	pubs, err := keys.ParseJWKS(jwks)
-	if err != nil {
-		return nil, fmt.Errorf("client: broker JWKS: %w", err)
-	}
-	reg, err := keys.NewRegistry(pubs...)
-	if err != nil {
-		return nil, fmt.Errorf("client: broker JWKS: %w", err)
-	}
-	return reg, nil
-}
-
-// FetchBrokerKeys reads the JWKS the broker serves at
-// <base>/.well-known/jwks.json.
-func FetchBrokerKeys(ctx context.Context, base string) (envelope.KeyResolver, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/.well-known/jwks.json", nil)
-	if err != nil {
-		return nil, fmt.Errorf("client: %w", err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("client: fetch broker JWKS: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("client: fetch broker JWKS: %s", resp.Status)
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("client: fetch broker JWKS: %w", err)
-	}
-	return BrokerKeys(b)
 }
 
 const defaultMaxWait = 250 * time.Millisecond

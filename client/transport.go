@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,9 +9,9 @@ import (
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
 
 	bkafka "github.com/certless/certless/kafka"
-	"github.com/certless/certless/envelope"
 	"github.com/certless/certless/keys"
 )
 
@@ -20,9 +21,16 @@ type Client struct {
 	// RequestTopic and ReceiptTopic are the agency's topics
 	// (<prefix><agency>.requests and .receipts).
 	RequestTopic, ReceiptTopic string
-	// BrokerKeys verifies receipts; Decrypt opens confidential ones.
-	BrokerKeys envelope.KeyResolver
-	Decrypt    *keys.Private
+	// Broker verifies receipts: only its receipts are accepted. Decrypt
+	// opens confidential ones.
+	Broker  *Broker
+	Decrypt *keys.Private
+	// Agency is the sending agency; when set, Await accepts only receipts
+	// whose request_agency is Agency.
+	Agency string
+	// Log receives a warning for each receipt record Await skips; nil
+	// means no logging.
+	Log *zap.Logger
 
 	once     sync.Once
 	producer *bkafka.Producer
@@ -78,19 +86,33 @@ func (c *Client) Watch(ctx context.Context) (*Watcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Watcher{c: c, tail: t}, nil
+	return &Watcher{c: c, src: t, stop: t.Close}, nil
 }
 
 // Watcher reads receipts produced after it started.
 type Watcher struct {
 	c    *Client
-	tail *Tail
+	src  records
+	stop func()
 }
+
+// records is what Await reads from; *Tail implements it.
+type records interface {
+	// Next returns the next record; an error ends Await.
+	Next(ctx context.Context) (Record, error)
+}
+
+var _ records = (*Tail)(nil)
 
 // Record is one record read by a Tail.
 type Record struct {
-	Key, Value []byte
-	Headers    map[string]string
+	// Topic, Partition and Offset say where the record was read.
+	Topic     string
+	Partition int
+	Offset    int64
+	Key       []byte
+	Value     []byte
+	Headers   map[string]string
 }
 
 // Tail reads every partition of a topic from the end offsets it saw when it
@@ -153,7 +175,7 @@ func (t *Tail) read(ctx context.Context, r *kafkago.Reader) {
 			}
 			return
 		}
-		rec := Record{Key: m.Key, Value: m.Value, Headers: map[string]string{}}
+		rec := Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Key: m.Key, Value: m.Value, Headers: map[string]string{}}
 		for _, h := range m.Headers {
 			rec.Headers[h.Key] = string(h.Value)
 		}
@@ -221,32 +243,58 @@ func (t *Tail) Close() {
 // request: the broker's exactly-one-answer promise was broken.
 var ErrConflictingReceipts = errors.New("client: two different receipts for one request")
 
+// headerRequestDigest is the record header the broker sets on a receipt
+// to the digest of the request it answers. It is a routing hint only: the
+// digest that counts is the one in the verified receipt.
+const headerRequestDigest = "certless-request-digest"
+
 // Await waits until a verified receipt has arrived for every request digest
-// in want (digest → request id) and returns them by digest. Redelivered
-// copies of the same receipt are ignored; a different receipt for a request
-// already answered is ErrConflictingReceipts.
+// in want (digest → request id) and returns them by digest.
+//
+// Each record is verified with VerifyReceipt against Client.Broker,
+// expecting the digest its certless-request-digest header names (a record
+// without the header is accepted when its verified body names a wanted
+// digest) and, when set, Client.Agency as request agency. A record naming a
+// digest not in want is passed over unverified: it answers another
+// client's request. A record that fails verification is logged once at
+// warn on Client.Log (where it was read and why, never its value) and
+// skipped, so no bad record can stop Await. Redelivered copies of the same
+// receipt are ignored; a different verified receipt for a request already
+// answered is ErrConflictingReceipts. A read error or the end of ctx ends
+// Await with the receipts got so far.
 func (w *Watcher) Await(ctx context.Context, want map[string]string) (map[string]*Receipt, error) {
+	if w.c.Broker == nil {
+		return nil, errors.New("client: Client.Broker is not set: no key to verify receipts with")
+	}
+	log := w.c.Log
+	if log == nil {
+		log = zap.NewNop()
+	}
 	got := make(map[string]*Receipt, len(want))
 	for len(got) < len(want) {
-		rec, err := w.tail.Next(ctx)
+		rec, err := w.src.Next(ctx)
 		if err != nil {
 			return got, fmt.Errorf("client: waiting for %d of %d receipts: %w", len(want)-len(got), len(want), err)
 		}
-		if d := rec.Headers["certless-request-digest"]; d != "" {
+		d := rec.Headers[headerRequestDigest]
+		if d != "" {
 			if _, ok := want[d]; !ok {
 				continue
 			}
 		}
-		r, err := VerifyReceipt(rec.Value, w.c.BrokerKeys, w.c.Decrypt)
+		r, err := VerifyReceipt(rec.Value, w.c.Broker, Expect{RequestAgency: w.c.Agency, RequestDigest: d, Decrypt: w.c.Decrypt})
 		if err != nil {
-			return got, err
+			log.Warn("skipping a receipt record that does not verify",
+				zap.String("topic", rec.Topic), zap.Int("partition", rec.Partition), zap.Int64("offset", rec.Offset),
+				zap.String("key", clip(string(rec.Key), 64)), zap.String("error", clip(err.Error(), 512)))
+			continue
 		}
 		if _, ok := want[r.RequestDigest]; !ok {
 			continue
 		}
 		if prev, ok := got[r.RequestDigest]; ok {
-			if string(prev.Raw) != string(r.Raw) {
-				return got, ErrConflictingReceipts
+			if !bytes.Equal(prev.Raw, r.Raw) {
+				return got, fmt.Errorf("%w: %s", ErrConflictingReceipts, r.RequestDigest)
 			}
 			continue
 		}
@@ -255,5 +303,17 @@ func (w *Watcher) Await(ctx context.Context, want map[string]string) (map[string
 	return got, nil
 }
 
+// clip bounds what a record can put in a log line.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
 // Close stops reading.
-func (w *Watcher) Close() { w.tail.Close() }
+func (w *Watcher) Close() {
+	if w.stop != nil {
+		w.stop()
+	}
+}

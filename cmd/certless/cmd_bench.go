@@ -23,9 +23,9 @@ import (
 	"github.com/certless/certless/adapters"
 	"github.com/certless/certless/adapters/records"
 	"github.com/certless/certless/broker"
-	bkafka "github.com/certless/certless/kafka"
 	"github.com/certless/certless/client"
 	"github.com/certless/certless/config"
+	bkafka "github.com/certless/certless/kafka"
 	"github.com/certless/certless/keys"
 	"github.com/certless/certless/schemas"
 )
@@ -768,11 +768,9 @@ func (r *benchRun) verifySample(rep *benchReport, clients map[string]*client.Cli
 	for _, i := range ids {
 		q := r.reqs[i]
 		c := clients[q.agency]
-		got, err := client.VerifyReceipt(r.raw[i], c.BrokerKeys, c.Decrypt)
+		got, err := client.VerifyReceipt(r.raw[i], c.Broker, client.Expect{RequestAgency: q.agency, RequestDigest: q.signed.Digest, Decrypt: c.Decrypt})
 		switch {
 		case err != nil:
-		case got.RequestDigest != q.signed.Digest:
-			err = fmt.Errorf("cites %s", got.RequestDigest)
 		case got.Decision != r.decision[i]:
 			err = fmt.Errorf("decision %s, header says %s", got.Decision, r.decision[i])
 		}

@@ -95,14 +95,14 @@ residence, hukou_cancellation, criminal_record.`,
 // newAgencyClient builds the client of agency from the configuration.
 func newAgencyClient(ctx context.Context, cfg *config.Config, agency, jwksURL string) (*client.Client, error) {
 	topics := broker.Topics{Prefix: cfg.Kafka.TopicPrefix}
-	c := &client.Client{Kafka: kafkaConfig(cfg.Kafka), RequestTopic: topics.Requests(agency), ReceiptTopic: topics.Receipts(agency)}
+	c := &client.Client{Kafka: kafkaConfig(cfg.Kafka), RequestTopic: topics.Requests(agency), ReceiptTopic: topics.Receipts(agency), Agency: agency}
 	var err error
 	if jwksURL != "" {
-		c.BrokerKeys, err = client.FetchBrokerKeys(ctx, strings.TrimRight(jwksURL, "/"))
+		c.Broker, err = client.FetchBrokerKeys(ctx, strings.TrimRight(jwksURL, "/"), cfg.BrokerID)
 	} else {
 		var b []byte
 		if b, err = keys.ReadJWKS(cfg.KeysDir, cfg.BrokerID); err == nil {
-			c.BrokerKeys, err = client.BrokerKeys(b)
+			c.Broker, err = client.BrokerKeys(cfg.BrokerID, b)
 		}
 	}
 	if err != nil {

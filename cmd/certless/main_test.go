@@ -62,7 +62,7 @@ func TestKeysAndSchemasCommands(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("keys jwks exit %d", code)
 	}
-	if _, err := client.BrokerKeys([]byte(out)); err != nil {
+	if _, err := client.BrokerKeys("court-x", []byte(out)); err != nil {
 		t.Fatalf("printed JWKS does not parse: %v", err)
 	}
 	exp := t.TempDir()
