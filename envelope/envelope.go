@@ -7,6 +7,11 @@
 //     every check passed, in this fixed order: size → parse → algorithm
 //     allowed → key found by kid → signature valid → key not revoked at
 //     issued_at → key's agency equals payload.agency → time window → JSON Schema of the message type.
+//   - The protected header and payload are I-JSON (RFC 7493), checked
+//     before anything decodes them, so every parser reads the same signed
+//     members: a member name twice in one object (after unescaping), invalid
+//     UTF-8, a lone surrogate escape or nesting deeper than MaxDepth is
+//     malformed, and the Detail names the member and its JSON pointer.
 //   - Every refusal is an *Error with a stable Reason code (the same strings
 //     receipts, metrics and reports use). Any other error is transient: the
 //     caller should retry, not reject.
@@ -80,7 +85,7 @@ type Reason string
 // The reason codes, in the order the checks run.
 const (
 	ReasonTooLarge         Reason = "too_large"         // more bytes than the limit
-	ReasonMalformed        Reason = "malformed"         // not a compact JWS with a JSON-object header and payload
+	ReasonMalformed        Reason = "malformed"         // not a compact JWS with an I-JSON object header and payload
 	ReasonAlgNotAllowed    Reason = "alg_not_allowed"   // alg is not EdDSA or ES256
 	ReasonUnknownKey       Reason = "unknown_key"       // no signing key with this kid
 	ReasonSignatureInvalid Reason = "signature_invalid" // signature does not verify with the kid's key

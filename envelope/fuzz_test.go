@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -102,6 +103,9 @@ func FuzzSignedPayload(f *testing.F) {
 	f.Add([]byte(`{"agency":"court-a","issued_at":"2026-11-18T09:30:00Z","expires_at":"2026-11-18T09:00:00Z"}`))
 	f.Add([]byte(`{"agency":"court-a","Agency":"court-b","id":7}`))
 	f.Add([]byte(`[]`))
+	f.Add([]byte(`{"agency":"court-a","\u0061gency":"court-b"}`))
+	f.Add([]byte(`{"agency":"court-a","body":{"x":[{"a":1,"a":2}]}}`))
+	f.Add([]byte(`{"agency":"court-a","purpose":{"basis":"\ud800"}}`))
 
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		raw, err := SignBytes(k, payload)
@@ -120,6 +124,9 @@ func FuzzSignedPayload(f *testing.F) {
 		var e *Error
 		if !errors.As(err, &e) {
 			t.Fatalf("non-*Error: %v", err)
+		}
+		if checkIJSON(payload) != nil && e.Reason != ReasonMalformed {
+			t.Fatalf("a payload that is not I-JSON refused with %s: %v", e.Reason, err)
 		}
 		switch e.Reason {
 		case ReasonTooLarge, ReasonAlgNotAllowed, ReasonUnknownKey, ReasonSignatureInvalid, ReasonKeyRevoked:
@@ -154,6 +161,12 @@ func TestFuzzCorpusIsCurrent(t *testing.T) {
 		raw, _ := SignBytes(k, b)
 		seeds["example_"+typ] = raw
 	}
+	dup, _ := json.Marshal(request())
+	dup = []byte(strings.Replace(string(dup), `"agency":"court-a",`, `"agency":"court-a","\u0061gency":"court-b",`, 1))
+	seeds["duplicate_member"], _ = SignBytes(k, dup)
+	lone, _ := json.Marshal(request())
+	lone = []byte(strings.Replace(string(lone), `"basis":"notarisation"`, `"basis":"notarisation\ud800"`, 1))
+	seeds["lone_surrogate"], _ = SignBytes(k, lone)
 	p.ExpiresAt = now.Add(-time.Hour)
 	seeds["expired"] = mustSign(t, k, p)
 	seeds["alg_none"] = forge(`{"alg":"none","kid":"court-a/k1"}`, `{"agency":"court-a"}`)

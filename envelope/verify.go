@@ -171,6 +171,13 @@ func authenticate(raw []byte, maxBytes int, resolver KeyResolver) (*message, err
 	if err != nil {
 		return nil, &Error{Reason: ReasonMalformed, Detail: "signature is not base64url", Err: err}
 	}
+	// I-JSON first, so every parser after this one reads the same members.
+	if err := checkIJSON(hdrJSON); err != nil {
+		return nil, notIJSON("protected header", err)
+	}
+	if err := checkIJSON(payload); err != nil {
+		return nil, notIJSON("payload", err)
+	}
 	var h header
 	if err := strictObject(hdrJSON, &h); err != nil {
 		return nil, &Error{Reason: ReasonMalformed, Detail: "protected header is not a JSON object", Err: err}
@@ -337,6 +344,16 @@ func strictObject(b []byte, v any) error {
 		return errors.New("data after the JSON object")
 	}
 	return nil
+}
+
+// notIJSON is the malformed refusal of a protected header or payload that
+// checkIJSON refused.
+func notIJSON(part string, err error) error {
+	var ie *ijsonError
+	if errors.As(err, &ie) {
+		return &Error{Reason: ReasonMalformed, Detail: part + " is not I-JSON: " + ie.Error()}
+	}
+	return &Error{Reason: ReasonMalformed, Detail: part + " is not a JSON object", Err: err}
 }
 
 func b64(p []byte) ([]byte, error) {
