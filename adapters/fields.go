@@ -58,3 +58,22 @@ const (
 	CancelDeath      = "death"
 	CancelEmigration = "emigration"
 )
+
+// fieldsByType is the one fixed set of fields each query type may answer
+// with: the documented fields above, the same as the receipt schema's.
+var fieldsByType = map[QueryType][]string{
+	QueryIdentity:          {FieldAsOf, FieldIDNameMatch, FieldStatus},
+	QueryHousehold:         {FieldAsOf, FieldRegistered, FieldHouseholdID, FieldHead, FieldMembers, FieldRegionCode, FieldRegionName},
+	QueryKinship:           {FieldAsOf, FieldRelated, FieldRelation},
+	QueryFormerNames:       {FieldAsOf, FieldHasFormerNames, FieldFormerNames},
+	QueryResidence:         {FieldAsOf, FieldResidences},
+	QueryHukouCancellation: {FieldAsOf, FieldCancelled, FieldReason, FieldDate},
+	QueryCriminalRecord:    {FieldAsOf, FieldHasCriminalRecord, FieldRecords},
+}
+
+// Fields returns the documented fields of query type t (a fresh slice; nil
+// for an unknown type). An answer never carries any other field, whatever
+// a source returned.
+func (t QueryType) Fields() []string {
+	return append([]string(nil), fieldsByType[t]...)
+}

@@ -22,8 +22,13 @@ type Authorisation struct {
 	Allowed bool
 	// Reason is the stable denial code when !Allowed.
 	Reason string
-	// Fields the answer may carry; nil means every field.
+	// Fields the answer may carry; nil means every documented field of the
+	// query type.
 	Fields []string
+	// AnswerMismatch allows an identity answer to say that the ID number
+	// exists under another name; without it that is not_found, the same
+	// answer as an unknown ID number.
+	AnswerMismatch bool
 	// Basis cites what the decision rests on (agreement id and digest).
 	Basis schemas.AgreementRef
 }
@@ -82,7 +87,7 @@ func (a *AllowList) Authorise(r AuthRequest) Authorisation {
 	if len(fields) == 0 {
 		fields = nil // no list: every field of the query type
 	}
-	return Authorisation{Allowed: true, Fields: fields, Basis: basis}
+	return Authorisation{Allowed: true, Fields: fields, AnswerMismatch: al.AnswerMismatch, Basis: basis}
 }
 
 var _ Authoriser = (*AllowList)(nil)

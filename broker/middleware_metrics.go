@@ -22,7 +22,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "certless", Name: "decisions_total",
-			Help: "Messages handled, by agency, query type, outcome (answered, not_found, denied, rejected, dead_letter) and reason.",
+			Help: "Messages handled, by agency, query type, outcome (answered, not_found, denied, rejected, unavailable, internal_error, dead_letter) and reason.",
 		}, []string{"agency", "query", "outcome", "reason", "redelivery"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "certless", Name: "handle_seconds",
@@ -31,7 +31,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"outcome"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "certless", Name: "transient_failures_total",
-			Help: "Handling attempts that failed transiently and will be retried.",
+			Help: "Handling attempts that failed (transiently, or permanently where a stage did not answer itself); retried within the bound, then answered unavailable.",
 		}, []string{"topic"}),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "certless", Name: "in_flight_messages",
@@ -42,7 +42,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-// Middleware records outcome counts, latency and failures of next.
+// Failed counts one failed handling attempt of m; Retry calls it.
+func (mt *Metrics) Failed(m Message, _ error) { mt.failures.WithLabelValues(m.Topic).Inc() }
+
+// Middleware records outcome counts and latency of next; its failed
+// attempts are counted by Failed, where they are retried.
 func (mt *Metrics) Middleware() Middleware {
 	return func(next Handler) Handler {
 		return HandlerFunc(func(ctx context.Context, m Message) (Result, error) {
@@ -51,7 +55,6 @@ func (mt *Metrics) Middleware() Middleware {
 			start := time.Now()
 			res, err := next.Handle(ctx, m)
 			if err != nil {
-				mt.failures.WithLabelValues(m.Topic).Inc()
 				return res, err
 			}
 			redelivery := "false"

@@ -1,18 +1,23 @@
 package broker
 
-// Minimise returns only the allowed fields of an answer. A nil allow-list
-// allows every field; an empty non-nil one allows none. The input map is not
-// modified.
-func Minimise(fields map[string]any, allowed []string) map[string]any {
-	if allowed == nil {
-		out := make(map[string]any, len(fields))
-		for k, v := range fields {
-			out[k] = v
+import (
+	"slices"
+
+	"github.com/certless/certless/adapters"
+)
+
+// Minimise returns only the fields of an answer of query type t that both
+// the type documents (t.Fields(), the receipt schema's set) and the
+// authorisation allows. A nil allow-list allows every documented field; an
+// empty non-nil one allows none. Whatever else a source returned is
+// dropped. The input map is not modified.
+func Minimise(t adapters.QueryType, fields map[string]any, allowed []string) map[string]any {
+	documented := t.Fields()
+	out := make(map[string]any, len(documented))
+	for _, k := range documented {
+		if allowed != nil && !slices.Contains(allowed, k) {
+			continue
 		}
-		return out
-	}
-	out := make(map[string]any, len(allowed))
-	for _, k := range allowed {
 		if v, ok := fields[k]; ok {
 			out[k] = v
 		}

@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,23 +9,25 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/oklog/ulid/v2"
+	"go.uber.org/zap"
 
 	"github.com/certless/certless/adapters"
 	"github.com/certless/certless/broker/store"
 	"github.com/certless/certless/envelope"
+	"github.com/certless/certless/fault"
 	"github.com/certless/certless/schemas"
 )
 
-// Reasons the pipeline itself gives, beside the envelope's reason codes and
-// the authorisation denials.
+// Reasons the pipeline itself gives, beside the envelope's reason codes,
+// the authorisation denials and the permanent errors of the stages.
 const (
-	ReasonUnknownTopic    = "unknown_topic"
-	ReasonTopicMismatch   = "topic_agency_mismatch"
-	ReasonUnsupportedType = "unsupported_type"
-	ReasonNoJurisdiction  = "no_jurisdiction"
-	ReasonNoRecord        = "no_record"
-	ReasonInternal        = "internal_error"
+	ReasonUnknownTopic     = "unknown_topic"
+	ReasonTopicMismatch    = "topic_agency_mismatch"
+	ReasonUnsupportedType  = "unsupported_type"
+	ReasonNoJurisdiction   = "no_jurisdiction"
+	ReasonNoRecord         = "no_record"
+	ReasonInternal         = "internal_error"
+	ReasonRetriesExhausted = "retries_exhausted"
 )
 
 // Verifier authenticates and validates a signed message. On failure it
@@ -52,162 +53,164 @@ type Sealer interface {
 	Seal(ctx context.Context, p envelope.Payload, to string) ([]byte, error)
 }
 
-// Pipeline is the request-to-receipt chain. Its fields are its stages.
+// Pipeline is the message-to-receipt chain. Its fields are its stages.
 type Pipeline struct {
-	Topics    Topics
-	BrokerID  string
-	Verify    Verifier
-	Auth      Authoriser
-	Records   RecordSource
+	Topics   Topics
+	BrokerID string
+	Verify   Verifier
+	// Handlers decide the verified messages, by message type. A type with
+	// no handler is rejected as unsupported_type.
+	Handlers  map[string]TypeHandler
 	Seal      Sealer
 	Decisions Decisions
+	// Log receives one warn line per dead letter: reason, kid, topic,
+	// partition, offset, digest — never payload, names or ID numbers. Nil
+	// logs nothing.
+	Log *zap.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
 
-// Handle implements Handler: one message in, its outputs out.
+// Handle implements Handler: one message in, its outputs out. It reads top
+// to bottom: topic → redelivery → verify → dispatch by type → record.
 func (p *Pipeline) Handle(ctx context.Context, m Message) (Result, error) {
 	topicAgency, ok := p.Topics.AgencyOfRequests(m.Topic)
 	if !ok {
 		return p.deadLetter(m, "", ReasonUnknownTopic, "message on a topic that is not a request topic"), nil
 	}
-	digest := Digest(m.Value)
-
-	// Redelivery: the very same bytes were decided before; re-emit exactly
-	// what is stored.
-	if d, found, err := p.Decisions.Get(ctx, digest); err != nil {
-		return Result{}, fmt.Errorf("look up decision: %w", err)
-	} else if found {
-		return p.reemit(d), nil
+	if res, done, err := p.decided(ctx, m, topicAgency); done || err != nil {
+		return res, err
+	}
+	v, refusal, err := p.authenticate(ctx, m, topicAgency)
+	if err != nil || refusal != nil {
+		return derefResult(refusal), err
+	}
+	if v.Refusal != nil {
+		return p.record(ctx, m, *v.Refusal)
 	}
 
-	v, err := p.Verify.Verify(ctx, m.Value)
+	h, ok := p.Handlers[v.Type]
+	if !ok {
+		return p.record(ctx, m, rejected(v.Verified, "", ReasonUnsupportedType, v.Type+" is not accepted on a request topic"))
+	}
+	d, err := h.Decide(ctx, v.Verified)
 	if err != nil {
-		reason := envelope.ReasonOf(err)
-		var e *envelope.Error
-		if errors.As(err, &e) {
-			v = e.Verified
+		if !fault.IsPermanent(err) {
+			return Result{}, fmt.Errorf("%s: %w", v.Type, err)
 		}
-		switch {
-		case reason == "":
-			return Result{}, fmt.Errorf("verify: %w", err)
-		case !reason.Authenticated() || v == nil:
-			return p.deadLetter(m, topicAgency, string(reason), err.Error()), nil
-		case v.Agency != topicAgency:
-			return p.deadLetter(m, topicAgency, ReasonTopicMismatch, "signed by "+v.Agency), nil
-		}
-		return p.decide(ctx, v, "", schemas.DecisionRejected, string(reason), detailOf(err), nil, nil)
+		d = rejected(v.Verified, d.Query, fault.ReasonOf(err), err.Error())
 	}
-	if v.Agency != topicAgency {
-		return p.deadLetter(m, topicAgency, ReasonTopicMismatch, "signed by "+v.Agency), nil
-	}
-	if v.Type != schemas.TypeVerificationRequest {
-		return p.decide(ctx, v, "", schemas.DecisionRejected, ReasonUnsupportedType, v.Type+" is not accepted on a request topic", nil, nil)
-	}
-	var req schemas.VerificationRequest
-	if err := json.Unmarshal(v.Body, &req); err != nil {
-		// The schema accepted it, so this is a bug, not bad input.
-		return p.decide(ctx, v, "", schemas.DecisionRejected, string(envelope.ReasonSchemaViolation), "body does not decode", nil, nil)
-	}
+	d.Request = v.Verified
+	return p.record(ctx, m, d)
+}
 
-	auth := p.Auth.Authorise(AuthRequest{Agency: v.Agency, Query: req.Query, Purpose: v.Purpose.Basis})
-	if !auth.Allowed {
-		return p.decide(ctx, v, req.Query, schemas.DecisionDenied, auth.Reason, "", &auth.Basis, nil)
+// Fail ends a message whose handling could not complete: outcome
+// unavailable (transient failures outlasted their bound; retryAfter is the
+// hint) or internal_error (a stage panicked). The authenticated sender gets
+// a signed receipt with that outcome — never a false not_found — and
+// anyone else a dead letter, so nothing holds its partition. An error
+// means even that could not be recorded (the decision store is down).
+func (p *Pipeline) Fail(ctx context.Context, m Message, outcome, reason, detail string, retryAfter time.Duration) (Result, error) {
+	topicAgency, ok := p.Topics.AgencyOfRequests(m.Topic)
+	if !ok {
+		return p.deadLetter(m, "", ReasonUnknownTopic, "message on a topic that is not a request topic"), nil
 	}
-
-	q := adapters.Query{Type: adapters.QueryType(req.Query), Subject: adapters.Subject(req.Subject)}
-	if req.RelatedSubject != nil {
-		rs := adapters.Subject(*req.RelatedSubject)
-		q.Related = &rs
+	if res, done, err := p.decided(ctx, m, topicAgency); done || err != nil {
+		return res, err
 	}
-	if req.AsOf != nil {
-		q.AsOf = *req.AsOf
-	}
-	ans, err := p.Records.Answer(ctx, q)
+	v, refusal, err := p.authenticate(ctx, m, topicAgency)
 	switch {
-	case errors.Is(err, ErrNoSource):
-		return p.decide(ctx, v, req.Query, schemas.DecisionNotFound, ReasonNoJurisdiction, "", &auth.Basis, nil)
 	case err != nil:
-		return Result{}, fmt.Errorf("answer %s: %w", req.Query, err)
-	case !ans.Found:
-		return p.decide(ctx, v, req.Query, schemas.DecisionNotFound, ReasonNoRecord, "", &auth.Basis, nil)
+		return p.deadLetter(m, topicAgency, reason, detail), nil
+	case refusal != nil:
+		return *refusal, nil
 	}
-	ans.Fields = Minimise(ans.Fields, auth.Fields)
-	return p.decide(ctx, v, req.Query, schemas.DecisionAnswered, "", "", &auth.Basis, &ans)
+	return p.record(ctx, m, Decision{
+		Request: v.Verified, Query: queryOf(v.Verified), Outcome: outcome,
+		Reason: reason, Detail: truncate(detail, 512), RetryAfter: retryAfter,
+	})
 }
 
-// decide seals a receipt, records the decision durably and returns the
-// receipt to publish — the stored one if a concurrent copy won the race.
-func (p *Pipeline) decide(ctx context.Context, v *envelope.Verified, query, decision, reason, detail string, basis *schemas.AgreementRef, ans *adapters.Answer) (Result, error) {
-	replay := reason == string(envelope.ReasonReplay)
-	receipt, err := p.seal(ctx, v, query, decision, reason, detail, basis, ans)
-	if err != nil {
-		return Result{}, err
+// decided re-emits the stored decision of a message already decided: the
+// very same bytes, redelivered. The same bytes on another agency's request
+// topic are not that agency's to re-emit: a dead letter.
+func (p *Pipeline) decided(ctx context.Context, m Message, topicAgency string) (Result, bool, error) {
+	d, found, err := p.Decisions.Get(ctx, Digest(m.Value))
+	switch {
+	case err != nil:
+		return Result{}, false, fmt.Errorf("look up decision: %w", err)
+	case !found:
+		return Result{}, false, nil
+	case d.Agency != topicAgency:
+		return p.deadLetter(m, topicAgency, ReasonTopicMismatch, "already decided for another agency's request"), true, nil
 	}
-	d := store.Decision{
-		Digest: v.Digest, Agency: v.Agency, RequestID: v.ID, QueryType: query,
-		Outcome: decision, Reason: reason, Replay: replay, Receipt: receipt, DecidedAt: p.now(),
-	}
-	stored, err := p.Decisions.Save(ctx, d)
-	if errors.Is(err, store.ErrIDConflict) && !replay {
-		// Another message with this id was decided first: this one is a
-		// replay, whatever it asked.
-		return p.decide(ctx, v, query, schemas.DecisionRejected, string(envelope.ReasonReplay), "id already used by another message", nil, nil)
-	}
-	if err != nil {
-		return Result{}, fmt.Errorf("record decision: %w", err)
-	}
-	res := p.reemit(stored)
-	res.Redelivery = !bytes.Equal(stored.Receipt, receipt)
-	return res, nil
+	return p.reemit(d), true, nil
 }
 
-func (p *Pipeline) seal(ctx context.Context, v *envelope.Verified, query, decision, reason, detail string, basis *schemas.AgreementRef, ans *adapters.Answer) ([]byte, error) {
-	now := p.now()
-	body := schemas.Receipt{
-		RequestID: v.ID, RequestDigest: v.Digest, RequestAgency: v.Agency,
-		Query: query, Decision: decision, Reason: reason, Detail: detail, Agreement: basis,
-	}
-	expires := now.Add(30 * 24 * time.Hour)
-	if ans != nil {
-		b, err := json.Marshal(ans.Fields)
-		if err != nil {
-			return nil, fmt.Errorf("encode answer: %w", err)
+// authenticated is a message whose sender is authenticated and matches its
+// topic; Refusal is set when it must be rejected without being handled.
+type authenticated struct {
+	*envelope.Verified
+	Refusal *Decision
+}
+
+// authenticate verifies m. It returns the authenticated message, or the
+// dead letter of one whose sender is not authenticated or not the topic's
+// agency, or a transient error.
+func (p *Pipeline) authenticate(ctx context.Context, m Message, topicAgency string) (authenticated, *Result, error) {
+	v, err := p.Verify.Verify(ctx, m.Value)
+	if err == nil {
+		if v.Agency != topicAgency {
+			return p.refuse(m, topicAgency, ReasonTopicMismatch, v.KeyID, "signed by "+v.Agency)
 		}
-		body.Answer = b
-		asOf, until := ans.AsOf.UTC(), ans.ValidUntil.UTC()
-		body.AsOf, body.ValidUntil = &asOf, &until
-		if until.After(now) {
-			expires = until
-		}
+		return authenticated{Verified: v}, nil, nil
 	}
-	raw, err := json.Marshal(body)
-	if err != nil {
-		return nil, fmt.Errorf("encode receipt: %w", err)
+	reason := envelope.ReasonOf(err)
+	var e *envelope.Error
+	if errors.As(err, &e) {
+		v = e.Verified
 	}
-	purpose := v.Purpose
-	if purpose.Basis == "" || purpose.CaseRef == "" {
-		purpose = envelope.Purpose{Basis: "receipt", CaseRef: v.Digest}
+	kid := ""
+	if e != nil && e.Verified != nil {
+		kid = e.Verified.KeyID
 	}
-	payload := envelope.Payload{
-		Type: schemas.TypeReceipt, ID: ulid.Make().String(), Agency: p.BrokerID,
-		IssuedAt: now, ExpiresAt: expires, Purpose: purpose, Body: raw,
+	switch {
+	case reason == "":
+		return authenticated{}, nil, fmt.Errorf("verify: %w", err)
+	case !reason.Authenticated() || v == nil:
+		return p.refuse(m, topicAgency, string(reason), kid, err.Error())
+	case v.Agency != topicAgency:
+		return p.refuse(m, topicAgency, ReasonTopicMismatch, kid, "signed by "+v.Agency)
 	}
-	out, err := p.Seal.Seal(ctx, payload, v.Agency)
-	if err != nil {
-		return nil, fmt.Errorf("seal receipt: %w", err)
-	}
-	return out, nil
+	r := rejected(v, queryOf(v), string(reason), detailOf(err))
+	return authenticated{Verified: v, Refusal: &r}, nil, nil
 }
 
-func (p *Pipeline) reemit(d store.Decision) Result {
-	return Result{
-		Outputs: []Output{{
-			Topic: p.Topics.Receipts(d.Agency), Key: []byte(d.RequestID), Value: d.Receipt,
-			Headers: map[string]string{"certless-decision": d.Outcome, "certless-request-digest": d.Digest},
-		}},
-		Agency: d.Agency, Query: d.QueryType, Outcome: d.Outcome, Reason: d.Reason, Redelivery: true,
+func (p *Pipeline) refuse(m Message, topicAgency, reason, kid, detail string) (authenticated, *Result, error) {
+	res := p.deadLetterKID(m, topicAgency, reason, kid, detail)
+	return authenticated{}, &res, nil
+}
+
+func derefResult(r *Result) Result {
+	if r == nil {
+		return Result{}
 	}
+	return *r
+}
+
+// queryOf reads the query type of a verification request best effort, for
+// receipts of messages that were not handled: only a known type counts.
+func queryOf(v *envelope.Verified) string {
+	if v == nil || v.Type != schemas.TypeVerificationRequest {
+		return ""
+	}
+	var b struct {
+		Query string `json:"query"`
+	}
+	if json.Unmarshal(v.Body, &b) != nil || !adapters.QueryType(b.Query).Valid() {
+		return ""
+	}
+	return b.Query
 }
 
 // DeadLetter is the JSON value of a dead-letter record. It carries the
@@ -228,12 +231,23 @@ type DeadLetter struct {
 const maxDeadLetterCopy = 256 << 10
 
 func (p *Pipeline) deadLetter(m Message, agency, reason, detail string) Result {
+	return p.deadLetterKID(m, agency, reason, "", detail)
+}
+
+// deadLetterKID builds the dead-letter record of m and logs it once, at
+// warn, with routing facts only.
+func (p *Pipeline) deadLetterKID(m Message, agency, reason, kid, detail string) Result {
 	dl := DeadLetter{
 		Reason: reason, Detail: truncate(detail, 512), Topic: m.Topic, Partition: m.Partition,
 		Offset: m.Offset, Digest: Digest(m.Value), Size: len(m.Value), ReceivedAt: p.now(),
 	}
 	if len(m.Value) <= maxDeadLetterCopy {
 		dl.Message = m.Value
+	}
+	if p.Log != nil {
+		p.Log.Warn("dead letter", zap.String("reason", reason), zap.String("kid", kid),
+			zap.String("topic", m.Topic), zap.Int("partition", m.Partition), zap.Int64("offset", m.Offset),
+			zap.String("digest", dl.Digest))
 	}
 	b, _ := json.Marshal(dl) // plain struct: cannot fail
 	return Result{

@@ -20,10 +20,12 @@ import (
 
 type fixture struct {
 	p          *broker.Pipeline
+	requests   *broker.RequestHandler
+	router     *broker.Router
 	topics     broker.Topics
 	court      *keys.Private
 	notary     *keys.Private
-	brokerKeys envelope.KeyResolver
+	brokerKeys *client.Broker
 	ds         *records.Dataset
 	now        time.Time
 	store      store.Store
@@ -53,7 +55,11 @@ func newFixtureWithStore(t testing.TB, dsn string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.brokerKeys, err = keys.NewRegistry(bk.Public); err != nil {
+	jwks, err := keys.MarshalJWKS([]keys.Public{bk.Public})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.brokerKeys, err = client.BrokerKeys("certless", jwks); err != nil {
 		t.Fatal(err)
 	}
 	st, err := store.Open(ctx, dsn, store.Options{})
@@ -70,15 +76,21 @@ func newFixtureWithStore(t testing.TB, dsn string) *fixture {
 	router := broker.NewRouter()
 	router.Add("220000", "jilin", records.NewSource("jilin", records.NewMemory(f.ds), nil))
 	clock := func() time.Time { return f.now }
+	f.router = router
+	f.requests = &broker.RequestHandler{
+		Auth: broker.NewAllowList([]config.Agency{
+			{ID: "court-changchun", Allow: []config.Allow{
+				{Query: "criminal_record", Fields: []string{"has_criminal_record", "as_of"}}, {Query: "identity"}, {Query: "residence"}, {Query: "household"}}},
+			{ID: "notary-dunhua", Allow: []config.Allow{{Query: "kinship"}, {Query: "identity", AnswerMismatch: true}}},
+		}),
+		Records: router,
+		Now:     clock,
+	}
 	f.p = &broker.Pipeline{
 		Topics: f.topics, BrokerID: "certless",
-		Verify: &envelope.Verifier{Keys: agencyKeys, Schemas: set, Now: clock},
-		Auth: broker.NewAllowList([]config.Agency{
-			{ID: "court-changchun", Allow: []config.Allow{{Query: "criminal_record", Fields: []string{"has_criminal_record", "as_of"}}, {Query: "identity"}}},
-			{ID: "notary-dunhua", Allow: []config.Allow{{Query: "kinship"}}},
-		}),
-		Records:   router,
-		Seal:      &broker.ReceiptSealer{Key: bk, Schemas: set},
+		Verify:    &envelope.Verifier{Keys: agencyKeys, Schemas: set, Now: clock},
+		Handlers:  map[string]broker.TypeHandler{schemas.TypeVerificationRequest: f.requests},
+		Seal:      &broker.ReceiptSealer{Keys: broker.StaticKey{Key: bk}, Schemas: set},
 		Decisions: st,
 		Now:       clock,
 	}
@@ -123,7 +135,7 @@ func (f *fixture) receipt(t *testing.T, res broker.Result, agency string) *clien
 	if out.Topic != f.topics.Receipts(agency) {
 		t.Fatalf("receipt went to %s, want %s", out.Topic, f.topics.Receipts(agency))
 	}
-	r, err := client.VerifyReceipt(out.Value, f.brokerKeys, nil)
+	r, err := client.VerifyReceipt(out.Value, f.brokerKeys, client.Expect{Now: f.now, RequestAgency: agency})
 	if err != nil {
 		t.Fatalf("receipt does not verify: %v", err)
 	}
@@ -150,7 +162,7 @@ func TestPipelineDecisions(t *testing.T) {
 			schemas.DecisionAnswered, "", []string{"has_criminal_record", "as_of"}, []string{"records"}},
 		{"not found", f.court, "identity", schemas.Subject{IDNumber: unknownID, Name: "王伟"}, f.now,
 			schemas.DecisionNotFound, broker.ReasonNoRecord, nil, nil},
-		{"denied", f.court, "household", schemas.Subject{IDNumber: clean.IDNumber, Name: clean.Name}, f.now,
+		{"denied", f.court, "former_names", schemas.Subject{IDNumber: clean.IDNumber, Name: clean.Name}, f.now,
 			schemas.DecisionDenied, broker.ReasonQueryNotAllowed, nil, nil},
 		{"expired", f.court, "identity", schemas.Subject{IDNumber: clean.IDNumber, Name: clean.Name}, f.now.Add(-time.Hour),
 			schemas.DecisionRejected, string(envelope.ReasonExpired), nil, nil},
@@ -293,17 +305,6 @@ func TestPipelineDeadLetters(t *testing.T) {
 	}
 	if n, _ := f.store.Count(context.Background()); n != 0 {
 		t.Fatalf("unauthenticated messages must not be decided; store has %d", n)
-	}
-}
-
-func TestRecoverSendsPoisonToDeadLetter(t *testing.T) {
-	topics := broker.Topics{Prefix: "x."}
-	h := broker.Chain(broker.HandlerFunc(func(context.Context, broker.Message) (broker.Result, error) {
-		panic("bug")
-	}), broker.Recover(topics, zapNop()))
-	res, err := h.Handle(context.Background(), broker.Message{Topic: "x.a.requests", Value: []byte("v")})
-	if err != nil || len(res.Outputs) != 1 || res.Outputs[0].Topic != topics.DeadLetter() || res.Reason != broker.ReasonInternal {
-		t.Fatalf("panic not turned into a dead letter: %+v %v", res, err)
 	}
 }
 

@@ -2,12 +2,14 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"reflect"
 	"testing"
 
 	"github.com/certless/certless/adapters"
 	"github.com/certless/certless/config"
+	"github.com/certless/certless/schemas"
 )
 
 func TestJurisdictions(t *testing.T) {
@@ -76,19 +78,73 @@ func TestRouterErrors(t *testing.T) {
 }
 
 func TestMinimise(t *testing.T) {
-	full := map[string]any{"a": 1, "b": 2, "c": 3}
-	if got := Minimise(full, []string{"a", "c", "zz"}); !reflect.DeepEqual(got, map[string]any{"a": 1, "c": 3}) {
-		t.Fatalf("got %v", got)
+	// What a source returned: the documented identity fields, one field of
+	// another type and one nobody documented.
+	full := map[string]any{"as_of": "x", "id_name_match": true, "status": "active", "members": []any{}, "ethnicity": "汉"}
+	id := adapters.QueryIdentity
+	if got := Minimise(id, full, []string{"as_of", "status", "members", "zz"}); !reflect.DeepEqual(got, map[string]any{"as_of": "x", "status": "active"}) {
+		t.Fatalf("allow-list: got %v", got)
 	}
-	if got := Minimise(full, nil); !reflect.DeepEqual(got, full) {
-		t.Fatalf("nil allow-list should keep all: %v", got)
+	want := map[string]any{"as_of": "x", "id_name_match": true, "status": "active"}
+	if got := Minimise(id, full, nil); !reflect.DeepEqual(got, want) {
+		t.Fatalf("no allow-list must keep the documented fields only: %v", got)
 	}
-	if got := Minimise(full, []string{}); len(got) != 0 {
+	if got := Minimise(id, full, []string{}); len(got) != 0 {
 		t.Fatalf("empty allow-list should keep none: %v", got)
 	}
-	if len(full) != 3 {
+	if len(full) != 5 {
 		t.Fatal("input modified")
 	}
+}
+
+// TestDocumentedFieldsAreTheReceiptSchemas: every query type's documented
+// field set is exactly answerable by the receipt schema, so a minimised
+// answer can always be sealed.
+func TestDocumentedFieldsAreTheReceiptSchemas(t *testing.T) {
+	raw, ok := mustSchemas(t).Raw("receipt.v1")
+	if !ok {
+		t.Fatal("no receipt schema")
+	}
+	var doc struct {
+		Properties struct {
+			Body struct {
+				Properties struct {
+					Answer struct {
+						Properties map[string]json.RawMessage `json:"properties"`
+					} `json:"answer"`
+				} `json:"properties"`
+			} `json:"body"`
+		} `json:"properties"`
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	inSchema := doc.Properties.Body.Properties.Answer.Properties
+	seen := map[string]bool{}
+	for _, qt := range adapters.AllQueryTypes() {
+		if len(qt.Fields()) == 0 {
+			t.Errorf("%s documents no fields", qt)
+		}
+		for _, f := range qt.Fields() {
+			seen[f] = true
+			if _, ok := inSchema[f]; !ok {
+				t.Errorf("%s field %s is not in the receipt schema", qt, f)
+			}
+		}
+	}
+	for f := range inSchema {
+		if !seen[f] {
+			t.Errorf("receipt schema answer field %s is documented for no query type", f)
+		}
+	}
+}
+
+func mustSchemas(t *testing.T) *schemas.Set {
+	s, err := schemas.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 func TestAllowList(t *testing.T) {

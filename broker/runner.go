@@ -128,9 +128,12 @@ fetch:
 	return fetchErr
 }
 
-// process handles and publishes one message, retrying transient failures
-// with backoff until ctx ends. It reports whether the message may be
-// committed.
+// process handles and publishes one message and reports whether it may be
+// committed. The handler answers every message within its own retry bound
+// (see Retry), so an error here means the answer could not be recorded or
+// published: the decision store or Kafka itself is down, which no message
+// can cause. That is retried with capped backoff until it is back or ctx
+// ends; the operator sees it on /readyz and in the failure metrics.
 func (r *Runner) process(ctx context.Context, log *zap.Logger, m Message) bool {
 	backoff := r.RetryMin
 	if backoff <= 0 {
@@ -152,7 +155,7 @@ func (r *Runner) process(ctx context.Context, log *zap.Logger, m Message) bool {
 		if ctx.Err() != nil {
 			return false
 		}
-		log.Warn("transient failure; will retry",
+		log.Warn("could not record or publish an answer; will retry",
 			zap.String("topic", m.Topic), zap.Int("partition", m.Partition), zap.Int64("offset", m.Offset),
 			zap.Int("attempt", attempt), zap.Duration("backoff", backoff), zap.Error(err))
 		t := time.NewTimer(backoff)

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/certless/certless/adapters"
 	"github.com/certless/certless/envelope"
+	"github.com/certless/certless/fault"
 	"github.com/certless/certless/keys"
 	"github.com/certless/certless/schemas"
 )
@@ -16,12 +18,29 @@ type EncryptionKeys interface {
 	EncryptionKey(agency string, now time.Time) (keys.Public, error)
 }
 
-// ReceiptSealer signs receipts with the broker's key, checks each against
-// the receipt schema before it leaves (a receipt that breaks its own
-// published contract is a bug, caught here rather than by an agency), and
+// SigningKeys yields the broker's current signing key; it may change while
+// the broker runs (rotation).
+type SigningKeys interface {
+	SigningKey() *keys.Private
+}
+
+// StaticKey is SigningKeys that never changes.
+type StaticKey struct{ Key *keys.Private }
+
+// SigningKey implements SigningKeys.
+func (k StaticKey) SigningKey() *keys.Private { return k.Key }
+
+// ReceiptSealer signs receipts with the broker's current key, checks each
+// against the receipt schema before it leaves (a receipt that breaks its
+// own published contract is refused here rather than by an agency), and
 // JWE-encrypts it for the agencies that asked for confidential receipts.
+//
+// Its errors are classified: a receipt that breaks its schema is permanent
+// (answer_invalid: the answer cannot be represented), a confidential agency
+// without a usable encryption key is permanent (no_encryption_key); the
+// rest are transient.
 type ReceiptSealer struct {
-	Key     *keys.Private
+	Keys    SigningKeys
 	Schemas *schemas.Set
 	// Confidential lists the agencies whose receipts are encrypted.
 	Confidential map[string]bool
@@ -37,12 +56,12 @@ func (s *ReceiptSealer) Seal(ctx context.Context, p envelope.Payload, to string)
 	}
 	name, ok := schemas.SchemaName(p.Type)
 	if !ok {
-		return nil, fmt.Errorf("seal: unknown message type %q", p.Type)
+		return nil, fault.Permanentf(ReasonInternal, "seal: unknown message type %q", p.Type)
 	}
 	if err := s.Schemas.Validate(name, doc); err != nil {
-		return nil, fmt.Errorf("receipt breaks its schema: %w", err)
+		return nil, fault.Permanentf(adapters.ReasonAnswerInvalid, "receipt breaks its schema: %w", err)
 	}
-	jws, err := envelope.Sign(s.Key, p)
+	jws, err := envelope.Sign(s.Keys.SigningKey(), p)
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +74,7 @@ func (s *ReceiptSealer) Seal(ctx context.Context, p envelope.Payload, to string)
 	}
 	pub, err := s.Encryption.EncryptionKey(to, now)
 	if err != nil {
-		return nil, fmt.Errorf("receipt for %s must be encrypted: %w", to, err)
+		return nil, fault.Permanentf(ReasonNoEncryptionKey, "receipt for %s must be encrypted: %w", to, err)
 	}
 	return envelope.EncryptTo(jws, pub)
 }

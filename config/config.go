@@ -124,6 +124,14 @@ type Limits struct {
 	MaxLifetime     Duration `yaml:"max_lifetime" json:"max_lifetime,omitempty"`
 	AnswerTimeout   Duration `yaml:"answer_timeout" json:"answer_timeout,omitempty"`
 	InFlight        int      `yaml:"in_flight" json:"in_flight,omitempty"`
+	// RetryAttempts and RetryWindow bound the handling of one message
+	// whose failures are transient: at most RetryAttempts attempts, none
+	// started after RetryWindow. Then the sender gets a signed
+	// "unavailable" receipt with RetryAfter as its hint, and the partition
+	// moves on.
+	RetryAttempts int      `yaml:"retry_attempts" json:"retry_attempts,omitempty"`
+	RetryWindow   Duration `yaml:"retry_window" json:"retry_window,omitempty"`
+	RetryAfter    Duration `yaml:"retry_after" json:"retry_after,omitempty"`
 }
 
 // Agency is a registered agency and, until agreements replace it, its
@@ -139,12 +147,15 @@ type Agency struct {
 }
 
 // Allow lets an agency ask one query type, answered with at most Fields
-// (every field of the query type when omitted or empty) for one of Purposes
-// (any when omitted or empty).
+// (every documented field of the query type when omitted or empty) for one
+// of Purposes (any when omitted or empty). AnswerMismatch lets an identity
+// answer say "the ID number exists, the name differs"; without it that is
+// answered not_found, like an unknown ID number.
 type Allow struct {
-	Query    string   `yaml:"query" json:"query"`
-	Fields   []string `yaml:"fields,omitempty" json:"fields,omitempty"`
-	Purposes []string `yaml:"purposes,omitempty" json:"purposes,omitempty"`
+	Query          string   `yaml:"query" json:"query"`
+	Fields         []string `yaml:"fields,omitempty" json:"fields,omitempty"`
+	Purposes       []string `yaml:"purposes,omitempty" json:"purposes,omitempty"`
+	AnswerMismatch bool     `yaml:"answer_mismatch,omitempty" json:"answer_mismatch,omitempty"`
 }
 
 // Adapter names a police record source. Options stay raw until the adapter
@@ -227,6 +238,9 @@ func Default(dataDir string) Config {
 			MaxLifetime:     Duration(24 * time.Hour),
 			AnswerTimeout:   Duration(5 * time.Second),
 			InFlight:        256,
+			RetryAttempts:   4,
+			RetryWindow:     Duration(30 * time.Second),
+			RetryAfter:      Duration(time.Minute),
 		},
 	}
 }

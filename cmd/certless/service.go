@@ -6,7 +6,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"strconv"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,7 +39,7 @@ type service struct {
 	embedded *bkafka.Embedded
 	store    store.Store
 	keys     *keys.Registry
-	key      *keys.Private
+	key      *brokerKey
 	sources  *sources
 	consumer *bkafka.Consumer
 	producer *bkafka.Producer
@@ -75,14 +79,18 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 	}()
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	// Keys: the agencies' public sets and the broker's signing key.
+	// Keys: the agencies' public sets and the broker's signing key, both
+	// reloaded while the broker runs (see watchKeys).
 	if s.keys, err = keys.LoadDir(cfg.KeysDir); err != nil {
 		return nil, fmt.Errorf("keys: %w", err)
 	}
-	if s.key, err = keys.SigningKey(cfg.KeysDir, cfg.BrokerID, time.Now()); err != nil {
+	bk, err := keys.SigningKey(cfg.KeysDir, cfg.BrokerID, time.Now())
+	if err != nil {
 		return nil, fmt.Errorf("broker signing key (run `certless keys generate --agency %s`): %w", cfg.BrokerID, err)
 	}
-	log.Info("keys loaded", zap.String("dir", cfg.KeysDir), zap.Strings("agencies", s.keys.Agencies()), zap.String("broker_kid", s.key.KID()))
+	s.key = &brokerKey{}
+	s.key.Store(bk)
+	log.Info("keys loaded", zap.String("dir", cfg.KeysDir), zap.Strings("agencies", s.keys.Agencies()), zap.String("broker_kid", bk.KID()))
 
 	// Kafka.
 	s.kafka = kafkaConfig(cfg.Kafka)
@@ -151,10 +159,14 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 			Keys: s.keys, Schemas: set, MaxBytes: cfg.Limits.MaxMessageBytes,
 			ClockSkew: cfg.Limits.ClockSkew.D(), MaxLifetime: cfg.Limits.MaxLifetime.D(),
 		},
-		Auth:      broker.NewAllowList(cfg.Agencies),
-		Records:   s.sources.router,
-		Seal:      &broker.ReceiptSealer{Key: s.key, Schemas: set, Confidential: confidential, Encryption: s.keys},
+		Handlers: map[string]broker.TypeHandler{
+			schemas.TypeVerificationRequest: &broker.RequestHandler{
+				Auth: broker.NewAllowList(cfg.Agencies), Records: s.sources.router, ClockSkew: cfg.Limits.ClockSkew.D(),
+			},
+		},
+		Seal:      &broker.ReceiptSealer{Keys: s.key, Schemas: set, Confidential: confidential, Encryption: s.keys},
 		Decisions: s.store,
+		Log:       log,
 	}
 	metrics := broker.NewMetrics(s.registry)
 	// Consumer lag is asked of the cluster at scrape time, not measured in
@@ -164,13 +176,7 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 		return nil, err
 	}
 	s.registry.MustRegister(lag)
-	handler := broker.Chain(pipeline,
-		broker.Recover(s.topics, log),
-		metrics.Middleware(),
-		broker.Log(log),
-		broker.Timeout(answerTimeout(cfg)),
-	)
-
+	handler := broker.Chain(pipeline, s.middleware(pipeline, metrics)...)
 	if s.producer, err = bkafka.NewProducer(s.kafka, bkafka.ProducerOptions{Logger: log.Named("kafka")}); err != nil {
 		return nil, err
 	}
@@ -214,14 +220,104 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 	return s, nil
 }
 
-// run consumes until ctx ends, then shuts down in order.
+// middleware is the chain around the pipeline, outermost first: metrics
+// see every outcome (recovered panics and unavailable answers included);
+// Retry bounds the attempts at one message and answers what outlives the
+// bound; Recover answers a panic at once (a bug does not go away on retry);
+// Timeout bounds each attempt.
+func (s *service) middleware(p *broker.Pipeline, metrics *broker.Metrics) []broker.Middleware {
+	lim := s.cfg.Limits
+	exhausted := func(ctx context.Context, m broker.Message, attempts int, err error) (broker.Result, error) {
+		return p.Fail(ctx, m, schemas.DecisionUnavailable, broker.ReasonRetriesExhausted,
+			fmt.Sprintf("a transient failure outlasted %d attempts; send a new request after the retry hint", attempts), lim.RetryAfter.D())
+	}
+	panicked := func(ctx context.Context, m broker.Message) (broker.Result, error) {
+		return p.Fail(ctx, m, schemas.DecisionInternalError, broker.ReasonInternal,
+			"the broker failed on a bug while handling this message; its operator has been alerted", 0)
+	}
+	return []broker.Middleware{
+		metrics.Middleware(),
+		broker.Log(s.log),
+		broker.Retry(broker.RetryPolicy{MaxAttempts: lim.RetryAttempts, Window: lim.RetryWindow.D()}, exhausted, s.log, metrics.Failed),
+		broker.Recover(s.topics, panicked, s.log),
+		broker.Timeout(answerTimeout(s.cfg)),
+	}
+}
+
+// run consumes until ctx ends, then shuts down in order. Meanwhile it
+// keeps the keys current: the keys folder is polled, and SIGHUP reloads it
+// at once.
 func (s *service) run(ctx context.Context) error {
 	s.log.Info("broker consuming", zap.Int("agencies", len(s.cfg.Agencies)), zap.String("group", s.cfg.Kafka.GroupID))
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() { defer close(watched); s.watchKeys(watchCtx) }()
 	err := s.runner.Run(ctx)
+	stopWatch()
+	<-watched
 	s.log.Info("broker stopped consuming; shutting down")
 	s.close()
 	return err
 }
+
+// keysPollInterval is how often the keys folder is polled for changes.
+const keysPollInterval = 2 * time.Second
+
+// watchKeys reloads the keys folder when it changes or on SIGHUP, logs
+// each change (kid, agency, added/revoked — never key material) and keeps
+// the broker's own signing key current, until ctx ends.
+func (s *service) watchKeys(ctx context.Context) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	report := func(changes []keys.Change, err error) {
+		if err != nil {
+			s.log.Error("keys folder not reloaded; the keys loaded before stay in force", zap.String("dir", s.cfg.KeysDir), zap.Error(err))
+			return
+		}
+		for _, c := range changes {
+			f := []zap.Field{zap.String("kid", c.KID), zap.String("agency", c.Agency), zap.String("change", string(c.Kind))}
+			if !c.RevokedAt.IsZero() {
+				f = append(f, zap.Time("revoked_at", c.RevokedAt))
+			}
+			s.log.Info("key changed", f...)
+		}
+		s.refreshSigningKey()
+	}
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				s.log.Info("SIGHUP: reloading the keys folder", zap.String("dir", s.cfg.KeysDir))
+				changes, err := s.keys.Reload(s.cfg.KeysDir)
+				if err != nil || len(changes) > 0 {
+					report(changes, err)
+				}
+			}
+		}
+	}()
+	s.keys.WatchDir(ctx, s.cfg.KeysDir, keysPollInterval, report)
+}
+
+// refreshSigningKey switches receipts to the newest usable broker key.
+func (s *service) refreshSigningKey() {
+	k, err := keys.SigningKey(s.cfg.KeysDir, s.cfg.BrokerID, time.Now())
+	if err != nil {
+		s.log.Error("no usable broker signing key in the keys folder; receipts stay signed with the last one", zap.String("kid", s.key.Load().KID()), zap.Error(err))
+		return
+	}
+	if old := s.key.Swap(k); old.KID() != k.KID() {
+		s.log.Info("broker signing key rotated", zap.String("from", old.KID()), zap.String("to", k.KID()))
+	}
+}
+
+// brokerKey holds the broker's current signing key.
+type brokerKey struct{ atomic.Pointer[keys.Private] }
+
+// SigningKey implements broker.SigningKeys.
+func (k *brokerKey) SigningKey() *keys.Private { return k.Load() }
 
 // httpAddr is the bound operations address.
 func (s *service) httpAddr() string { return s.httpLn.Addr().String() }
