@@ -17,7 +17,9 @@
 //     caller should retry, not reject.
 //   - Only EdDSA (Ed25519) and ES256 signatures are accepted; "none", HMAC,
 //     RSA and every other algorithm are refused from the protected header,
-//     before any key is looked up.
+//     before any key is looked up. An ES256 signature must be low-S
+//     (s ≤ n/2 of P-256), so a signed message has one encoding only; Sign
+//     always writes that form.
 //   - The header "kid" is "<agency-id>/<key-id>"; a key only vouches for
 //     messages whose payload.agency is its agency.
 //   - Verification keeps no state. ReasonReplay is defined here so every

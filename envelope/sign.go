@@ -13,7 +13,7 @@ import (
 // Sign signs p with key as a compact JWS whose protected header is
 // {"alg": key.Alg, "kid": key.KID()}. It does not validate p against its
 // schema (see Verifier for what the receiving side checks); Body nil is
-// encoded as JSON null.
+// encoded as JSON null. ES256 signatures are low-S, as Verify requires.
 func Sign(key *keys.Private, p Payload) ([]byte, error) {
 	if key == nil || key.Signer == nil {
 		return nil, errors.New("envelope: sign: no key")
@@ -29,7 +29,8 @@ func Sign(key *keys.Private, p Payload) ([]byte, error) {
 }
 
 // SignBytes signs an already encoded payload, for callers (and tests) that
-// need exact control over the JSON.
+// need exact control over the JSON. ES256 signatures are always low-S
+// (s ≤ n/2), the only form Verify accepts.
 func SignBytes(key *keys.Private, payload []byte) ([]byte, error) {
 	if key == nil || key.Signer == nil {
 		return nil, errors.New("envelope: sign: no key")
@@ -46,6 +47,11 @@ func SignBytes(key *keys.Private, payload []byte) ([]byte, error) {
 	s, err := jws.CompactSerialize()
 	if err != nil {
 		return nil, fmt.Errorf("envelope: sign: %w", err)
+	}
+	if key.Alg == keys.ES256 {
+		if s, err = lowS(s); err != nil {
+			return nil, fmt.Errorf("envelope: sign: %w", err)
+		}
 	}
 	return []byte(s), nil
 }

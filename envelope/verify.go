@@ -222,6 +222,9 @@ func authenticate(raw []byte, maxBytes int, resolver KeyResolver) (*message, err
 	if _, err := jws.Verify(key.Key); err != nil {
 		return nil, &Error{Reason: ReasonSignatureInvalid, Detail: "with key " + key.KID(), Err: err}
 	}
+	if alg == jose.ES256 && highS(sig) {
+		return nil, &Error{Reason: ReasonSignatureInvalid, Detail: "ES256 signature is not low-S (s > n/2), key " + key.KID()}
+	}
 	m := &message{raw: raw, key: key, payload: payload, fields: fields}
 	m.decodeBestEffort()
 	// 6. revocation: a revoked key vouches only for what was issued before.
