@@ -5,8 +5,15 @@
 //
 //   - Bytes stay bytes until verified. Verify returns a *Verified only when
 //     every check passed, in this fixed order: size → parse → algorithm
-//     allowed → key found by kid → signature valid → key not revoked at
-//     issued_at → key's agency equals payload.agency → time window → JSON Schema of the message type.
+//     allowed → key found by kid → signature valid → key not revoked →
+//     key's agency equals payload.agency → time window → JSON Schema of the
+//     message type.
+//   - Revocation has two rules. A key revoked at R never vouches for a
+//     message whose issued_at is at or after R (Verify and VerifyOffline).
+//     And the broker (Verify) takes nothing from the key it receives at or
+//     after R, whatever issued_at claims, since a stolen key can backdate;
+//     VerifyOffline keeps only the first rule, so what a key signed before
+//     R (old receipts) stays verifiable after rotation.
 //   - The protected header and payload are I-JSON (RFC 7493), checked
 //     before anything decodes them, so every parser reads the same signed
 //     members: a member name twice in one object (after unescaping), invalid
@@ -76,7 +83,8 @@ func DigestOf(raw []byte) string {
 }
 
 // KeyResolver finds public keys by kid. *keys.Registry implements it. The
-// returned key may be revoked; the verifier checks that against issued_at.
+// returned key may be revoked; the verifier checks that against issued_at
+// and, in Verify, against the time of receipt.
 type KeyResolver interface {
 	Lookup(kid string) (keys.Public, bool)
 }
@@ -91,7 +99,7 @@ const (
 	ReasonAlgNotAllowed    Reason = "alg_not_allowed"   // alg is not EdDSA or ES256
 	ReasonUnknownKey       Reason = "unknown_key"       // no signing key with this kid
 	ReasonSignatureInvalid Reason = "signature_invalid" // signature does not verify with the kid's key
-	ReasonKeyRevoked       Reason = "key_revoked"       // key revoked at or before issued_at
+	ReasonKeyRevoked       Reason = "key_revoked"       // key revoked at or before issued_at, or (Verify) before receipt
 	ReasonAgencyMismatch   Reason = "agency_mismatch"   // payload.agency is not the key's agency
 	ReasonNotYetValid      Reason = "not_yet_valid"     // issued_at in the future beyond the clock skew
 	ReasonExpired          Reason = "expired"           // expires_at passed (beyond the clock skew)

@@ -45,6 +45,9 @@ type Verifier struct {
 }
 
 // Verify runs every check on raw in order and returns the verified message.
+// It is the broker's check of what it receives, at v.Now(): a key revoked at
+// R verifies nothing received at or after R, whatever issued_at claims, and
+// nothing that claims an issued_at at or after R.
 //
 // A refusal is an *Error. For reasons whose sender is authenticated
 // (Reason.Authenticated) Verify returns the signed message too, both as the
@@ -66,7 +69,11 @@ func (v *Verifier) verify(ctx context.Context, raw []byte) (*Verified, error) {
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxBytes
 	}
-	m, err := authenticate(raw, maxBytes, v.Keys)
+	now := time.Now()
+	if v.Now != nil {
+		now = v.Now()
+	}
+	m, err := authenticate(raw, maxBytes, v.Keys, now)
 	if err != nil {
 		return nil, err
 	}
@@ -74,10 +81,6 @@ func (v *Verifier) verify(ctx context.Context, raw []byte) (*Verified, error) {
 
 	// Time window. Unparseable times are left to the schema step, which
 	// names the field.
-	now := time.Now()
-	if v.Now != nil {
-		now = v.Now()
-	}
 	skew := orDefault(v.ClockSkew, DefaultClockSkew)
 	maxLife := orDefault(v.MaxLifetime, DefaultMaxLifetime)
 	if m.issuedOK {
@@ -110,8 +113,12 @@ func (v *Verifier) verify(ctx context.Context, raw []byte) (*Verified, error) {
 // limit), parse, algorithm, key, signature, the key not revoked at
 // issued_at, the key's agency equal to payload.agency, and the schema (nil
 // means schemas.Default()). It does not check expiry or replay.
+//
+// Of the two revocation rules of Verify it keeps only the issued-at one: a
+// key revoked at R still vouches for what was issued before R, so receipts
+// stay verifiable after their key is rotated out and revoked.
 func VerifyOffline(raw []byte, resolver KeyResolver, s *schemas.Set) (*Verified, error) {
-	m, err := authenticate(raw, DefaultMaxBytes, resolver)
+	m, err := authenticate(raw, DefaultMaxBytes, resolver, time.Time{})
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +156,9 @@ type header struct {
 }
 
 // authenticate runs the checks up to and including agency_mismatch.
-func authenticate(raw []byte, maxBytes int, resolver KeyResolver) (*message, error) {
+// received is when the broker received raw, for its revocation rule; zero
+// (VerifyOffline) applies the issued-at rule only.
+func authenticate(raw []byte, maxBytes int, resolver KeyResolver, received time.Time) (*message, error) {
 	// 1. size
 	if len(raw) > maxBytes {
 		return nil, &Error{Reason: ReasonTooLarge, Detail: fmt.Sprintf("%d bytes, limit %d", len(raw), maxBytes)}
@@ -227,9 +236,14 @@ func authenticate(raw []byte, maxBytes int, resolver KeyResolver) (*message, err
 	}
 	m := &message{raw: raw, key: key, payload: payload, fields: fields}
 	m.decodeBestEffort()
-	// 6. revocation: a revoked key vouches only for what was issued before.
+	// 6. revocation: a revoked key vouches only for what was issued before,
+	// and the broker takes nothing from it once revoked, whatever issued_at
+	// says: a stolen key could otherwise sign with a past issued_at.
 	if key.Revoked() && (!m.issuedOK || !key.ValidAt(m.issued)) {
-		return nil, &Error{Reason: ReasonKeyRevoked, Detail: fmt.Sprintf("key %s revoked at %s", key.KID(), fmtT(key.RevokedAt))}
+		return nil, &Error{Reason: ReasonKeyRevoked, Detail: fmt.Sprintf("key %s revoked at %s, at or before issued_at", key.KID(), fmtT(key.RevokedAt))}
+	}
+	if key.Revoked() && !received.IsZero() && !received.Before(key.RevokedAt) {
+		return nil, &Error{Reason: ReasonKeyRevoked, Detail: fmt.Sprintf("key %s revoked at %s, received at %s", key.KID(), fmtT(key.RevokedAt), fmtT(received))}
 	}
 	// 7. sender
 	if agency, ok := str(fields["agency"]); !ok || agency != key.Agency {

@@ -255,6 +255,67 @@ func TestRotationAndRevocation(t *testing.T) {
 	}
 }
 
+// TestRevokedKeyAtReceipt: the broker takes nothing from a key it receives
+// at or after the key's revocation, even when issued_at is earlier (a stolen
+// key backdates); offline, what was issued before revocation still verifies.
+func TestRevokedKeyAtReceipt(t *testing.T) {
+	w := newWorld(t)
+	p := request() // issued at now-1m, expires at now+14m
+	revokedAt := func(at time.Time) *keys.Registry {
+		k := w.ed.Public
+		k.RevokedAt = at
+		reg, err := keys.NewRegistry(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return reg
+	}
+	raw := mustSign(t, w.ed, p)
+	for _, c := range []struct {
+		name      string
+		revokedAt time.Time
+		online    Reason // Verify, receiving at now
+		detail    string
+	}{
+		{name: "revoked after issued_at, before receipt", revokedAt: now.Add(-30 * time.Second),
+			online: ReasonKeyRevoked, detail: "key court-a/k1 revoked at 2026-11-18T09:29:30Z, received at 2026-11-18T09:30:00Z"},
+		{name: "revoked at the very receive time", revokedAt: now,
+			online: ReasonKeyRevoked, detail: "received at 2026-11-18T09:30:00Z"},
+		{name: "revoked after receipt", revokedAt: now.Add(time.Nanosecond)},
+		{name: "revoked in an hour", revokedAt: now.Add(time.Hour)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			reg := revokedAt(c.revokedAt)
+			v := w.verifier()
+			v.Keys = reg
+			got, err := v.Verify(context.Background(), raw)
+			if ReasonOf(err) != c.online {
+				t.Fatalf("Verify: reason %q, want %q (%v)", ReasonOf(err), c.online, err)
+			}
+			if c.online == "" && (got == nil || got.ID != p.ID) {
+				t.Fatalf("Verify accepted %+v", got)
+			}
+			if c.online != "" && (got != nil || !strings.Contains(err.(*Error).Detail, c.detail)) {
+				t.Fatalf("Verify: %v, message %v; want detail %q", err, got, c.detail)
+			}
+			if got, err := VerifyOffline(raw, reg, nil); err != nil || got.ID != p.ID {
+				t.Fatalf("VerifyOffline of a message issued before revocation: %v", err)
+			}
+		})
+	}
+	// issued_at at or after revocation is refused by both, received before
+	// the revocation or not.
+	reg := revokedAt(p.IssuedAt)
+	v := w.verifier()
+	v.Keys = reg
+	if _, err := v.Verify(context.Background(), raw); ReasonOf(err) != ReasonKeyRevoked {
+		t.Fatalf("Verify, issued at revocation: %v", err)
+	}
+	if _, err := VerifyOffline(raw, reg, nil); ReasonOf(err) != ReasonKeyRevoked {
+		t.Fatalf("VerifyOffline, issued at revocation: %v", err)
+	}
+}
+
 func TestVerifyOfflineChecksSender(t *testing.T) {
 	w := newWorld(t)
 	req := mustSign(t, w.ed, request())
