@@ -14,9 +14,9 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/certless/certless/broker"
-	bkafka "github.com/certless/certless/kafka"
 	"github.com/certless/certless/client"
 	"github.com/certless/certless/config"
+	bkafka "github.com/certless/certless/kafka"
 	"github.com/certless/certless/keys"
 )
 

@@ -12,9 +12,9 @@ import (
 
 	"github.com/certless/certless/adapters/records"
 	"github.com/certless/certless/broker"
-	bkafka "github.com/certless/certless/kafka"
 	"github.com/certless/certless/client"
 	"github.com/certless/certless/envelope"
+	bkafka "github.com/certless/certless/kafka"
 	"github.com/certless/certless/keys"
 	"github.com/certless/certless/schemas"
 )

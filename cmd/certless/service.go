@@ -18,10 +18,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/certless/certless/broker"
-	bkafka "github.com/certless/certless/kafka"
 	"github.com/certless/certless/broker/store"
 	"github.com/certless/certless/config"
 	"github.com/certless/certless/envelope"
+	bkafka "github.com/certless/certless/kafka"
 	"github.com/certless/certless/keys"
 	"github.com/certless/certless/schemas"
 )
