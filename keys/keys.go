@@ -15,6 +15,12 @@
 //   - Only Ed25519 (EdDSA, the default) and P-256 (ES256) signing keys and
 //     P-256 encryption keys (ECDH-ES+A256KW) exist; anything else is refused
 //     when a set is parsed.
+//   - A kid names one key material for life: Reload and ImportPublic refuse
+//     a known kid with other material, and never withdraw a revocation.
+//   - A Registry follows its folder while the broker runs (Reload,
+//     WatchDir); a folder it cannot load leaves the keys it had in force.
+//   - A JWKS made by an agency's own stack is installed only through
+//     ValidateImport, which refuses any private member outright.
 package keys
 
 import (

@@ -14,7 +14,7 @@ import (
 func newKeysCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "keys",
-		Short: "Generate, publish and revoke agency and broker keys",
+		Short: "Generate, import, publish and revoke agency and broker keys",
 		Args:  cobra.NoArgs,
 	}
 	var dir, agency, keyID, alg string
