@@ -57,6 +57,14 @@ func runScenarioTest(ctx context.Context, t *testing.T, cfg *config.Config, opts
 // records in PostgreSQL read through a SELECT-only role.
 func realConfig(ctx context.Context, t *testing.T) *config.Config {
 	t.Helper()
+	cfg, _ := realConfigAndRecords(ctx, t)
+	return cfg
+}
+
+// realConfigAndRecords is realConfig that also returns the administrative
+// DSN of the police records database, for tests that add records.
+func realConfigAndRecords(ctx context.Context, t *testing.T) (*config.Config, string) {
+	t.Helper()
 	brokers := testenv.KafkaBrokers(t)
 	decisions := testenv.PostgresDB(t)
 	recordsAdmin := testenv.PostgresDB(t)
@@ -84,7 +92,7 @@ func realConfig(ctx context.Context, t *testing.T) *config.Config {
 		t.Fatal(err)
 	}
 	t.Logf("real Kafka at %v, real PostgreSQL at %s (decisions) and %s (records, role %s)", brokers, redactDSN(decisions), redactDSN(recordsAdmin), role)
-	return cfg
+	return cfg, recordsAdmin
 }
 
 // TestRealKafkaScenarios runs every scenario of the demo — every query
