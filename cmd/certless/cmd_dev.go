@@ -42,7 +42,7 @@ In another terminal:  certless request --as court-changchun --query criminal_rec
 			}
 			defer func() { _ = log.Sync() }()
 			log.Info("certless dev", zap.String("data", cfg.DataDir), zap.String("config", dataDir+"/"+config.FileName),
-				zap.String("store", cfg.Store.DSN), zap.String("keys", cfg.KeysDir))
+				zap.String("store", redactDSN(cfg.Store.DSN)), zap.String("keys", cfg.KeysDir))
 			svc, err := startService(cmd.Context(), cfg, log, serviceOptions{})
 			if err != nil {
 				return err
