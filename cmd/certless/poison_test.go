@@ -291,4 +291,3 @@ func waitABit(ctx context.Context, d time.Duration) {
 	case <-t.C:
 	}
 }
-

@@ -18,7 +18,13 @@ import (
 // shutdown, when the test ends.
 func startTestService(ctx context.Context, t *testing.T, cfg *config.Config, opts serviceOptions) *service {
 	t.Helper()
-	svc, err := startService(ctx, cfg, zap.NewNop(), opts)
+	return startLoggedService(ctx, t, cfg, opts, zap.NewNop())
+}
+
+// startLoggedService is startTestService logging to log.
+func startLoggedService(ctx context.Context, t *testing.T, cfg *config.Config, opts serviceOptions, log *zap.Logger) *service {
+	t.Helper()
+	svc, err := startService(ctx, cfg, log, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

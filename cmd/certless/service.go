@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -46,6 +47,10 @@ type service struct {
 	runner   *broker.Runner
 	http     *http.Server
 	httpLn   net.Listener
+	// keysPoll is how often the keys folder is polled; keysWatching is
+	// closed once SIGHUP is handled and the folder's state is known.
+	keysPoll     time.Duration
+	keysWatching chan struct{}
 }
 
 // serviceOptions are the knobs dev, demo and tests turn.
@@ -55,6 +60,9 @@ type serviceOptions struct {
 	embeddedPort int
 	// httpAddr overrides cfg.HTTP.Addr when set.
 	httpAddr string
+	// keysPoll overrides how often the keys folder is polled (default
+	// keysPollInterval).
+	keysPoll time.Duration
 }
 
 func kafkaConfig(c config.Kafka) bkafka.Config {
@@ -71,7 +79,8 @@ func kafkaConfig(c config.Kafka) bkafka.Config {
 
 // startService builds every part. On error it closes what it opened.
 func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts serviceOptions) (_ *service, err error) {
-	s := &service{cfg: cfg, log: log, registry: prometheus.NewRegistry(), topics: broker.Topics{Prefix: cfg.Kafka.TopicPrefix}}
+	s := &service{cfg: cfg, log: log, registry: prometheus.NewRegistry(), topics: broker.Topics{Prefix: cfg.Kafka.TopicPrefix},
+		keysPoll: cmp.Or(opts.keysPoll, keysPollInterval), keysWatching: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -270,7 +279,14 @@ func (s *service) watchKeys(ctx context.Context) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	report := func(changes []keys.Change, err error) {
+	var report func([]keys.Change, error)
+	reload := func() {
+		changes, err := s.keys.Reload(s.cfg.KeysDir)
+		if err != nil || len(changes) > 0 {
+			report(changes, err)
+		}
+	}
+	report = func(changes []keys.Change, err error) {
 		if err != nil {
 			s.log.Error("keys folder not reloaded; the keys loaded before stay in force", zap.String("dir", s.cfg.KeysDir), zap.Error(err))
 			return
@@ -284,6 +300,9 @@ func (s *service) watchKeys(ctx context.Context) {
 		}
 		s.refreshSigningKey()
 	}
+	// What changed between start-up and now counts before the watch.
+	reload()
+	close(s.keysWatching)
 	go func() {
 		for {
 			select {
@@ -291,14 +310,11 @@ func (s *service) watchKeys(ctx context.Context) {
 				return
 			case <-hup:
 				s.log.Info("SIGHUP: reloading the keys folder", zap.String("dir", s.cfg.KeysDir))
-				changes, err := s.keys.Reload(s.cfg.KeysDir)
-				if err != nil || len(changes) > 0 {
-					report(changes, err)
-				}
+				reload()
 			}
 		}
 	}()
-	s.keys.WatchDir(ctx, s.cfg.KeysDir, keysPollInterval, report)
+	s.keys.WatchDir(ctx, s.cfg.KeysDir, s.keysPoll, report)
 }
 
 // refreshSigningKey switches receipts to the newest usable broker key.
