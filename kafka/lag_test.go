@@ -12,8 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/certless/certless/kafka"
 	"github.com/certless/certless/internal/testenv"
+	"github.com/certless/certless/kafka"
 )
 
 // TestRealKafkaLag measures consumer lag on the Apache Kafka that

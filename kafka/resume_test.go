@@ -11,8 +11,8 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 
-	"github.com/certless/certless/kafka"
 	"github.com/certless/certless/internal/testenv"
+	"github.com/certless/certless/kafka"
 )
 
 // TestRealKafkaResumeFromCommittedOffset runs the plumbing suite against the

@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/certless/certless/kafka"
 	"github.com/certless/certless/internal/testenv"
+	"github.com/certless/certless/kafka"
 )
 
 // TestEmbeddedSASL authenticates with each supported mechanism against the
