@@ -19,6 +19,7 @@ import (
 	"github.com/certless/certless/adapters/httpsource"
 	"github.com/certless/certless/adapters/records"
 	"github.com/certless/certless/broker"
+	"github.com/certless/certless/broker/store"
 	"github.com/certless/certless/client"
 	"github.com/certless/certless/envelope"
 	"github.com/certless/certless/fault"
@@ -379,5 +380,31 @@ func TestConfidentialWithoutKeyIsDeadLettered(t *testing.T) {
 	}
 	if _, err := client.VerifyReceipt(res.Outputs[0].Value, f.brokerKeys, client.Expect{Now: f.now}); err == nil {
 		t.Fatal("a receipt left in clear")
+	}
+}
+
+// downStore is a decision store that cannot be reached.
+type downStore struct{}
+
+func (downStore) Get(context.Context, string) (store.Decision, bool, error) {
+	return store.Decision{}, false, errors.New("connection refused")
+}
+func (downStore) Save(context.Context, store.Decision) (store.Decision, error) {
+	return store.Decision{}, errors.New("connection refused")
+}
+
+// TestStoreDownIsNotAnswered: with the decision store down nothing can be
+// recorded, so nothing is published — no receipt whose decision is not
+// durable — and the error reaches the runner, which retries the message
+// uncommitted.
+func TestStoreDownIsNotAnswered(t *testing.T) {
+	f := newFixture(t)
+	f.p.Decisions = downStore{}
+	h := f.chain(broker.RetryPolicy{MaxAttempts: 2, BackoffMin: time.Millisecond}, zap.NewNop())
+	p := f.person(t, func(records.Person) bool { return true })
+	s := f.sign(t, f.court, "identity", schemas.Subject{IDNumber: p.IDNumber, Name: p.Name}, f.now)
+	res, err := h.Handle(context.Background(), broker.Message{Topic: f.topics.Requests("court-changchun"), Value: s.Bytes})
+	if err == nil || len(res.Outputs) != 0 {
+		t.Fatalf("store down: %+v %v, want an error and nothing to publish", res, err)
 	}
 }

@@ -74,21 +74,13 @@ type Pipeline struct {
 // Handle implements Handler: one message in, its outputs out. It reads top
 // to bottom: topic → redelivery → verify → dispatch by type → record.
 func (p *Pipeline) Handle(ctx context.Context, m Message) (Result, error) {
-	topicAgency, ok := p.Topics.AgencyOfRequests(m.Topic)
-	if !ok {
-		return p.deadLetter(m, "", ReasonUnknownTopic, "message on a topic that is not a request topic"), nil
-	}
-	if res, done, err := p.decided(ctx, m, topicAgency); done || err != nil {
+	v, res, done, err := p.begin(ctx, m)
+	switch {
+	case done || err != nil:
 		return res, err
-	}
-	v, refusal, err := p.authenticate(ctx, m, topicAgency)
-	if err != nil || refusal != nil {
-		return derefResult(refusal), err
-	}
-	if v.Refusal != nil {
+	case v.Refusal != nil:
 		return p.record(ctx, m, *v.Refusal)
 	}
-
 	h, ok := p.Handlers[v.Type]
 	if !ok {
 		return p.record(ctx, m, rejected(v.Verified, "", ReasonUnsupportedType, v.Type+" is not accepted on a request topic"))
@@ -111,25 +103,40 @@ func (p *Pipeline) Handle(ctx context.Context, m Message) (Result, error) {
 // anyone else a dead letter, so nothing holds its partition. An error
 // means even that could not be recorded (the decision store is down).
 func (p *Pipeline) Fail(ctx context.Context, m Message, outcome, reason, detail string, retryAfter time.Duration) (Result, error) {
-	topicAgency, ok := p.Topics.AgencyOfRequests(m.Topic)
-	if !ok {
-		return p.deadLetter(m, "", ReasonUnknownTopic, "message on a topic that is not a request topic"), nil
-	}
-	if res, done, err := p.decided(ctx, m, topicAgency); done || err != nil {
-		return res, err
-	}
-	v, refusal, err := p.authenticate(ctx, m, topicAgency)
+	v, res, done, err := p.begin(ctx, m)
 	switch {
-	case err != nil:
-		return p.deadLetter(m, topicAgency, reason, detail), nil
-	case refusal != nil:
-		return *refusal, nil
+	case done:
+		return res, nil
+	case errors.Is(err, errLookup):
+		return Result{}, err // the store is down: nothing can be recorded
+	case err != nil || v.Verified == nil:
+		return p.deadLetter(m, "", reason, detail), nil
 	}
 	return p.record(ctx, m, Decision{
 		Request: v.Verified, Query: queryOf(v.Verified), Outcome: outcome,
 		Reason: reason, Detail: truncate(detail, 512), RetryAfter: retryAfter,
 	})
 }
+
+// begin is what every message goes through first: its topic must be a
+// request topic, a redelivery re-emits the stored receipt, and the sender
+// must be authenticated as the topic's agency. done means res is the
+// message's answer (a re-emit or a dead letter); otherwise v is the
+// authenticated message, with Refusal set when it must be rejected
+// unhandled. A transient verification error leaves v empty.
+func (p *Pipeline) begin(ctx context.Context, m Message) (v authenticated, res Result, done bool, err error) {
+	topicAgency, ok := p.Topics.AgencyOfRequests(m.Topic)
+	if !ok {
+		return v, p.deadLetter(m, "", ReasonUnknownTopic, "message on a topic that is not a request topic"), true, nil
+	}
+	if res, done, err := p.decided(ctx, m, topicAgency); done || err != nil {
+		return v, res, done, err
+	}
+	return p.authenticate(ctx, m, topicAgency)
+}
+
+// errLookup wraps a failure to look up a message's stored decision.
+var errLookup = errors.New("look up decision")
 
 // decided re-emits the stored decision of a message already decided: the
 // very same bytes, redelivered. The same bytes on another agency's request
@@ -138,7 +145,7 @@ func (p *Pipeline) decided(ctx context.Context, m Message, topicAgency string) (
 	d, found, err := p.Decisions.Get(ctx, Digest(m.Value))
 	switch {
 	case err != nil:
-		return Result{}, false, fmt.Errorf("look up decision: %w", err)
+		return Result{}, false, fmt.Errorf("%w: %w", errLookup, err)
 	case !found:
 		return Result{}, false, nil
 	case d.Agency != topicAgency:
@@ -154,48 +161,33 @@ type authenticated struct {
 	Refusal *Decision
 }
 
-// authenticate verifies m. It returns the authenticated message, or the
-// dead letter of one whose sender is not authenticated or not the topic's
-// agency, or a transient error.
-func (p *Pipeline) authenticate(ctx context.Context, m Message, topicAgency string) (authenticated, *Result, error) {
+// authenticate verifies m. It returns the authenticated message, or (done)
+// the dead letter of one whose sender is not authenticated or not the
+// topic's agency, or a transient error.
+func (p *Pipeline) authenticate(ctx context.Context, m Message, topicAgency string) (authenticated, Result, bool, error) {
 	v, err := p.Verify.Verify(ctx, m.Value)
 	if err == nil {
 		if v.Agency != topicAgency {
-			return p.refuse(m, topicAgency, ReasonTopicMismatch, v.KeyID, "signed by "+v.Agency)
+			return authenticated{}, p.deadLetterKID(m, topicAgency, ReasonTopicMismatch, v.KeyID, "signed by "+v.Agency), true, nil
 		}
-		return authenticated{Verified: v}, nil, nil
+		return authenticated{Verified: v}, Result{}, false, nil
 	}
 	reason := envelope.ReasonOf(err)
 	var e *envelope.Error
-	if errors.As(err, &e) {
-		v = e.Verified
-	}
 	kid := ""
-	if e != nil && e.Verified != nil {
-		kid = e.Verified.KeyID
+	if errors.As(err, &e) && e.Verified != nil {
+		v, kid = e.Verified, e.Verified.KeyID
 	}
 	switch {
 	case reason == "":
-		return authenticated{}, nil, fmt.Errorf("verify: %w", err)
+		return authenticated{}, Result{}, false, fmt.Errorf("verify: %w", err)
 	case !reason.Authenticated() || v == nil:
-		return p.refuse(m, topicAgency, string(reason), kid, err.Error())
+		return authenticated{}, p.deadLetterKID(m, topicAgency, string(reason), kid, err.Error()), true, nil
 	case v.Agency != topicAgency:
-		return p.refuse(m, topicAgency, ReasonTopicMismatch, kid, "signed by "+v.Agency)
+		return authenticated{}, p.deadLetterKID(m, topicAgency, ReasonTopicMismatch, kid, "signed by "+v.Agency), true, nil
 	}
 	r := rejected(v, queryOf(v), string(reason), detailOf(err))
-	return authenticated{Verified: v, Refusal: &r}, nil, nil
-}
-
-func (p *Pipeline) refuse(m Message, topicAgency, reason, kid, detail string) (authenticated, *Result, error) {
-	res := p.deadLetterKID(m, topicAgency, reason, kid, detail)
-	return authenticated{}, &res, nil
-}
-
-func derefResult(r *Result) Result {
-	if r == nil {
-		return Result{}
-	}
-	return *r
+	return authenticated{Verified: v, Refusal: &r}, Result{}, false, nil
 }
 
 // queryOf reads the query type of a verification request best effort, for
