@@ -1,10 +1,12 @@
 package broker
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"slices"
+	"time"
 
 	"github.com/certless/certless/config"
 	"github.com/certless/certless/schemas"
@@ -38,13 +40,18 @@ type AuthRequest struct {
 	Agency  string
 	Query   string
 	Purpose string
+	// CaseRef is the request's purpose.case_ref.
+	CaseRef string
+	// SubjectRegion is the GB/T 2260 code of the subject's ID number.
+	SubjectRegion string
 }
 
-// Authoriser decides whether an agency may ask a query for a purpose. It is
-// the seam where co-signed agreements plug in; AllowList is the minimal
-// configuration-based implementation.
+// Authoriser decides whether an agency may ask a query for a purpose at
+// now. It is the seam where co-signed agreements plug in; AllowList is the
+// minimal configuration-based implementation. An error is classified with
+// package fault (a quota store that cannot be reached is transient).
 type Authoriser interface {
-	Authorise(r AuthRequest) Authorisation
+	Authorise(ctx context.Context, r AuthRequest, now time.Time) (Authorisation, error)
 }
 
 // AllowList authorises from the agencies' allow entries in the configuration.
@@ -70,7 +77,11 @@ func NewAllowList(agencies []config.Agency) *AllowList {
 }
 
 // Authorise implements Authoriser.
-func (a *AllowList) Authorise(r AuthRequest) Authorisation {
+func (a *AllowList) Authorise(_ context.Context, r AuthRequest, _ time.Time) (Authorisation, error) {
+	return a.authorise(r), nil
+}
+
+func (a *AllowList) authorise(r AuthRequest) Authorisation {
 	m, ok := a.entries[r.Agency]
 	if !ok {
 		return Authorisation{Reason: ReasonUnknownAgency}

@@ -53,7 +53,13 @@ func (h *RequestHandler) Decide(ctx context.Context, v *envelope.Verified) (Deci
 		return d, err
 	}
 
-	auth := h.Auth.Authorise(AuthRequest{Agency: v.Agency, Query: req.Query, Purpose: v.Purpose.Basis})
+	auth, err := h.Auth.Authorise(ctx, AuthRequest{
+		Agency: v.Agency, Query: req.Query, Purpose: v.Purpose.Basis, CaseRef: v.Purpose.CaseRef,
+		SubjectRegion: q.Subject.IDNumber[:6],
+	}, h.now())
+	if err != nil {
+		return d, fmt.Errorf("authorise: %w", err)
+	}
 	if !auth.Allowed {
 		d.Outcome, d.Reason, d.Basis = schemas.DecisionDenied, auth.Reason, &auth.Basis
 		return d, nil
@@ -86,10 +92,7 @@ func (h *RequestHandler) validate(q adapters.Query) error {
 		if skew <= 0 {
 			skew = envelope.DefaultClockSkew
 		}
-		now := time.Now()
-		if h.Now != nil {
-			now = h.Now()
-		}
+		now := h.now()
 		switch {
 		case q.AsOf.After(now.Add(skew)):
 			return fault.Permanentf(adapters.ReasonInvalidQuery, "/body/as_of: %s is in the future (now %s, clock skew %s)",
@@ -106,6 +109,13 @@ func (h *RequestHandler) validate(q adapters.Query) error {
 		return err
 	}
 	return nil
+}
+
+func (h *RequestHandler) now() time.Time {
+	if h.Now != nil {
+		return h.Now()
+	}
+	return time.Now()
 }
 
 // nameMismatch reports an identity answer saying the ID number exists but

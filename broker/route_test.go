@@ -158,14 +158,14 @@ func TestAllowList(t *testing.T) {
 		ok     bool
 		reason string
 	}{
-		{AuthRequest{"edu", "household", "school-admission"}, true, ""},
-		{AuthRequest{"edu", "household", "curiosity"}, false, ReasonPurposeNotAllowed},
-		{AuthRequest{"edu", "criminal_record", "school-admission"}, false, ReasonQueryNotAllowed},
-		{AuthRequest{"edu", "identity", "anything"}, true, ""},
-		{AuthRequest{"bank", "identity", "kyc"}, false, ReasonUnknownAgency},
+		{AuthRequest{Agency: "edu", Query: "household", Purpose: "school-admission"}, true, ""},
+		{AuthRequest{Agency: "edu", Query: "household", Purpose: "curiosity"}, false, ReasonPurposeNotAllowed},
+		{AuthRequest{Agency: "edu", Query: "criminal_record", Purpose: "school-admission"}, false, ReasonQueryNotAllowed},
+		{AuthRequest{Agency: "edu", Query: "identity", Purpose: "anything"}, true, ""},
+		{AuthRequest{Agency: "bank", Query: "identity", Purpose: "kyc"}, false, ReasonUnknownAgency},
 	}
 	for _, c := range cases {
-		a := al.Authorise(c.r)
+		a := al.authorise(c.r)
 		if a.Allowed != c.ok || a.Reason != c.reason {
 			t.Errorf("%+v → %+v", c.r, a)
 		}
@@ -173,13 +173,13 @@ func TestAllowList(t *testing.T) {
 			t.Errorf("%+v: allowed decision must cite its basis", c.r)
 		}
 	}
-	if a := al.Authorise(AuthRequest{"edu", "household", "school-admission"}); !reflect.DeepEqual(a.Fields, []string{"members"}) {
+	if a := al.authorise(AuthRequest{Agency: "edu", Query: "household", Purpose: "school-admission"}); !reflect.DeepEqual(a.Fields, []string{"members"}) {
 		t.Fatalf("fields %v", a.Fields)
 	}
 	// An omitted or empty field list (as YAML may write it) means every
 	// field, never none.
 	for _, q := range []string{"identity", "residence"} {
-		if a := al.Authorise(AuthRequest{"edu", q, "x"}); a.Fields != nil {
+		if a := al.authorise(AuthRequest{Agency: "edu", Query: q, Purpose: "x"}); a.Fields != nil {
 			t.Fatalf("%s: fields %v, want nil (all)", q, a.Fields)
 		}
 	}

@@ -81,8 +81,9 @@ type Receipt struct {
 
 // AgreementRef cites the agreement (or allow-list entry) a decision rests on.
 type AgreementRef struct {
-	ID     string `json:"id"`
-	Digest string `json:"digest"`
+	ID      string `json:"id"`
+	Version int    `json:"version,omitempty"`
+	Digest  string `json:"digest"`
 }
 
 // LogRef places a decision in the transparency log.
