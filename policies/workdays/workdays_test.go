@@ -1,0 +1,98 @@
+package workdays_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/certless/certless/policies/workdays"
+)
+
+func day(s string) time.Time {
+	d, err := time.ParseInLocation(time.DateOnly, s, workdays.Beijing)
+	if err != nil {
+		panic(err)
+	}
+	return d.Add(10 * time.Hour)
+}
+
+func TestShipped2026(t *testing.T) {
+	c := workdays.Default()
+	cases := map[string]bool{
+		"2026-01-01": false, // 元旦 (Thursday)
+		"2026-01-04": true,  // make-up working Sunday
+		"2026-01-05": true,  // ordinary Monday
+		"2026-01-10": false, // ordinary Saturday
+		"2026-02-14": true,  // make-up Saturday before 春节
+		"2026-02-16": false, // 春节 Monday
+		"2026-02-23": false, // last day of 春节
+		"2026-02-24": true,
+		"2026-02-28": true, // make-up Saturday after 春节
+		"2026-05-05": false,
+		"2026-05-09": true,
+		"2026-09-20": true,
+		"2026-10-07": false,
+		"2026-10-08": true,
+		"2026-10-10": true,
+		"2026-12-01": true,
+	}
+	for d, want := range cases {
+		if got := c.IsWorkday(day(d)); got != want {
+			t.Errorf("%s: workday %v, want %v", d, got, want)
+		}
+	}
+	if !c.Known(day("2026-06-01")) || c.Known(day("2031-06-01")) {
+		t.Error("Known is wrong")
+	}
+	// Days count in Beijing: 16:30 UTC on 2026-09-30 is already 1 October there.
+	if c.IsWorkday(time.Date(2026, 9, 30, 16, 30, 0, 0, time.UTC)) {
+		t.Error("a UTC instant that is a holiday in Beijing counted as a working day")
+	}
+}
+
+func TestDeadline(t *testing.T) {
+	c := workdays.Default()
+	cases := []struct {
+		from string
+		n    int
+		due  string // the last working day; the deadline is its end
+	}{
+		{"2026-11-27", 5, "2026-12-04"}, // Friday → next Friday
+		{"2026-09-28", 5, "2026-10-10"}, // 09-29, 09-30, 10-08, 10-09, 10-10 (a make-up Saturday)
+		{"2026-02-12", 3, "2026-02-24"}, // 02-13, 02-14 (a make-up Saturday), 02-24
+		{"2026-12-31", 1, "2027-01-01"}, // 2027 not published: weekends only
+	}
+	for _, tc := range cases {
+		got := c.Deadline(day(tc.from), tc.n)
+		want := day(tc.due).Add(-10*time.Hour).AddDate(0, 0, 1)
+		if !got.Equal(want) {
+			t.Errorf("%d working days after %s: due %v, want the end of %s", tc.n, tc.from, got, tc.due)
+		}
+	}
+}
+
+func TestWithRefusesBadFiles(t *testing.T) {
+	c := workdays.Default()
+	for name, f := range map[string]string{
+		"not JSON":         `{`,
+		"year twice":       `{"year":2026,"holidays":[]}`,
+		"workday weekday":  `{"year":2030,"workdays":["2030-01-02"]}`,
+		"date of another":  `{"year":2030,"holidays":[{"name":"x","from":"2031-01-01","to":"2031-01-02"}]}`,
+		"end before start": `{"year":2030,"holidays":[{"name":"x","from":"2030-01-05","to":"2030-01-02"}]}`,
+	} {
+		if _, err := c.With([]byte(f)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	next, err := c.With([]byte(`{"year":2030,"holidays":[{"name":"元旦","from":"2030-01-01","to":"2030-01-01"}]}`))
+	if err != nil || next.IsWorkday(day("2030-01-01")) || !next.Known(day("2030-03-01")) || c.Known(day("2030-03-01")) {
+		t.Fatalf("adding a year: %v", err)
+	}
+}
+
+func ExampleCalendar_Deadline() {
+	c := workdays.Default()
+	proposed := time.Date(2026, 9, 28, 9, 0, 0, 0, workdays.Beijing)
+	fmt.Println(c.Deadline(proposed, 5).Format(time.RFC3339))
+	// Output: 2026-10-11T00:00:00+08:00
+}
