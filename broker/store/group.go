@@ -18,6 +18,11 @@ type backend interface {
 	get(ctx context.Context, digest string) (Decision, bool, error)
 	digestByRequestID(ctx context.Context, agency, requestID string) (string, bool, error)
 	count(ctx context.Context) (int, error)
+	// take counts one use in each of windows (month first) in one
+	// transaction of its own, or nothing when one is full (false).
+	take(ctx context.Context, k quotaKey, windows []quotaWindow) (bool, error)
+	// usage returns the counts of windows, in their order; limits unused.
+	usage(ctx context.Context, k quotaKey, windows []quotaWindow) ([]int, error)
 	close() error
 }
 
@@ -52,6 +57,9 @@ type group struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	mu       sync.Mutex     // orders enter against Close
+	inflight sync.WaitGroup // quota calls admitted by enter
 
 	batches, rows, queued atomic.Int64
 }
@@ -238,8 +246,11 @@ func (g *group) Stats() Stats {
 
 func (g *group) Close() error {
 	g.closeOnce.Do(func() {
+		g.mu.Lock()
 		close(g.closing)
+		g.mu.Unlock()
 		<-g.stopped
+		g.inflight.Wait()
 		if err := g.b.close(); err != nil {
 			g.closeErr = fmt.Errorf("store: close: %w", err)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -30,6 +31,17 @@ var postgresMigrations = []string{
 	`ALTER TABLE decisions DROP CONSTRAINT IF EXISTS decisions_outcome_check;
 	ALTER TABLE decisions ADD CONSTRAINT decisions_outcome_check
 		CHECK (outcome IN ('answered', 'not_found', 'denied', 'rejected', 'unavailable', 'internal_error'));`,
+	// Version 3: quota counters, one row per agreement (id, version),
+	// agency and window.
+	`CREATE TABLE quota_usage (
+		agency            text NOT NULL,
+		agreement_id      text NOT NULL,
+		agreement_version integer NOT NULL,
+		period            text NOT NULL CHECK (period IN ('minute', 'day', 'month')),
+		period_start      timestamptz NOT NULL,
+		used              bigint NOT NULL CHECK (used > 0),
+		PRIMARY KEY (agency, agreement_id, agreement_version, period, period_start)
+	);`,
 }
 
 const (
@@ -53,19 +65,36 @@ const (
 	pgMigrateLock = `SELECT pg_advisory_xact_lock(7236102365487124001)`
 )
 
+const (
+	// pgTake counts one use unless the window is full: no row returned.
+	// A new window's row racing another Take's is settled by ON CONFLICT;
+	// an existing one is locked, and under READ COMMITTED the WHERE is
+	// checked again against the count the lock holder committed.
+	pgTake = `INSERT INTO quota_usage (agency, agreement_id, agreement_version, period, period_start, used)
+		VALUES ($1, $2, $3, $4, $5, 1)
+		ON CONFLICT (agency, agreement_id, agreement_version, period, period_start)
+		DO UPDATE SET used = quota_usage.used + 1 WHERE quota_usage.used < $6::bigint
+		RETURNING used`
+	pgUsage = `SELECT period, used FROM quota_usage
+		WHERE agency = $1 AND agreement_id = $2 AND agreement_version = $3
+		AND (period, period_start) IN (SELECT * FROM unnest($4::text[], $5::timestamptz[]))`
+)
+
 // PostgresRoleSQL returns the statements that give role the least privilege
-// a broker needs: read and append decisions, read the schema version; no
-// UPDATE, DELETE, TRUNCATE or DDL. Run them as the schema owner after
-// Migrate. The role itself (LOGIN, password) is created by the operator, e.g.
+// a broker needs: read and append decisions, read the schema version, read,
+// insert and update quota counters (Take); no UPDATE of decisions, no DELETE,
+// TRUNCATE or DDL. Run them as the schema owner after Migrate. The role
+// itself (LOGIN, password) is created by the operator, e.g.
 //
 //	CREATE ROLE certless_broker LOGIN PASSWORD '...';
 func PostgresRoleSQL(role string) string {
 	r := pgx.Identifier{role}.Sanitize()
 	return strings.Join([]string{
 		`GRANT USAGE ON SCHEMA public TO ` + r,
-		`REVOKE ALL ON decisions, decisions_schema_version FROM ` + r,
+		`REVOKE ALL ON decisions, decisions_schema_version, quota_usage FROM ` + r,
 		`GRANT SELECT, INSERT ON decisions TO ` + r,
 		`GRANT SELECT ON decisions_schema_version TO ` + r,
+		`GRANT SELECT, INSERT, UPDATE ON quota_usage TO ` + r,
 	}, ";\n") + ";\n"
 }
 
@@ -245,6 +274,88 @@ func (p *postgresDB) digestByRequestID(ctx context.Context, agency, requestID st
 func (p *postgresDB) count(ctx context.Context) (n int, err error) {
 	err = p.pool.QueryRow(ctx, pgCount).Scan(&n)
 	return n, err
+}
+
+// take pipelines BEGIN and one upsert per window in one round trip, then
+// commits, or rolls back when a window was full: two round trips a Take.
+// The windows' rows are locked month first, day, minute, the same order in
+// every Take, so concurrent Takes queue and cannot deadlock.
+func (p *postgresDB) take(ctx context.Context, k quotaKey, windows []quotaWindow) (_ bool, err error) {
+	conn, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return false, fmt.Errorf("acquire: %w", err)
+	}
+	// The pool destroys a connection released inside a transaction, so a
+	// failed ROLLBACK leaves nothing behind.
+	defer conn.Release()
+	defer func() {
+		if err != nil {
+			conn.Exec(ctx, "ROLLBACK")
+		}
+	}()
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	for _, w := range windows {
+		b.Queue(pgTake, k.agency, k.agreementID, k.version, w.period, w.start, w.limit)
+	}
+	br := conn.SendBatch(ctx, b)
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return false, fmt.Errorf("begin: %w", err)
+	}
+	full := false
+	for _, w := range windows {
+		var used int64
+		err := br.QueryRow().Scan(&used)
+		if errors.Is(err, pgx.ErrNoRows) {
+			full = true
+			continue
+		}
+		if err != nil {
+			br.Close()
+			return false, fmt.Errorf("count %s window: %w", w.period, err)
+		}
+	}
+	if err := br.Close(); err != nil {
+		return false, fmt.Errorf("count: %w", err)
+	}
+	end := "COMMIT"
+	if full { // count nothing
+		end = "ROLLBACK"
+	}
+	if _, err := conn.Exec(ctx, end); err != nil {
+		return false, fmt.Errorf("%s: %w", strings.ToLower(end), err)
+	}
+	return !full, nil
+}
+
+func (p *postgresDB) usage(ctx context.Context, k quotaKey, windows []quotaWindow) ([]int, error) {
+	periods := make([]string, len(windows))
+	starts := make([]time.Time, len(windows))
+	for i, w := range windows {
+		periods[i], starts[i] = w.period, w.start
+	}
+	rows, err := p.pool.Query(ctx, pgUsage, k.agency, k.agreementID, k.version, periods, starts)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	used := make([]int, len(windows))
+	for rows.Next() {
+		var (
+			period string
+			n      int
+		)
+		if err := rows.Scan(&period, &n); err != nil {
+			return nil, err
+		}
+		for i, w := range windows {
+			if w.period == period {
+				used[i] = n
+			}
+		}
+	}
+	return used, rows.Err()
 }
 
 func (p *postgresDB) close() error {

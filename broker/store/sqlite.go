@@ -75,6 +75,18 @@ var sqliteMigrations = []string{
 	CREATE UNIQUE INDEX decisions_digest ON decisions (digest);
 	CREATE UNIQUE INDEX decisions_agency_request_id
 		ON decisions (agency, request_id) WHERE NOT replay AND request_id <> '';`,
+	// Version 4: quota counters, one row per agreement (id, version),
+	// agency and window; period_start is the window's start in UTC
+	// (sqliteTime). Small rows, looked up by their whole key: WITHOUT ROWID.
+	`CREATE TABLE quota_usage (
+		agency            TEXT NOT NULL,
+		agreement_id      TEXT NOT NULL,
+		agreement_version INTEGER NOT NULL,
+		period            TEXT NOT NULL CHECK (period IN ('minute', 'day', 'month')),
+		period_start      TEXT NOT NULL,
+		used              INTEGER NOT NULL CHECK (used > 0),
+		PRIMARY KEY (agency, agreement_id, agreement_version, period, period_start)
+	) WITHOUT ROWID;`,
 }
 
 // sqliteTime is the stored form of DecidedAt: fixed width, so text order is
@@ -95,11 +107,23 @@ const (
 	)`
 )
 
+const (
+	// sqliteTake counts one use unless the window is full: no row returned.
+	sqliteTake = `INSERT INTO quota_usage (agency, agreement_id, agreement_version, period, period_start, used)
+		VALUES (?, ?, ?, ?, ?, 1)
+		ON CONFLICT (agency, agreement_id, agreement_version, period, period_start)
+		DO UPDATE SET used = used + 1 WHERE used < ?
+		RETURNING used`
+	sqliteUsage = `SELECT used FROM quota_usage
+		WHERE agency = ? AND agreement_id = ? AND agreement_version = ? AND period = ? AND period_start = ?`
+)
+
 // sqliteDB keeps its statements prepared: modernc.org/sqlite parses and
 // plans the SQL of every unprepared call again.
 type sqliteDB struct {
 	db                                     *sql.DB
 	insertStmt, getStmt, idStmt, countStmt *sql.Stmt
+	takeStmt, usageStmt                    *sql.Stmt
 }
 
 func openSQLite(ctx context.Context, dsn string) (*sqliteDB, error) {
@@ -153,6 +177,7 @@ func (s *sqliteDB) prepare(ctx context.Context) error {
 		query string
 	}{
 		{&s.insertStmt, sqliteInsert}, {&s.getStmt, sqliteGet}, {&s.idStmt, sqliteDigestByID}, {&s.countStmt, sqliteCount},
+		{&s.takeStmt, sqliteTake}, {&s.usageStmt, sqliteUsage},
 	} {
 		st, err := s.db.PrepareContext(ctx, p.query)
 		if err != nil {
@@ -318,8 +343,53 @@ func (s *sqliteDB) count(ctx context.Context) (int, error) {
 	return n, err
 }
 
+// take runs in an immediate transaction (_txlock=immediate): it holds the
+// write lock from BEGIN, so Takes, also from other processes on the file,
+// run one after the other and each sees the counts the previous committed.
+func (s *sqliteDB) take(ctx context.Context, k quotaKey, windows []quotaWindow) (_ bool, err error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			tx.Rollback()
+		}
+	}()
+	st := tx.StmtContext(ctx, s.takeStmt)
+	defer st.Close()
+	for _, w := range windows {
+		var used int
+		err := st.QueryRowContext(ctx, k.agency, k.agreementID, k.version, w.period, w.start.Format(sqliteTime), w.limit).Scan(&used)
+		if errors.Is(err, sql.ErrNoRows) { // full: count nothing
+			if err := tx.Rollback(); err != nil {
+				return false, fmt.Errorf("rollback: %w", err)
+			}
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("count %s window: %w", w.period, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("commit: %w", err)
+	}
+	return true, nil
+}
+
+func (s *sqliteDB) usage(ctx context.Context, k quotaKey, windows []quotaWindow) ([]int, error) {
+	used := make([]int, len(windows))
+	for i, w := range windows {
+		err := s.usageStmt.QueryRowContext(ctx, k.agency, k.agreementID, k.version, w.period, w.start.Format(sqliteTime)).Scan(&used[i])
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("read %s window: %w", w.period, err)
+		}
+	}
+	return used, nil
+}
+
 func (s *sqliteDB) close() error {
-	for _, st := range []*sql.Stmt{s.insertStmt, s.getStmt, s.idStmt, s.countStmt} {
+	for _, st := range []*sql.Stmt{s.insertStmt, s.getStmt, s.idStmt, s.countStmt, s.takeStmt, s.usageStmt} {
 		if st != nil {
 			st.Close()
 		}

@@ -117,7 +117,7 @@ func TestSQLiteMigratesV1(t *testing.T) {
 	}
 	defer s.Close()
 	v, ddl := sqliteSchema(t, path)
-	if v != 3 || strings.Contains(ddl, "WITHOUT ROWID") || !strings.Contains(ddl, "decisions_digest") || !strings.Contains(ddl, "'internal_error'") {
+	if v != 4 || strings.Contains(ddl, "WITHOUT ROWID") || !strings.Contains(ddl, "decisions_digest") || !strings.Contains(ddl, "'internal_error'") {
 		t.Fatalf("after migration: version %d, schema\n%s", v, ddl)
 	}
 	if n, err := s.Count(ctx); n != len(ds) || err != nil {
@@ -167,11 +167,18 @@ func TestSQLiteMigratesV1(t *testing.T) {
 	if _, err := s.Save(ctx, unavailable); err != nil {
 		t.Errorf("save an unavailable decision after migration: %v", err)
 	}
+	// Version 4 counts quotas.
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, store.Beijing)
+	for i, want := range []bool{true, false} {
+		if ok, err := s.Take(ctx, "court-220102", "court-criminal-record", 1, store.Limits{PerDay: 1}, now); ok != want || err != nil {
+			t.Errorf("take %d after migration: %v %v, want %v", i+1, ok, err, want)
+		}
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
 
-	// Reopening finds version 3 and changes nothing.
+	// Reopening finds version 4 and changes nothing.
 	s, err = store.Open(ctx, path, store.Options{})
 	if err != nil {
 		t.Fatalf("reopen: %v", err)

@@ -19,8 +19,16 @@
 //     Options.BatchSize rows): a batch is what queued while the previous
 //     transaction committed, and one conflicting or duplicate row never
 //     fails the others in its batch.
-//   - Append only: rows are never updated or deleted; the PostgreSQL role
-//     suggested by PostgresRoleSQL holds SELECT and INSERT only.
+//   - Append only: decisions are never updated or deleted; the PostgreSQL
+//     role suggested by PostgresRoleSQL holds SELECT and INSERT on them only.
+//   - Shared quotas: Take counts a use of an agreement's quota in the
+//     calendar windows (Beijing time) of its limits, all windows or none, in
+//     a transaction of its own beside the group commit. Every Store on one
+//     database shares the counts, so brokers in one consumer group share one
+//     budget, exact at the boundary under concurrency: of N concurrent Takes
+//     from a budget with room for k, exactly min(N, k) succeed. Counters are
+//     the only rows updated (UPDATE on quota_usage, nothing else); none is
+//     deleted.
 //
 // Open picks the backend from the DSN: PostgreSQL for "postgres://" and
 // "postgresql://" URLs, SQLite (pure Go, modernc.org/sqlite) for anything
@@ -89,8 +97,10 @@ func (e *ConflictError) Error() string {
 // Is makes errors.Is(err, ErrIDConflict) true.
 func (e *ConflictError) Is(target error) bool { return target == ErrIDConflict }
 
-// Store is the durable, idempotent decision store.
+// Store is the durable, idempotent decision store, and the quota counter
+// (Quotas) of the same database.
 type Store interface {
+	Quotas
 	// Save stores d durably unless a decision with d.Digest exists, and
 	// returns the decision that is stored: d itself (DecidedAt normalised) or,
 	// for a known digest, the earlier decision, whatever d says. Callers
@@ -111,8 +121,9 @@ type Store interface {
 	Count(ctx context.Context) (int, error)
 	// Stats reports the group-commit counters since Open.
 	Stats() Stats
-	// Close stops accepting Saves, commits every batch already accepted,
-	// waits for it and closes the database. It is safe to call twice.
+	// Close stops accepting Saves and quota calls, commits every batch
+	// already accepted, waits for it and for the quota calls under way, and
+	// closes the database. It is safe to call twice.
 	Close() error
 }
 

@@ -125,6 +125,17 @@ func TestPostgresBrokerRole(t *testing.T) {
 	if n, err := s.Count(ctx); n != 1 || err != nil {
 		t.Fatalf("count as broker: %d %v", n, err)
 	}
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, store.Beijing)
+	quota := storetest.Budget{Agency: "court-220102", AgreementID: "court-criminal-record", Version: 1}
+	limits := store.Limits{PerMinute: 2, PerDay: 2, PerMonth: 2}
+	for i, want := range []bool{true, true, false} {
+		if got := quota.Take(t, s, limits, now); got != want {
+			t.Fatalf("take %d as broker: %v, want %v", i+1, got, want)
+		}
+	}
+	if got := quota.Usage(t, s, now); got != [3]int{2, 2, 2} {
+		t.Fatalf("usage as broker: %v", got)
+	}
 
 	broker, err := pgx.Connect(ctx, brokerDSN)
 	if err != nil {
@@ -138,6 +149,9 @@ func TestPostgresBrokerRole(t *testing.T) {
 		`DELETE FROM decisions_schema_version`,
 		`CREATE TABLE decisions_shadow (x int)`,
 		`DROP INDEX decisions_agency_request_id`,
+		`DELETE FROM quota_usage`,
+		`TRUNCATE quota_usage`,
+		`ALTER TABLE quota_usage DROP CONSTRAINT quota_usage_used_check`,
 	} {
 		_, err := broker.Exec(ctx, q)
 		var pgErr *pgconn.PgError
@@ -147,6 +161,51 @@ func TestPostgresBrokerRole(t *testing.T) {
 	}
 	if n, err := s.Count(ctx); n != 1 || err != nil {
 		t.Fatalf("count after attempts: %d %v", n, err)
+	}
+}
+
+// TestPostgresQuotaTwoBrokers: two stores on one database, as two brokers
+// in one consumer group, take concurrently from one budget straddling its
+// limit; exactly the limit succeed between them.
+func TestPostgresQuotaTwoBrokers(t *testing.T) {
+	ctx := context.Background()
+	dsn := testenv.PostgresDB(t)
+	var brokers []store.Quotas
+	for range 2 {
+		s, err := store.Open(ctx, dsn, store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		brokers = append(brokers, s)
+	}
+	now := time.Date(2026, 12, 31, 23, 59, 59, 0, store.Beijing)
+	for _, tc := range []struct {
+		name  string
+		l     store.Limits
+		n     int
+		want  int
+		usage [3]int
+	}{
+		{"minute", store.Limits{PerMinute: 37}, 80, 37, [3]int{37, 0, 0}},
+		{"day", store.Limits{PerMinute: 1000, PerDay: 41, PerMonth: 1000}, 100, 41, [3]int{41, 41, 41}},
+		{"month", store.Limits{PerMinute: 1000, PerDay: 1000, PerMonth: 29}, 60, 29, [3]int{29, 29, 29}},
+	} {
+		b := storetest.Budget{Agency: "court-220102", AgreementID: "court-" + tc.name, Version: 1}
+		if got := b.TakeAll(t, tc.n, tc.l, now, brokers...); got != tc.want {
+			t.Errorf("%s: %d of %d takes from two brokers succeeded, want %d", tc.name, got, tc.n, tc.want)
+		}
+		for i, s := range brokers {
+			if got := b.Usage(t, s, now); got != tc.usage {
+				t.Errorf("%s: broker %d sees usage %v, want %v", tc.name, i, got, tc.usage)
+			}
+		}
+		// Both brokers see the budget spent.
+		for i, s := range brokers {
+			if b.Take(t, s, tc.l, now) {
+				t.Errorf("%s: broker %d took from a spent budget", tc.name, i)
+			}
+		}
 	}
 }
 
@@ -199,9 +258,10 @@ func ExamplePostgresRoleSQL() {
 	fmt.Print(store.PostgresRoleSQL("certless_broker"))
 	// Output:
 	// GRANT USAGE ON SCHEMA public TO "certless_broker";
-	// REVOKE ALL ON decisions, decisions_schema_version FROM "certless_broker";
+	// REVOKE ALL ON decisions, decisions_schema_version, quota_usage FROM "certless_broker";
 	// GRANT SELECT, INSERT ON decisions TO "certless_broker";
 	// GRANT SELECT ON decisions_schema_version TO "certless_broker";
+	// GRANT SELECT, INSERT, UPDATE ON quota_usage TO "certless_broker";
 }
 
 // BenchmarkSave measures parallel Saves of distinct decisions, group commit
@@ -274,6 +334,69 @@ func BenchmarkSaveSerial(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(s.Stats().Rows)/float64(max(s.Stats().Batches, 1)), "rows/batch")
+}
+
+// BenchmarkTake measures Take with all three windows limited (never full),
+// serially and from parallel goroutines on one budget (every Take locks the
+// same rows), on an SQLite file and on the real PostgreSQL:
+//
+//	go test ./broker/store -run '^$' -bench Take
+func BenchmarkTake(b *testing.B) {
+	backends := []struct {
+		name string
+		dsn  func(b *testing.B) string
+	}{
+		{"sqlite", func(b *testing.B) string { return filepath.Join(b.TempDir(), "decisions.db") }},
+		{"postgres", func(b *testing.B) string { return testenv.PostgresDB(b) }},
+	}
+	limits := store.Limits{PerMinute: 1 << 30, PerDay: 1 << 30, PerMonth: 1 << 30}
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, store.Beijing)
+	for _, be := range backends {
+		b.Run(be.name, func(b *testing.B) {
+			ctx := context.Background()
+			s, err := store.Open(ctx, be.dsn(b), store.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			take := func(version int) error {
+				ok, err := s.Take(ctx, "court-220102", "court-criminal-record", version, limits, now)
+				if err == nil && !ok {
+					err = errors.New("take refused under a limit never reached")
+				}
+				return err
+			}
+			b.Run("serial", func(b *testing.B) {
+				for b.Loop() {
+					if err := take(1); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run("parallel/one-budget", func(b *testing.B) {
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if err := take(2); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			})
+			var budgets atomic.Int64
+			b.Run("parallel/own-budgets", func(b *testing.B) {
+				b.RunParallel(func(pb *testing.PB) {
+					version := int(budgets.Add(1)) + 100
+					for pb.Next() {
+						if err := take(version); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			})
+		})
+	}
 }
 
 // BenchmarkLookup measures the two reads every fresh message makes, Get

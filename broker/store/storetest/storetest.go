@@ -1,4 +1,5 @@
-// Package storetest is the conformance suite every store.Store passes.
+// Package storetest is the conformance suite every store.Store passes: the
+// decision store's promises and those of its quota counter (store.Quotas).
 //
 // An implementation's test calls Run with a Harness that makes fresh, empty
 // databases:
@@ -62,9 +63,20 @@ func Run(t *testing.T, h Harness) {
 		{"Reopen", testReopen},
 		{"CancelWhileWaiting", testCancelWhileWaiting},
 		{"Closed", testClosed},
+		{"QuotaEachWindow", testQuotaEachWindow},
+		{"QuotaAllOrNothing", testQuotaAllOrNothing},
+		{"QuotaBeijingWindows", testQuotaBeijingWindows},
+		{"QuotaUnlimited", testQuotaUnlimited},
+		{"QuotaIndependentBudgets", testQuotaIndependentBudgets},
+		{"QuotaConcurrent", testQuotaConcurrent},
+		{"QuotaSaveAlongside", testQuotaSaveAlongside},
+		{"QuotaBadInput", testQuotaBadInput},
+		{"QuotaReopen", testQuotaReopen},
+		{"QuotaClosed", testQuotaClosed},
+		{"QuotaCancelled", testQuotaCancelled},
 	}
 	for _, tc := range tests {
-		if tc.name == "Reopen" && h.Volatile {
+		if (tc.name == "Reopen" || tc.name == "QuotaReopen") && h.Volatile {
 			continue // nothing outlives a volatile store
 		}
 		t.Run(tc.name, func(t *testing.T) { tc.f(t, h) })
