@@ -173,10 +173,10 @@ func testQuotaBeijingWindows(t *testing.T, h Harness) {
 	// The first UTC day of a month is still the last Beijing day before it.
 	b = Budget{"court-220102", "court-criminal-record", 6}
 	takeN(t, s, b, month, at(t, "2026-11-30T15:59:59.999999Z"), 1, 1) // 23:59:59.999999 on 30 Nov
-	takeN(t, s, b, month, at(t, "2026-11-01T00:00:00Z"), 1, 0)         // 08:00 on 1 Nov
-	takeN(t, s, b, month, at(t, "2026-10-31T16:00:00Z"), 1, 0)         // 00:00 on 1 Nov
-	takeN(t, s, b, month, at(t, "2026-10-31T15:59:59Z"), 1, 1)         // 23:59:59 on 31 Oct
-	takeN(t, s, b, month, at(t, "2026-11-30T16:00:00Z"), 1, 1)         // 00:00 on 1 Dec
+	takeN(t, s, b, month, at(t, "2026-11-01T00:00:00Z"), 1, 0)        // 08:00 on 1 Nov
+	takeN(t, s, b, month, at(t, "2026-10-31T16:00:00Z"), 1, 0)        // 00:00 on 1 Nov
+	takeN(t, s, b, month, at(t, "2026-10-31T15:59:59Z"), 1, 1)        // 23:59:59 on 31 Oct
+	takeN(t, s, b, month, at(t, "2026-11-30T16:00:00Z"), 1, 1)        // 00:00 on 1 Dec
 	// Any zone: the same instant is the same window.
 	b = Budget{"court-220102", "court-criminal-record", 7}
 	takeN(t, s, b, day, time.Date(2027, 1, 1, 0, 0, 0, 0, store.Beijing), 1, 1)
