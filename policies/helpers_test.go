@@ -1,0 +1,96 @@
+package policies
+
+import (
+	"testing"
+	"time"
+
+	"github.com/certless/certless/keys"
+)
+
+// world is a key registry with the parties the tests use.
+type world struct {
+	t    *testing.T
+	dir  string // the keys folder
+	keys map[string]*keys.Private
+	reg  *keys.Registry
+}
+
+func newWorld(t *testing.T, algs map[string]keys.Alg) *world {
+	t.Helper()
+	w := &world{t: t, dir: t.TempDir(), keys: map[string]*keys.Private{}}
+	for agency, alg := range algs {
+		k, err := keys.GenerateInDir(w.dir, agency, "k1", alg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.keys[agency] = k
+	}
+	w.load()
+	return w
+}
+
+func (w *world) load() {
+	w.t.Helper()
+	reg, err := keys.LoadDir(w.dir)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.reg = reg
+}
+
+func defaultWorld(t *testing.T) *world {
+	return newWorld(t, map[string]keys.Alg{
+		"court-changchun": keys.EdDSA,
+		"police-jilin":    keys.ES256,
+		"edu-jian":        keys.EdDSA,
+		"notary-dunhua":   keys.ES256,
+		"stranger":        keys.EdDSA,
+	})
+}
+
+// cosign signs doc by each agency in turn.
+func (w *world) cosign(doc []byte, at time.Time, agencies ...string) []byte {
+	w.t.Helper()
+	var sigs []byte
+	for _, a := range agencies {
+		var err error
+		if sigs, err = Sign(doc, sigs, w.keys[a], at); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+	return sigs
+}
+
+var t0 = time.Date(2026, 12, 1, 2, 0, 0, 0, time.UTC) // 10:00 Beijing, a Tuesday
+
+const sampleDoc = `id: court-changchun/criminal-records
+version: 1
+title: 长春市中级人民法院 — 违法犯罪记录核查
+parties:
+  requester: court-changchun
+  provider: police-jilin
+queries:
+  - query: criminal_record
+    purposes: [litigation]
+    case_ref_required: true
+    fields: [as_of, has_criminal_record]
+  - query: identity
+    purposes: [litigation, enforcement]
+    fields: [as_of, id_name_match, status]
+    scope: ["220100"]
+quotas:
+  per_minute: 60
+  per_day: 1000
+service_hours:
+  from: "08:00"
+  to: "18:00"
+  weekdays: [1, 2, 3, 4, 5]
+validity:
+  from: 2026-11-01T00:00:00+08:00
+  until: 2027-11-01T00:00:00+08:00
+schedules:
+  - name: daily-records
+    query: criminal_record
+    cron: "0 2 * * *"
+status: active
+`
