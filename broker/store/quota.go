@@ -23,16 +23,17 @@ type Quotas interface {
 	// day, the month that contain now. A window without a limit is not
 	// counted; with no limit at all Take returns true and counts nothing.
 	//
-	// Exact at the boundary: of concurrent Takes from one budget, also from
-	// several Stores (processes) on one PostgreSQL database or one SQLite
-	// file, exactly as many succeed as the fullest window has room for.
+	// Exact at the boundary: of N concurrent Takes from one budget, also
+	// from several Stores (processes) on one PostgreSQL database or one
+	// SQLite file, exactly min(N, room) succeed, room being the least room
+	// left in its limited windows.
 	// Take runs its own transaction, off the group-commit path of Save.
 	//
 	// Errors: ErrInvalid (wrapped) for an empty or non-UTF-8 agency or id,
 	// a negative version or limit; ErrClosed after Close; anything else is
 	// transient. After a transient error (ctx ending included) the use may
-	// or may not be counted: a retry may count it twice, never zero times
-	// when it succeeded.
+	// have been counted, and a retry counts it again: an error errs toward
+	// denying early, never toward exceeding a limit.
 	Take(ctx context.Context, agency, agreementID string, agreementVersion int, limits Limits, now time.Time) (bool, error)
 	// Usage returns the counts of the windows containing now (for metrics:
 	// quota used / quota). A window never taken from counts 0.
