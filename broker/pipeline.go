@@ -1,8 +1,10 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -15,6 +17,7 @@ import (
 	"github.com/certless/certless/broker/store"
 	"github.com/certless/certless/envelope"
 	"github.com/certless/certless/fault"
+	"github.com/certless/certless/keys"
 	"github.com/certless/certless/schemas"
 )
 
@@ -174,7 +177,7 @@ func (p *Pipeline) authenticate(ctx context.Context, m Message, topicAgency stri
 	}
 	reason := envelope.ReasonOf(err)
 	var e *envelope.Error
-	kid := ""
+	kid := claimedKID(m.Value)
 	if errors.As(err, &e) && e.Verified != nil {
 		v, kid = e.Verified, e.Verified.KeyID
 	}
@@ -188,6 +191,30 @@ func (p *Pipeline) authenticate(ctx context.Context, m Message, topicAgency stri
 	}
 	r := rejected(v, queryOf(v), string(reason), detailOf(err))
 	return authenticated{Verified: v, Refusal: &r}, Result{}, false, nil
+}
+
+// claimedKID is the kid the protected header of raw names, when it has the
+// form of one ("<agency>/<key-id>"), for the dead-letter log: it says which
+// key a refused message claims, not that it was signed with it.
+func claimedKID(raw []byte) string {
+	hdr, _, ok := bytes.Cut(raw, []byte{'.'})
+	if !ok || len(hdr) > 4096 {
+		return ""
+	}
+	b, err := base64.RawURLEncoding.DecodeString(string(hdr))
+	if err != nil {
+		return ""
+	}
+	var h struct {
+		Kid string `json:"kid"`
+	}
+	if json.Unmarshal(b, &h) != nil {
+		return ""
+	}
+	if _, _, ok := keys.SplitKID(h.Kid); !ok {
+		return ""
+	}
+	return h.Kid
 }
 
 // queryOf reads the query type of a verification request best effort, for

@@ -168,6 +168,8 @@ func runScenarios(ctx context.Context, cfg *config.Config, svc *service) (*scena
 		{agency: "notary-dunhua", label: "kinship of two relatives", signed: build(notary, client.Request{Query: "kinship", Subject: subj(pick.kinA), Related: ptr(subj(pick.kinB))}, now), want: "answered"},
 		{agency: "notary-dunhua", label: "former names", signed: build(notary, client.Request{Query: "former_names", Subject: subj(pick.renamed)}, now), want: "answered"},
 		{agency: "notary-dunhua", label: "hukou cancellation", signed: build(notary, client.Request{Query: "hukou_cancellation", Subject: subj(pick.cancelled)}, now), want: "answered"},
+		{agency: "notary-dunhua", label: "kinship of a person with themself", signed: build(notary, client.Request{Query: "kinship", Subject: subj(pick.kinA), Related: ptr(subj(pick.kinA))}, now), want: "rejected/invalid_query"},
+		{agency: "notary-dunhua", label: "identity, name does not match the ID", signed: build(notary, client.Request{Query: "identity", Subject: schemas.Subject{IDNumber: pick.kinB.IDNumber, Name: pick.kinB.Name + "某"}}, now), want: "not_found/no_record"},
 		{agency: "notary-dunhua", label: "schema violation (bad check digit)", signed: build(notary, client.Request{Query: "identity", Subject: schemas.Subject{IDNumber: badCheckDigit(pick.clean.IDNumber), Name: pick.clean.Name}}, now), want: "rejected/schema_violation"},
 	}
 	cases = append(cases, &demoCase{agency: "notary-dunhua", label: "identity (its id is replayed below)", signed: replayed, want: "answered"})

@@ -279,6 +279,9 @@ func TestRealKafkaStrictInput(t *testing.T) {
 				t.Errorf("dead-letter log line lacks %s: %v", f, m)
 			}
 		}
+		if kid, _ := m["kid"].(string); !strings.HasPrefix(kid, "court-changchun/") {
+			t.Errorf("dead letter logged without the kid its header claims: %v", m)
+		}
 	}
 	password := ""
 	if dsn, ok := cfg.Adapters[0].Options["dsn"].(string); ok {
