@@ -177,7 +177,7 @@ func (p *Pipeline) authenticate(ctx context.Context, m Message, topicAgency stri
 	}
 	reason := envelope.ReasonOf(err)
 	var e *envelope.Error
-	kid := claimedKID(m.Value)
+	kid := ""
 	if errors.As(err, &e) && e.Verified != nil {
 		v, kid = e.Verified, e.Verified.KeyID
 	}
@@ -262,6 +262,9 @@ func (p *Pipeline) deadLetterKID(m Message, agency, reason, kid, detail string) 
 	}
 	if len(m.Value) <= maxDeadLetterCopy {
 		dl.Message = m.Value
+	}
+	if kid == "" {
+		kid = claimedKID(m.Value)
 	}
 	if p.Log != nil {
 		p.Log.Warn("dead letter", zap.String("reason", reason), zap.String("kid", kid),
