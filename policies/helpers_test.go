@@ -1,9 +1,11 @@
 package policies
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 
+	"github.com/certless/certless/envelope"
 	"github.com/certless/certless/keys"
 )
 
@@ -94,3 +96,14 @@ schedules:
     cron: "0 2 * * *"
 status: active
 `
+
+// signStatementAnyone is SignStatement without the party check, so tests
+// can write a statement by a stranger.
+func signStatementAnyone(doc []byte, a *Agreement, status Status, key *keys.Private, at time.Time) ([]byte, error) {
+	payload, err := json.Marshal(Statement{Agreement: a.ID, Version: a.Version, Digest: Digest(doc), Status: status, At: at.UTC()})
+	if err != nil {
+		return nil, err
+	}
+	jws, err := envelope.SignBytes(key, payload)
+	return append(jws, '\n'), err
+}
