@@ -1,7 +1,9 @@
 package policies
 
 import (
+	"encoding/base64"
 	"encoding/json"
+	"math/big"
 	"testing"
 	"time"
 
@@ -106,4 +108,21 @@ func signStatementAnyone(doc []byte, a *Agreement, status Status, key *keys.Priv
 	}
 	jws, err := envelope.SignBytes(key, payload)
 	return append(jws, '\n'), err
+}
+
+func mustB64(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// highTwin returns the (r, n−s) twin of a low-S ES256 signature.
+func highTwin(t *testing.T, s string) string {
+	sig := mustB64(t, s)
+	v := new(big.Int).SetBytes(sig[32:])
+	v.Sub(p256Order, v).FillBytes(sig[32:])
+	return base64.RawURLEncoding.EncodeToString(sig)
 }
