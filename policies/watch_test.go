@@ -1,0 +1,170 @@
+package policies
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// writeSigned writes doc as name in dir, co-signed by both parties.
+func (w *world) writeSigned(dir, name, doc string) {
+	w.t.Helper()
+	a, err := Parse([]byte(doc))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	sigs := w.cosign([]byte(doc), signedAt, a.Parties.Requester, a.Parties.Provider)
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(doc), 0o644); err != nil {
+		w.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+SignaturesSuffix), sigs, 0o644); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+var courtReq = Request{Agency: "court-changchun", Query: "identity", Purpose: "litigation", CaseRef: "C1", SubjectRegion: "220102"}
+
+func TestWatcherKeepsLastGoodOnTamper(t *testing.T) {
+	w := defaultWorld(t)
+	dir := t.TempDir()
+	w.writeSigned(dir, "court.yaml", sampleDoc)
+	edu := strings.NewReplacer("court-changchun/criminal-records", "edu-jian/households", "requester: court-changchun", "requester: edu-jian").Replace(sampleDoc)
+	w.writeSigned(dir, "edu.yaml", edu)
+
+	wt, res := NewWatcher(dir, w.reg)
+	if len(res.Problems) != 0 || res.Err != nil || wt.Set().Len() != 2 {
+		t.Fatalf("start: %+v", res)
+	}
+	good := wt.Set()
+
+	// One byte of the court's agreement changes after signing.
+	tampered := strings.Replace(sampleDoc, "per_day: 1000", "per_day: 9000", 1)
+	if err := os.WriteFile(filepath.Join(dir, "court.yaml"), []byte(tampered), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, changed := wt.poll()
+	if !changed || len(res.Problems) != 1 || res.Problems[0].Reason != ReasonSignatureInvalid || !res.Problems[0].Kept {
+		t.Fatalf("tamper: %+v", res)
+	}
+	s := wt.Set()
+	if s.Len() != 2 || s.Digest() != good.Digest() {
+		t.Fatalf("the last good version was not kept: %d agreements", s.Len())
+	}
+	d, err := s.Authorise(context.Background(), courtReq, t0, allowAll{})
+	if err != nil || !d.Allowed {
+		t.Fatalf("court denied on the last good set: %+v", d)
+	}
+	// Nothing changed: no reload, no report.
+	if _, changed := wt.poll(); changed {
+		t.Fatal("reloaded without a change")
+	}
+	// A file removed is gone.
+	_ = os.Remove(filepath.Join(dir, "edu.yaml"))
+	_ = os.Remove(filepath.Join(dir, "edu.yaml"+SignaturesSuffix))
+	if res, _ := wt.poll(); wt.Set().Len() != 1 {
+		t.Fatalf("after removal: %+v", res)
+	}
+	// A missing folder keeps the set.
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if res, changed := wt.poll(); !changed || res.Err == nil || wt.Set().Len() != 1 {
+		t.Fatalf("missing folder: %+v", res)
+	}
+	if _, changed := wt.poll(); changed {
+		t.Fatal("the folder error was reported twice")
+	}
+}
+
+// TestWatcherNoHalfLoadedSet: readers deciding while the folder flips
+// between two complete sets only ever see one of them.
+func TestWatcherNoHalfLoadedSet(t *testing.T) {
+	w := defaultWorld(t)
+	dir := t.TempDir()
+	const n = 12
+	names := make([]string, n)
+	for i := range names {
+		names[i] = "a" + itoa(i) + ".yaml"
+	}
+	write := func(version int) {
+		for i, name := range names {
+			doc := strings.NewReplacer("court-changchun/criminal-records", "court-changchun/a"+itoa(i), "version: 1", "version: "+itoa(version)).Replace(sampleDoc)
+			w.writeSigned(dir, name, doc)
+		}
+	}
+	write(1)
+	wt, _ := NewWatcher(dir, w.reg)
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var bad atomic.Value
+	for r := 0; r < 4; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				s := wt.Set()
+				infos := s.Agreements()
+				if len(infos) != n {
+					bad.Store("a set of " + itoa(len(infos)))
+					return
+				}
+				v := infos[0].Ref.Version
+				for _, in := range infos {
+					if in.Ref.Version != v {
+						bad.Store("versions mixed in one set")
+						return
+					}
+				}
+				if d, err := s.Authorise(context.Background(), courtReq, t0, allowAll{}); err != nil || !d.Allowed {
+					bad.Store("denied: " + d.Reason)
+					return
+				}
+			}
+		}()
+	}
+	for round := 0; round < 6; round++ {
+		// Write every file to the other version, then reload once: the
+		// folder is complete whenever the watcher reads it.
+		write(2 + round%2)
+		if res := wt.Reload(); len(res.Problems) != 0 {
+			t.Errorf("round %d: %v", round, res.Problems)
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	if v := bad.Load(); v != nil {
+		t.Fatal(v)
+	}
+}
+
+type allowAll struct{}
+
+func (allowAll) Take(context.Context, string, Ref, Quotas, time.Time) (bool, error) {
+	return true, nil
+}
+
+func TestWatcherRunReports(t *testing.T) {
+	w := defaultWorld(t)
+	dir := t.TempDir()
+	wt, _ := NewWatcher(dir, w.reg)
+	ctx, cancel := context.WithCancel(context.Background())
+	reports := make(chan ReloadResult, 16)
+	done := make(chan struct{})
+	go func() { wt.Run(ctx, time.Millisecond, func(r ReloadResult) { reports <- r }); close(done) }()
+	w.writeSigned(dir, "court.yaml", sampleDoc)
+	deadline := time.After(30 * time.Second)
+	for wt.Set().Len() != 1 {
+		select {
+		case <-reports:
+		case <-deadline:
+			t.Fatal("no reload reported")
+		}
+	}
+	cancel()
+	<-done
+}
