@@ -29,7 +29,7 @@ type Watcher struct {
 	readErr string // the last folder error, reported once
 }
 
-// Reload is what one reload did, for a log line and metrics.
+// ReloadResult is what one reload did, for a log line and metrics.
 type ReloadResult struct {
 	// Set is the set in force after the reload.
 	Set *Set
