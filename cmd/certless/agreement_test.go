@@ -1,0 +1,307 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certless/certless/adapters"
+	"github.com/certless/certless/keys"
+	"github.com/certless/certless/policies"
+	"github.com/certless/certless/policies/workdays"
+)
+
+// agreementWorld is a data folder with the keys of a court, the police and
+// a stranger, and an empty policies folder.
+type agreementWorld struct {
+	t        *testing.T
+	pol, kd  string
+	lastOut  string
+	lastErrs string
+}
+
+func newAgreementWorld(t *testing.T) *agreementWorld {
+	t.Helper()
+	root := t.TempDir()
+	w := &agreementWorld{t: t, pol: filepath.Join(root, "policies"), kd: filepath.Join(root, "keys")}
+	for agency, alg := range map[string]keys.Alg{"court-changchun": keys.EdDSA, "police-jilin": keys.ES256, "stranger": keys.EdDSA} {
+		if _, err := keys.GenerateInDir(w.kd, agency, "k1", alg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return w
+}
+
+// run is `certless agreement ARGS... --dir POL --keys KEYS`.
+func (w *agreementWorld) run(args ...string) int {
+	w.t.Helper()
+	full := append([]string{"agreement"}, args...)
+	full = append(full, "--dir", w.pol, "--keys", w.kd)
+	code, out, errs := runCLI(w.t, full...)
+	w.lastOut, w.lastErrs = out, errs
+	return code
+}
+
+// must runs and fails the test unless the exit code is want.
+func (w *agreementWorld) must(want int, args ...string) string {
+	w.t.Helper()
+	if code := w.run(args...); code != want {
+		w.t.Fatalf("certless agreement %s: exit %d, want %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, want, w.lastOut, w.lastErrs)
+	}
+	return w.lastOut + w.lastErrs
+}
+
+const (
+	court  = "court-changchun"
+	police = "police-jilin"
+	// A Thursday; Friday 25 September to Sunday 27 is the Mid-Autumn
+	// holiday and 1-7 October National Day.
+	beforeHolidays = "2026-09-24T10:00:00+08:00"
+	inForce        = "2026-10-12T10:00:00+08:00"
+)
+
+func (w *agreementWorld) propose(now string, extra ...string) string {
+	w.t.Helper()
+	args := append([]string{"propose", "--id", "court-changchun/criminal-records", "--requester", court, "--provider", police,
+		"--query", "criminal_record,identity", "--purpose", "litigation", "--case-ref-required", "--scope", "220100",
+		"--per-day", "1000", "--from", "2026-10-01", "--until", "2027-10-01", "--now", now}, extra...)
+	out := w.must(exitOK, args...)
+	path, _, _ := strings.Cut(strings.SplitN(out, ": ", 2)[1], "\n")
+	return path
+}
+
+// active proposes, co-signs, activates and co-signs; it returns the active
+// version's file.
+func (w *agreementWorld) active() string {
+	w.t.Helper()
+	p := w.propose(beforeHolidays)
+	w.must(exitOK, "sign", p, "--as", court, "--now", beforeHolidays)
+	w.must(exitOK, "sign", p, "--as", police, "--now", beforeHolidays)
+	out := w.must(exitOK, "activate", p)
+	path, _, _ := strings.Cut(strings.SplitN(out, ": ", 2)[1], "\n")
+	w.must(exitOK, "sign", path, "--as", police, "--now", beforeHolidays)
+	w.must(exitOK, "sign", path, "--as", court, "--now", beforeHolidays)
+	return path
+}
+
+func TestAgreementProposeSignActivateVerify(t *testing.T) {
+	w := newAgreementWorld(t)
+	p := w.propose(beforeHolidays)
+	if p != filepath.Join(w.pol, "court-changchun-criminal-records.v1.yaml") {
+		t.Fatalf("proposal written to %s", p)
+	}
+	doc, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := policies.Parse(doc)
+	if err != nil {
+		t.Fatalf("the proposal does not parse: %v\n%s", err, doc)
+	}
+	// Five working days over the Mid-Autumn and National Day holidays:
+	// 28, 29, 30 September, 8 and 9 October; due at the end of the 9th.
+	now, _ := time.Parse(time.RFC3339, beforeHolidays)
+	want := time.Date(2026, 10, 10, 0, 0, 0, 0, policies.Beijing)
+	if a.Status != policies.StatusProposed || a.Version != 1 || a.ReviewDeadline == nil || !a.ReviewDeadline.Equal(want) || !want.Equal(workdays.Default().Deadline(now, 5)) {
+		t.Fatalf("status %s version %d deadline %v, want proposed 1 %v", a.Status, a.Version, a.ReviewDeadline, want)
+	}
+	if !strings.Contains(w.lastOut, "review deadline: 2026-10-10T00:00:00+08:00") || strings.Contains(w.lastErrs, "warning") {
+		t.Fatalf("propose said %q %q", w.lastOut, w.lastErrs)
+	}
+	for _, q := range a.Queries {
+		if !slices.Equal(q.Fields, adapters.QueryType(q.Query).Fields()) || !q.CaseRefRequired || !slices.Equal(q.Scope, []string{"220100"}) {
+			t.Errorf("%s: terms %+v, want every documented field", q.Query, q)
+		}
+	}
+
+	out := w.must(exitFailure, "verify", p)
+	if !strings.Contains(out, "missing_party") && !strings.Contains(out, "unsigned") {
+		t.Fatalf("unsigned verify: %s", out)
+	}
+	if out := w.must(exitFailure, "sign", p, "--as", "stranger"); !strings.Contains(out, "stranger is not a party") {
+		t.Fatalf("sign by a stranger: %s", out)
+	}
+	if _, err := os.Stat(p + policies.SignaturesSuffix); err == nil {
+		t.Fatal("a refused signature left a signatures file")
+	}
+	w.must(exitOK, "sign", p, "--as", court)
+	if out := w.must(exitFailure, "verify", p); !strings.Contains(out, "police-jilin (provider): not signed (missing_party)") {
+		t.Fatalf("verify with one signature: %s", out)
+	}
+	if out := w.must(exitOK, "sign", p, "--as", police); !strings.Contains(out, "both parties have signed") {
+		t.Fatalf("second sign: %s", out)
+	}
+	w.must(exitOK, "verify", p)
+
+	out = w.must(exitOK, "activate", p)
+	v2 := filepath.Join(w.pol, "court-changchun-criminal-records.v2.yaml")
+	if !strings.Contains(out, v2) {
+		t.Fatalf("activate: %s", out)
+	}
+	b2, _ := os.ReadFile(v2)
+	a2, err := policies.Parse(b2)
+	if err != nil || a2.Status != policies.StatusActive || a2.Version != 2 || a2.ReviewDeadline != nil {
+		t.Fatalf("activated: %+v %v", a2, err)
+	}
+	if d := diffAgreements(a, a2); !slices.Equal(d, []string{"version: 1 -> 2", "status: proposed -> active", "review_deadline: 2026-10-10T00:00:00+08:00 -> (none)"}) {
+		t.Fatalf("activate changed more than version and status: %q", d)
+	}
+	if after, _ := os.ReadFile(p); string(after) != string(doc) {
+		t.Fatal("activate rewrote the signed proposal")
+	}
+	w.must(exitFailure, "activate", v2) // not a proposal
+	w.must(exitOK, "sign", v2, "--as", police)
+	w.must(exitOK, "sign", v2, "--as", court)
+	if out := w.must(exitOK, "verify", v2); !strings.Contains(out, "verified") {
+		t.Fatalf("verify: %s", out)
+	}
+
+	// One byte changed: both signatures fail, named with the reason, and
+	// signing the changed file is refused.
+	tampered := filepath.Join(w.pol, "tampered.yaml")
+	sigs, _ := os.ReadFile(v2 + policies.SignaturesSuffix)
+	bad := []byte(strings.Replace(string(b2), "per_day: 1000", "per_day: 1001", 1))
+	if err := os.WriteFile(tampered, bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tampered+policies.SignaturesSuffix, sigs, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out = w.must(exitFailure, "verify", tampered)
+	for _, s := range []string{"court-changchun (requester): FAILS", "police-jilin (provider): FAILS", "signature_invalid", "does not verify over these bytes"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("verify of a changed file lacks %q:\n%s", s, out)
+		}
+	}
+	if out := w.must(exitFailure, "sign", tampered, "--as", court); !strings.Contains(out, "changed after signing") {
+		t.Fatalf("sign of a changed file: %s", out)
+	}
+
+	out = w.must(exitOK, "show", "court-changchun/criminal-records", "--now", inForce)
+	for _, s := range []string{"version 2", policies.Digest(b2), "status:    active", "court-changchun/k1", "police-jilin/k1", "quotas.per_day: 1000"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("show lacks %q:\n%s", s, out)
+		}
+	}
+}
+
+func TestAgreementDeadlineCalendar(t *testing.T) {
+	w := newAgreementWorld(t)
+	// 2030 ships no calendar: only weekends are skipped, with a warning.
+	w.propose("2030-03-04T10:00:00+08:00", "--out", filepath.Join(w.pol, "a.yaml"))
+	if !strings.Contains(w.lastErrs, "warning: no holiday calendar for 2030") || !strings.Contains(w.lastOut, "review deadline: 2030-03-12T00:00:00+08:00") {
+		t.Fatalf("unknown year: %q %q", w.lastOut, w.lastErrs)
+	}
+	// A calendar file for 2030 with a holiday Tuesday 5 to Thursday 7 March.
+	cal := filepath.Join(t.TempDir(), "cn-2030.json")
+	if err := os.WriteFile(cal, []byte(`{"year": 2030, "source": "test", "holidays": [{"name": "x", "from": "2030-03-05", "to": "2030-03-07"}], "workdays": []}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w.propose("2030-03-04T10:00:00+08:00", "--holidays", cal, "--working-days", "3")
+	if strings.Contains(w.lastErrs, "warning") || !strings.Contains(w.lastOut, "review deadline: 2030-03-13T00:00:00+08:00 (3 working days)") {
+		t.Fatalf("with --holidays: %q %q", w.lastOut, w.lastErrs)
+	}
+	// The second proposal of one id is its next version.
+	if !strings.Contains(w.lastOut, "version 2") {
+		t.Fatalf("second proposal: %s", w.lastOut)
+	}
+	w.must(exitUsage, "propose", "--id", "x")
+	w.must(exitUsage, "propose", "--id", "x", "--requester", court, "--provider", police, "--query", "no_such", "--purpose", "p")
+	w.must(exitUsage, "propose", "--id", "x", "--requester", court, "--provider", police, "--query", "identity", "--purpose", "p", "--fields", "records")
+}
+
+func TestAgreementListOverdue(t *testing.T) {
+	w := newAgreementWorld(t)
+	w.must(exitOK, "propose", "--id", "old", "--requester", court, "--provider", police, "--query", "identity", "--purpose", "litigation", "--now", "2026-11-02T09:00:00+08:00")
+	w.must(exitOK, "propose", "--id", "fresh", "--requester", court, "--provider", police, "--query", "identity", "--purpose", "litigation", "--now", "2026-12-01T09:00:00+08:00")
+	if err := os.WriteFile(filepath.Join(w.pol, "broken.yaml"), []byte("id: [\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	now := "2026-12-02T09:00:00+08:00"
+	out := w.must(exitOK, "list", "--now", now)
+	if !strings.Contains(out, "\nold ") || !strings.Contains(out, "\nfresh ") || !strings.Contains(out, "broken.yaml: invalid_agreement") {
+		t.Fatalf("list:\n%s", out)
+	}
+	out = w.must(exitOK, "list", "--overdue", "--now", now)
+	if !strings.Contains(out, "\nold ") || !strings.Contains(out, "review overdue") || strings.Contains(out, "\nfresh ") {
+		t.Fatalf("list --overdue:\n%s", out)
+	}
+	w.must(exitUsage, "list", "--status", "pending")
+}
+
+func TestAgreementSuspendResumeTerminate(t *testing.T) {
+	w := newAgreementWorld(t)
+	v2 := w.active()
+	rowOf := func(status string) bool {
+		out := w.must(exitOK, "list", "--status", status, "--now", inForce)
+		return strings.Contains(out, "court-changchun-criminal-records.v2.yaml")
+	}
+	if !rowOf("active") {
+		t.Fatalf("not active: %s", w.lastOut)
+	}
+	// A proposal has no lifecycle.
+	w.must(exitFailure, "suspend", filepath.Join(w.pol, "court-changchun-criminal-records.v1.yaml"), "--as", court, "--now", inForce)
+
+	out := w.must(exitOK, "suspend", v2, "--as", police, "--now", inForce)
+	if !strings.Contains(out, "suspended by police-jilin") || !strings.Contains(out, "within 2s") {
+		t.Fatalf("suspend: %s", out)
+	}
+	if !rowOf("suspended") || rowOf("active") {
+		t.Fatalf("list after suspend: %s", w.lastOut)
+	}
+	before, _ := os.ReadFile(v2 + policies.StatusSuffix)
+	if out := w.must(exitFailure, "resume", v2, "--as", court, "--now", inForce); !strings.Contains(out, "only a party that suspended may resume") {
+		t.Fatalf("resume by the other party: %s", out)
+	}
+	if after, _ := os.ReadFile(v2 + policies.StatusSuffix); string(after) != string(before) {
+		t.Fatal("a refused resume was written")
+	}
+	w.must(exitFailure, "suspend", v2, "--as", "stranger", "--now", inForce)
+	w.must(exitOK, "resume", v2, "--as", police, "--now", inForce)
+	if !rowOf("active") {
+		t.Fatalf("list after resume: %s", w.lastOut)
+	}
+	w.must(exitOK, "terminate", v2, "--as", court, "--now", inForce)
+	if !rowOf("terminated") {
+		t.Fatalf("list after terminate: %s", w.lastOut)
+	}
+	w.must(exitFailure, "resume", v2, "--as", court, "--now", inForce)
+	out = w.must(exitOK, "show", v2, "--now", inForce)
+	if strings.Count(out, "by police-jilin (police-jilin/k1)") != 2 || !strings.Contains(out, "terminated by court-changchun") {
+		t.Fatalf("show lists the statements:\n%s", out)
+	}
+	// The broker's own loading agrees.
+	reg, _ := keys.LoadDir(w.kd)
+	set, problems := policies.Load(w.pol, reg)
+	at, _ := time.Parse(time.RFC3339, inForce)
+	for _, i := range set.Agreements() {
+		if st, _ := i.StatusAt(at.Add(time.Second)); i.Ref.Version == 2 && st != policies.StatusTerminated {
+			t.Fatalf("loaded status %s", st)
+		}
+	}
+	if len(problems) != 0 {
+		t.Fatalf("problems: %v", problems)
+	}
+}
+
+func TestAgreementDiff(t *testing.T) {
+	w := newAgreementWorld(t)
+	a := w.propose(beforeHolidays)
+	b := w.propose(beforeHolidays, "--per-day", "2000", "--query", "kinship")
+	out := w.must(exitOK, "diff", a, b)
+	for _, s := range []string{"version: 1 -> 2", "quotas.per_day: 1000 -> 2000", "queries[kinship].purposes: (none) -> litigation"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("diff lacks %q:\n%s", s, out)
+		}
+	}
+	if strings.Index(out, "queries[kinship]") > strings.Index(out, "quotas.") {
+		t.Errorf("diff order: queries before quotas:\n%s", out)
+	}
+	if out := w.must(exitOK, "diff", a, a); !strings.HasSuffix(out, "identical\n") {
+		t.Fatalf("diff of a file with itself: %s", out)
+	}
+	w.must(exitFailure, "diff", a, filepath.Join(w.pol, "missing.yaml"))
+}
