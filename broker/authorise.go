@@ -22,8 +22,8 @@ const (
 // Authorisation is the authorisation stage's answer for one request.
 type Authorisation struct {
 	Allowed bool
-	// Reason is the stable denial code when !Allowed.
-	Reason string
+	// Reason is the stable denial code when !Allowed; Detail explains it.
+	Reason, Detail string
 	// Fields the answer may carry; nil means every documented field of the
 	// query type.
 	Fields []string

@@ -60,11 +60,13 @@ func (h *RequestHandler) Decide(ctx context.Context, v *envelope.Verified) (Deci
 	if err != nil {
 		return d, fmt.Errorf("authorise: %w", err)
 	}
+	if auth.Basis.ID != "" {
+		d.Basis = &auth.Basis
+	}
 	if !auth.Allowed {
-		d.Outcome, d.Reason, d.Basis = schemas.DecisionDenied, auth.Reason, &auth.Basis
+		d.Outcome, d.Reason, d.Detail = schemas.DecisionDenied, auth.Reason, auth.Detail
 		return d, nil
 	}
-	d.Basis = &auth.Basis
 
 	ans, err := h.Records.Answer(ctx, q)
 	switch {

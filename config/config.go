@@ -231,7 +231,7 @@ func Default(dataDir string) Config {
 		HTTP:        HTTP{Addr: "127.0.0.1:8080"},
 		Log:         Log{Level: "info", Format: "json"},
 		KeysDir:     filepath.Join(dataDir, "keys"),
-		PoliciesDir: "policies",
+		PoliciesDir: filepath.Join(dataDir, "policies"),
 		Limits: Limits{
 			MaxMessageBytes: 256 << 10,
 			ClockSkew:       Duration(2 * time.Minute),

@@ -356,10 +356,18 @@ func startCPUProfile(path string) (stop func(), err error) {
 // benchAgencies resolves --agencies against the configuration.
 func benchAgencies(cfg *config.Config, ids []string) ([]config.Agency, error) {
 	if len(ids) == 0 {
-		if len(cfg.Agencies) == 0 {
-			return nil, errors.New("no agencies configured")
+		// The mix draws on each agency's allow entries: agencies without
+		// any (docked, no agreement yet) have nothing to ask.
+		var out []config.Agency
+		for _, a := range cfg.Agencies {
+			if len(a.Allow) > 0 {
+				out = append(out, a)
+			}
 		}
-		return cfg.Agencies, nil
+		if len(out) == 0 {
+			return nil, errors.New("no agencies with allowed queries configured")
+		}
+		return out, nil
 	}
 	var out []config.Agency
 	for _, id := range ids {
@@ -398,6 +406,10 @@ var allQueries = []adapters.QueryType{
 // seeded pair), 10% an allowed query about a person who does not exist,
 // 5% a query outside its allow-list.
 func benchPlan(agencies []config.Agency, signers map[string]*keys.Private, topics broker.Topics, n int, now time.Time, lifetime time.Duration) ([]benchRequest, error) {
+	agencies = slices.DeleteFunc(slices.Clone(agencies), func(a config.Agency) bool { return len(a.Allow) == 0 })
+	if len(agencies) == 0 {
+		return nil, errors.New("no agencies with allowed queries")
+	}
 	ds := records.Generate(devSeed, devPersons)
 	byID := make(map[string]records.Person, len(ds.Persons))
 	for _, p := range ds.Persons {

@@ -19,6 +19,7 @@ import (
 	"github.com/certless/certless/config"
 	"github.com/certless/certless/envelope"
 	"github.com/certless/certless/keys"
+	"github.com/certless/certless/policies"
 	"github.com/certless/certless/schemas"
 	"github.com/certless/certless/schemas/residentid"
 )
@@ -141,6 +142,10 @@ func runScenarios(ctx context.Context, cfg *config.Config, svc *service) (*scena
 		return k
 	}
 	court, edu, notary := signer("court-changchun"), signer("edu-jian"), signer("notary-dunhua")
+	civil := signer("civil-affairs-jilin")
+	if err := demoAgreements(ctx, cfg, svc, now); err != nil {
+		return nil, fmt.Errorf("demo agreements: %w", err)
+	}
 	build := func(k *keys.Private, r client.Request, at time.Time) client.Signed {
 		if r.Basis == "" {
 			r.Basis, r.CaseRef = "case-handling", "DEMO-"+now.Format("20060102")
@@ -161,9 +166,15 @@ func runScenarios(ctx context.Context, cfg *config.Config, svc *service) (*scena
 		{agency: "court-changchun", label: "identity", signed: build(court, client.Request{Query: "identity", Subject: subj(pick.offender)}, now), want: "answered"},
 		{agency: "court-changchun", label: "unknown person", signed: build(court, client.Request{Query: "identity", Subject: schemas.Subject{IDNumber: pick.unknownID, Name: "张三"}}, now), want: "not_found/no_record"},
 		{agency: "court-changchun", label: "query outside the allow-list", signed: build(court, client.Request{Query: "household", Subject: subj(pick.clean)}, now), want: "denied/query_not_allowed"},
-		{agency: "edu-jian", label: "household for school admission (encrypted receipt)", signed: build(edu, client.Request{Query: "household", Subject: subj(pick.clean), Basis: "school-admission", CaseRef: "ADM-2026-0042"}, now), want: "answered"},
-		{agency: "edu-jian", label: "residence for school admission", signed: build(edu, client.Request{Query: "residence", Subject: subj(pick.clean), Basis: "school-admission", CaseRef: "ADM-2026-0043"}, now), want: "answered"},
-		{agency: "edu-jian", label: "residence for a purpose not agreed", signed: build(edu, client.Request{Query: "residence", Subject: subj(pick.clean), Basis: "curiosity", CaseRef: "X-1"}, now), want: "denied/purpose_not_allowed"},
+		{agency: "court-changchun", label: "criminal record without a case reference", signed: build(court, client.Request{Query: "criminal_record", Subject: subj(pick.clean), Basis: "litigation", CaseRef: "none"}, now), want: "denied/case_reference_missing"},
+		{agency: "court-changchun", label: "former names, quota of the day used up", signed: build(court, client.Request{Query: "former_names", Subject: subj(pick.renamed)}, now), want: "denied/quota_exceeded"},
+		{agency: "civil-affairs-jilin", label: "docked agency without an agreement", signed: build(civil, client.Request{Query: "identity", Subject: subj(pick.clean)}, now), want: "denied/no_agreement"},
+		{agency: "edu-jian", label: "household of a Ji'an resident for school admission (encrypted receipt)", signed: build(edu, client.Request{Query: "household", Subject: subj(pick.jian), Basis: "school-admission", CaseRef: "ADM-2026-0042"}, now), want: "answered"},
+		{agency: "edu-jian", label: "residence of a Ji'an resident for school admission", signed: build(edu, client.Request{Query: "residence", Subject: subj(pick.jian), Basis: "school-admission", CaseRef: "ADM-2026-0043"}, now), want: "answered"},
+		{agency: "edu-jian", label: "household of a resident of another county", signed: build(edu, client.Request{Query: "household", Subject: subj(pick.outsider), Basis: "school-admission", CaseRef: "ADM-2026-0044"}, now), want: "denied/outside_scope"},
+		{agency: "edu-jian", label: "residence for a purpose not agreed", signed: build(edu, client.Request{Query: "residence", Subject: subj(pick.jian), Basis: "curiosity", CaseRef: "X-1"}, now), want: "denied/purpose_not_allowed"},
+		{agency: "notary-dunhua", label: "residence under a suspended agreement", signed: build(notary, client.Request{Query: "residence", Subject: subj(pick.clean), Basis: "notarisation", CaseRef: "N-1"}, now), want: "denied/agreement_not_in_force"},
+		{agency: "notary-dunhua", label: "household outside the agreed service hours", signed: build(notary, client.Request{Query: "household", Subject: subj(pick.clean), Basis: "notarisation", CaseRef: "N-2"}, now), want: "denied/outside_service_hours"},
 		{agency: "edu-jian", label: "expired request", signed: build(edu, client.Request{Query: "identity", Subject: subj(pick.clean), Lifetime: time.Minute}, now.Add(-time.Hour)), want: "rejected/expired"},
 		{agency: "notary-dunhua", label: "kinship of two relatives", signed: build(notary, client.Request{Query: "kinship", Subject: subj(pick.kinA), Related: ptr(subj(pick.kinB))}, now), want: "answered"},
 		{agency: "notary-dunhua", label: "former names", signed: build(notary, client.Request{Query: "former_names", Subject: subj(pick.renamed)}, now), want: "answered"},
@@ -240,6 +251,13 @@ func runScenarios(ctx context.Context, cfg *config.Config, svc *service) (*scena
 			if ans, err := r.Answer(); c.ok && r.Decision == schemas.DecisionAnswered && (err != nil || len(ans) == 0) {
 				c.got, c.ok = "answered without an answer", false
 			}
+			// Every answer and every denial but no_agreement cites the
+			// co-signed agreement it rests on.
+			cites := r.Decision != schemas.DecisionAnswered && r.Decision != schemas.DecisionDenied || r.Reason == policies.DenyNoAgreement ||
+				(r.Agreement != nil && r.Agreement.Version > 0 && !strings.HasPrefix(r.Agreement.ID, "allowlist/"))
+			if c.ok && !cites {
+				c.got, c.ok = c.got+" without its agreement", false
+			}
 		}
 	}
 	// Dead letters: each unauthenticated message must arrive, by digest.
@@ -291,7 +309,10 @@ func runScenarios(ctx context.Context, cfg *config.Config, svc *service) (*scena
 
 type demoPicks struct {
 	clean, offender, cancelled, renamed, kinA, kinB records.Person
-	unknownID                                       string
+	// jian is a resident of Ji'an (220582), the education bureau's scope;
+	// outsider one of elsewhere.
+	jian, outsider records.Person
+	unknownID      string
 }
 
 // demoSubjects picks subjects for each scenario from the seeded dataset.
@@ -320,6 +341,10 @@ func demoSubjects(ds *records.Dataset) demoPicks {
 			p.cancelled = x
 		case p.renamed.IDNumber == "" && active(x) && renamed[x.IDNumber]:
 			p.renamed = x
+		case p.jian.IDNumber == "" && active(x) && strings.HasPrefix(x.IDNumber, "220582"):
+			p.jian = x
+		case p.outsider.IDNumber == "" && active(x) && !strings.HasPrefix(x.IDNumber, "2205"):
+			p.outsider = x
 		}
 	}
 	for _, k := range ds.Kinship {

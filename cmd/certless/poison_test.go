@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,8 +78,15 @@ func poisonConfig(ctx context.Context, t *testing.T) (*config.Config, records.Pe
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	// A Jilin resident who lived in Beijing (110101) for a while.
-	p := records.Generate(devSeed, devPersons).Persons[3]
+	// A Ji'an resident (the education bureau's scope) who lived in Beijing
+	// (110101) for a while.
+	var p records.Person
+	for _, x := range records.Generate(devSeed, devPersons).Persons {
+		if strings.HasPrefix(x.IDNumber, "220582") && x.CancelReason == "" {
+			p = x
+			break
+		}
+	}
 	conn, err := pgx.Connect(ctx, recordsAdmin)
 	if err != nil {
 		t.Fatal(err)

@@ -30,6 +30,8 @@ func sampleAgencies() []config.Agency {
 				{Query: "residence", Purposes: []string{"school-admission"}},
 				{Query: "identity", Fields: []string{"id_name_match", "as_of"}},
 			}},
+		// Docked, with no agreement yet: its requests are denied no_agreement.
+		{ID: "civil-affairs-jilin", Name: "Jilin Provincial Department of Civil Affairs", Kind: "civil_affairs", Level: "province", Region: "220000"},
 		{ID: "notary-dunhua", Name: "Dunhua Notary Office", Kind: "notary", Level: "county", Region: "222403",
 			Allow: []config.Allow{
 				{Query: "kinship"},
@@ -76,7 +78,7 @@ func ensureDevData(ctx context.Context, dataDir string, log *zap.Logger) (*confi
 		return nil, err
 	}
 	now := time.Now()
-	want := []string{cfg.BrokerID}
+	want := []string{cfg.BrokerID, policeOwner}
 	for _, a := range cfg.Agencies {
 		want = append(want, a.ID)
 	}
@@ -104,6 +106,9 @@ func ensureDevData(ctx context.Context, dataDir string, log *zap.Logger) (*confi
 			return nil, fmt.Errorf("generate encryption key for %s: %w", a.ID, err)
 		}
 		log.Info("generated receipt encryption key", zap.String("agency", a.ID))
+	}
+	if err := ensureAgreements(cfg, log); err != nil {
+		return nil, err
 	}
 	if err := ensureSeededRecords(ctx, cfg, log); err != nil {
 		return nil, err

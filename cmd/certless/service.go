@@ -24,6 +24,7 @@ import (
 	"github.com/certless/certless/envelope"
 	bkafka "github.com/certless/certless/kafka"
 	"github.com/certless/certless/keys"
+	"github.com/certless/certless/policies"
 	"github.com/certless/certless/schemas"
 )
 
@@ -41,6 +42,10 @@ type service struct {
 	store    store.Store
 	keys     *keys.Registry
 	key      *brokerKey
+	// agreements holds the co-signed agreements of the policies folder in
+	// force; agreementsGauge reports them by status, refused files apart.
+	agreements *policies.Watcher
+	agrMetrics *agreementMetrics
 	sources  *sources
 	consumer *bkafka.Consumer
 	producer *bkafka.Producer
@@ -141,6 +146,13 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 	}
 	log.Info("decision store open", zap.Bool("postgres", cfg.Store.IsPostgres()))
 
+	// Agreements: every request is decided against the co-signed
+	// agreements of the policies folder, reloaded while the broker runs.
+	s.agrMetrics = newAgreementMetrics(s.registry)
+	var loaded policies.ReloadResult
+	s.agreements, loaded = policies.NewWatcher(cfg.PoliciesDir, s.keys)
+	s.reportAgreements(loaded)
+
 	// Record sources by jurisdiction, observed from outside.
 	if s.sources, err = openSources(ctx, cfg, log, broker.NewSourceMetrics(s.registry)); err != nil {
 		return nil, err
@@ -170,7 +182,8 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 		},
 		Handlers: map[string]broker.TypeHandler{
 			schemas.TypeVerificationRequest: &broker.RequestHandler{
-				Auth: broker.NewAllowList(cfg.Agencies), Records: s.sources.router, ClockSkew: cfg.Limits.ClockSkew.D(),
+				Auth:    &broker.Agreements{Agreements: s.agreements, Usage: broker.StoreUsage{Quotas: s.store}},
+				Records: s.sources.router, ClockSkew: cfg.Limits.ClockSkew.D(),
 			},
 		},
 		Seal:      &broker.ReceiptSealer{Keys: s.key, Schemas: set, Confidential: confidential, Encryption: s.keys},
@@ -261,9 +274,15 @@ func (s *service) run(ctx context.Context) error {
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	watched := make(chan struct{})
 	go func() { defer close(watched); s.watchKeys(watchCtx) }()
+	agreementsWatched := make(chan struct{})
+	go func() {
+		defer close(agreementsWatched)
+		s.agreements.Run(watchCtx, s.keysPoll, s.reportAgreements)
+	}()
 	err := s.runner.Run(ctx)
 	stopWatch()
 	<-watched
+	<-agreementsWatched
 	s.log.Info("broker stopped consuming; shutting down")
 	s.close()
 	return err
@@ -299,6 +318,8 @@ func (s *service) watchKeys(ctx context.Context) {
 			s.log.Info("key changed", f...)
 		}
 		s.refreshSigningKey()
+		// A key revoked or removed may refuse an agreement it signed.
+		s.reportAgreements(s.agreements.Reload())
 	}
 	// What changed between start-up and now counts before the watch.
 	reload()
@@ -315,6 +336,25 @@ func (s *service) watchKeys(ctx context.Context) {
 		}
 	}()
 	s.keys.WatchDir(ctx, s.cfg.KeysDir, s.keysPoll, report)
+}
+
+// reportAgreements logs a (re)load of the policies folder: each refused
+// file loudly, with its reason, and the set now in force; and updates the
+// agreement metrics.
+func (s *service) reportAgreements(r policies.ReloadResult) {
+	if r.Err != nil {
+		s.log.Error("policies folder not reloaded; the agreements loaded before stay in force", zap.String("dir", s.cfg.PoliciesDir), zap.Error(r.Err))
+	}
+	for _, p := range r.Problems {
+		s.log.Error("agreement refused", zap.String("file", p.File), zap.String("reason", string(p.Reason)),
+			zap.Bool("last_good_version_kept", p.Kept), zap.Error(p.Err))
+	}
+	set := s.agreements.Set()
+	if r.Swapped || r.Set != nil {
+		s.log.Info("agreements in force", zap.String("dir", s.cfg.PoliciesDir), zap.Int("agreements", set.Len()),
+			zap.String("set_digest", set.Digest()), zap.Int("refused", len(r.Problems)))
+	}
+	s.agrMetrics.update(set, r.Problems, time.Now())
 }
 
 // refreshSigningKey switches receipts to the newest usable broker key.
