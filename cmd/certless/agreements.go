@@ -135,7 +135,7 @@ func demoAgreements(ctx context.Context, cfg *config.Config, svc *service, now t
 	}
 	docs := []struct {
 		name, requester, body string
-		suspend           bool
+		suspend               bool
 	}{
 		{"demo-suspended", "notary-dunhua", "queries:\n  - query: residence\n    purposes: [notarisation]\n    fields: [as_of, residences]\n", true},
 		{"demo-hours", "notary-dunhua", fmt.Sprintf("queries:\n  - query: household\n    purposes: [notarisation]\n    fields: [as_of, registered, members]\nservice_hours:\n  from: \"%02d:00\"\n  to: %q\n", h, to), false},

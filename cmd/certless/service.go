@@ -46,12 +46,12 @@ type service struct {
 	// force; agreementsGauge reports them by status, refused files apart.
 	agreements *policies.Watcher
 	agrMetrics *agreementMetrics
-	sources  *sources
-	consumer *bkafka.Consumer
-	producer *bkafka.Producer
-	runner   *broker.Runner
-	http     *http.Server
-	httpLn   net.Listener
+	sources    *sources
+	consumer   *bkafka.Consumer
+	producer   *bkafka.Producer
+	runner     *broker.Runner
+	http       *http.Server
+	httpLn     net.Listener
 	// keysPoll is how often the keys folder is polled; keysWatching is
 	// closed once SIGHUP is handled and the folder's state is known.
 	keysPoll     time.Duration
