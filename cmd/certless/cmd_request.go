@@ -126,7 +126,11 @@ func printReceipt(w io.Writer, r *client.Receipt) error {
 		fmt.Fprintf(tw, "detail\t%s\n", r.Detail)
 	}
 	if r.Agreement != nil {
-		fmt.Fprintf(tw, "authorised by\t%s  %s\n", r.Agreement.ID, r.Agreement.Digest)
+		if r.Agreement.Version > 0 {
+			fmt.Fprintf(tw, "authorised by\t%s v%d  %s\n", r.Agreement.ID, r.Agreement.Version, r.Agreement.Digest)
+		} else {
+			fmt.Fprintf(tw, "authorised by\t%s  %s\n", r.Agreement.ID, r.Agreement.Digest)
+		}
 	}
 	if r.ValidUntil != nil {
 		fmt.Fprintf(tw, "valid until\t%s\n", r.ValidUntil.Format(time.RFC3339))
