@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,34 +20,11 @@ import (
 // library, agency.mjs uses nothing else.
 var interopDir = filepath.Join("testdata", "interop")
 
-var npmOnce sync.Once
-
 // node returns the node binary with the interop packages installed, or
 // skips (fails under CI=true) when Node.js or npm is missing.
 func node(t *testing.T) string {
 	t.Helper()
-	nodeBin, err := exec.LookPath("node")
-	if err != nil {
-		testenv.Require(t, "Node.js", "node not on PATH")
-	}
-	if _, err := os.Stat(filepath.Join(interopDir, "node_modules", "jose")); err != nil {
-		npm, err := exec.LookPath("npm")
-		if err != nil {
-			testenv.Require(t, "npm", "npm not on PATH")
-		}
-		var out []byte
-		npmOnce.Do(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, npm, "install", "--no-audit", "--no-fund")
-			cmd.Dir = interopDir
-			out, err = cmd.CombinedOutput()
-		})
-		if err != nil {
-			testenv.Require(t, "npm registry", "npm install: "+err.Error()+": "+string(out))
-		}
-	}
-	return nodeBin
+	return testenv.Node(t, interopDir, "jose")
 }
 
 func runAgency(t *testing.T, nodeBin, mode string, in any) []byte {
