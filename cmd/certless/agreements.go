@@ -69,10 +69,6 @@ func ensureAgreements(cfg *config.Config, log *zap.Logger) error {
 		return fmt.Errorf("policies folder: %w", err)
 	}
 	now := time.Now()
-	owner, err := keys.SigningKey(cfg.KeysDir, policeOwner, now)
-	if err != nil {
-		return err
-	}
 	from := now.Add(-time.Hour).Truncate(time.Second)
 	for _, a := range cfg.Agencies {
 		if len(a.Allow) == 0 {
@@ -86,26 +82,31 @@ func ensureAgreements(cfg *config.Config, log *zap.Logger) error {
 		if _, err := policies.Parse(doc); err != nil {
 			return fmt.Errorf("sample agreement of %s: %w", a.ID, err)
 		}
-		agency, err := keys.SigningKey(cfg.KeysDir, a.ID, now)
-		if err != nil {
-			return err
-		}
-		sigs, err := policies.Sign(doc, nil, agency, now)
-		if err == nil {
-			sigs, err = policies.Sign(doc, sigs, owner, now)
-		}
-		if err != nil {
-			return fmt.Errorf("sign sample agreement of %s: %w", a.ID, err)
-		}
-		if err := os.WriteFile(path, doc, 0o644); err != nil {
-			return err
-		}
-		if err := os.WriteFile(path+policies.SignaturesSuffix, sigs, 0o644); err != nil {
-			return err
+		if err := writeCosigned(cfg, path, doc, a.ID, now); err != nil {
+			return fmt.Errorf("sample agreement of %s: %w", a.ID, err)
 		}
 		log.Info("wrote co-signed sample agreement", zap.String("path", path), zap.String("digest", policies.Digest(doc)))
 	}
 	return nil
+}
+
+// writeCosigned writes doc to path and its co-signatures beside it: the
+// requester's and the police data owner's, with their current keys.
+func writeCosigned(cfg *config.Config, path string, doc []byte, requester string, now time.Time) error {
+	var sigs []byte
+	for _, party := range []string{requester, policeOwner} {
+		k, err := keys.SigningKey(cfg.KeysDir, party, now)
+		if err != nil {
+			return err
+		}
+		if sigs, err = policies.Sign(doc, sigs, k, now); err != nil {
+			return fmt.Errorf("sign as %s: %w", party, err)
+		}
+	}
+	if err := os.WriteFile(path, doc, 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(path+policies.SignaturesSuffix, sigs, 0o644)
 }
 
 // demoAgreements writes, co-signs and loads the agreements that let the
@@ -149,23 +150,9 @@ func demoAgreements(ctx context.Context, cfg *config.Config, svc *service, now t
 		if err != nil {
 			return fmt.Errorf("%s: %w", d.name, err)
 		}
-		agency, err := keys.SigningKey(cfg.KeysDir, d.requester, now)
-		if err != nil {
-			return err
-		}
-		sigs, err := policies.Sign(doc, nil, agency, now)
-		if err == nil {
-			sigs, err = policies.Sign(doc, sigs, owner, now)
-		}
-		if err != nil {
-			return err
-		}
 		path := filepath.Join(cfg.PoliciesDir, d.name+".v1.yaml")
-		if err := os.WriteFile(path, doc, 0o644); err != nil {
-			return err
-		}
-		if err := os.WriteFile(path+policies.SignaturesSuffix, sigs, 0o644); err != nil {
-			return err
+		if err := writeCosigned(cfg, path, doc, d.requester, now); err != nil {
+			return fmt.Errorf("%s: %w", d.name, err)
 		}
 		if d.suspend {
 			st, err := policies.SignStatement(doc, a, policies.StatusSuspended, owner, now.Add(-time.Minute))
