@@ -408,3 +408,19 @@ func TestStoreDownIsNotAnswered(t *testing.T) {
 		t.Fatalf("store down: %+v %v, want an error and nothing to publish", res, err)
 	}
 }
+
+// TestDecisionStoresItsAgreement: the stored decision cites the agreement
+// its receipt cites.
+func TestDecisionStoresItsAgreement(t *testing.T) {
+	f := newFixture(t)
+	p := f.person(t, func(records.Person) bool { return true })
+	s := f.sign(t, f.court, "identity", schemas.Subject{IDNumber: p.IDNumber, Name: p.Name}, f.now)
+	r := f.receipt(t, f.handle(t, f.topics.Requests("court-changchun"), s.Bytes), "court-changchun")
+	d, ok, err := f.store.Get(context.Background(), s.Digest)
+	if !ok || err != nil || r.Agreement == nil {
+		t.Fatalf("stored %v %v, receipt agreement %v", ok, err, r.Agreement)
+	}
+	if d.AgreementID != r.Agreement.ID || d.AgreementDigest != r.Agreement.Digest || d.AgreementVersion != r.Agreement.Version {
+		t.Fatalf("stored %s v%d %s, receipt cites %+v", d.AgreementID, d.AgreementVersion, d.AgreementDigest, r.Agreement)
+	}
+}

@@ -92,10 +92,14 @@ func (p *Pipeline) record(ctx context.Context, m Message, d Decision) (Result, e
 		}
 	}
 	replay := d.Reason == ReasonReplay
-	stored, err := p.Decisions.Save(ctx, store.Decision{
+	row := store.Decision{
 		Digest: d.Request.Digest, Agency: d.Request.Agency, RequestID: d.Request.ID, QueryType: d.Query,
 		Outcome: d.Outcome, Reason: d.Reason, Replay: replay, Receipt: receipt, DecidedAt: p.now(),
-	})
+	}
+	if b := d.Basis; b != nil {
+		row.AgreementID, row.AgreementVersion, row.AgreementDigest = b.ID, b.Version, b.Digest
+	}
+	stored, err := p.Decisions.Save(ctx, row)
 	switch {
 	case errors.Is(err, store.ErrIDConflict) && !replay:
 		// Another message with this id was decided first: this one is a

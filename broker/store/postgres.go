@@ -42,14 +42,19 @@ var postgresMigrations = []string{
 		used              bigint NOT NULL CHECK (used > 0),
 		PRIMARY KEY (agency, agreement_id, agreement_version, period, period_start)
 	);`,
+	// Version 4: the agreement each decision rests on ('' and 0 for a
+	// decision that rests on none).
+	`ALTER TABLE decisions ADD COLUMN IF NOT EXISTS agreement_id text NOT NULL DEFAULT '';
+	ALTER TABLE decisions ADD COLUMN IF NOT EXISTS agreement_version integer NOT NULL DEFAULT 0;
+	ALTER TABLE decisions ADD COLUMN IF NOT EXISTS agreement_digest text NOT NULL DEFAULT '';`,
 }
 
 const (
-	pgColumns = `digest, agency, request_id, query_type, outcome, reason, replay, receipt, decided_at`
+	pgColumns = `digest, agency, request_id, query_type, outcome, reason, replay, receipt, decided_at, agreement_id, agreement_version, agreement_digest`
 	// ON CONFLICT DO NOTHING without a target also skips a row that would
 	// break the (agency, request_id) index, without aborting the
 	// transaction; commit tells the two cases apart afterwards.
-	pgInsert        = `INSERT INTO decisions (` + pgColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING`
+	pgInsert        = `INSERT INTO decisions (` + pgColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING`
 	pgGet           = `SELECT ` + pgColumns + ` FROM decisions WHERE digest = $1`
 	pgGetMany       = `SELECT ` + pgColumns + ` FROM decisions WHERE digest = ANY($1)`
 	pgDigestByID    = `SELECT digest FROM decisions WHERE agency = $1 AND request_id = $2 AND NOT replay AND request_id <> ''`
@@ -182,7 +187,8 @@ func (p *postgresDB) commit(ctx context.Context, batch []Decision) ([]result, er
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
 		for _, d := range batch {
-			b.Queue(pgInsert, d.Digest, d.Agency, d.RequestID, d.QueryType, d.Outcome, d.Reason, d.Replay, d.Receipt, d.DecidedAt)
+			b.Queue(pgInsert, d.Digest, d.Agency, d.RequestID, d.QueryType, d.Outcome, d.Reason, d.Replay, d.Receipt, d.DecidedAt,
+				d.AgreementID, d.AgreementVersion, d.AgreementDigest)
 		}
 		br := tx.SendBatch(ctx, b) // one round trip for the whole batch
 		var missing []string
@@ -250,7 +256,8 @@ func (p *postgresDB) explain(ctx context.Context, tx pgx.Tx, batch []Decision, m
 
 func pgScan(row pgx.Row) (Decision, error) {
 	var d Decision
-	err := row.Scan(&d.Digest, &d.Agency, &d.RequestID, &d.QueryType, &d.Outcome, &d.Reason, &d.Replay, &d.Receipt, &d.DecidedAt)
+	err := row.Scan(&d.Digest, &d.Agency, &d.RequestID, &d.QueryType, &d.Outcome, &d.Reason, &d.Replay, &d.Receipt, &d.DecidedAt,
+		&d.AgreementID, &d.AgreementVersion, &d.AgreementDigest)
 	d.DecidedAt = d.DecidedAt.UTC()
 	return d, err
 }

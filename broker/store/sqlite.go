@@ -87,6 +87,11 @@ var sqliteMigrations = []string{
 		used              INTEGER NOT NULL CHECK (used > 0),
 		PRIMARY KEY (agency, agreement_id, agreement_version, period, period_start)
 	) WITHOUT ROWID;`,
+	// Version 5: the agreement each decision rests on ('' and 0 for a
+	// decision that rests on none).
+	`ALTER TABLE decisions ADD COLUMN agreement_id TEXT NOT NULL DEFAULT '';
+	ALTER TABLE decisions ADD COLUMN agreement_version INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE decisions ADD COLUMN agreement_digest TEXT NOT NULL DEFAULT '';`,
 }
 
 // sqliteTime is the stored form of DecidedAt: fixed width, so text order is
@@ -94,10 +99,10 @@ var sqliteMigrations = []string{
 const sqliteTime = "2006-01-02T15:04:05.000000Z"
 
 const (
-	sqliteColumns = `digest, agency, request_id, query_type, outcome, reason, replay, receipt, decided_at`
+	sqliteColumns = `digest, agency, request_id, query_type, outcome, reason, replay, receipt, decided_at, agreement_id, agreement_version, agreement_digest`
 	// ON CONFLICT DO NOTHING without a target also skips a row that would
 	// break the (agency, request_id) index; commit tells the two apart.
-	sqliteInsert       = `INSERT INTO decisions (` + sqliteColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
+	sqliteInsert       = `INSERT INTO decisions (` + sqliteColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
 	sqliteGet          = `SELECT ` + sqliteColumns + ` FROM decisions WHERE digest = ?`
 	sqliteDigestByID   = `SELECT digest FROM decisions WHERE agency = ? AND request_id = ? AND NOT replay AND request_id <> ''`
 	sqliteCount        = `SELECT count(*) FROM decisions`
@@ -263,7 +268,7 @@ func (s *sqliteDB) commit(ctx context.Context, batch []Decision) (_ []result, er
 	out := make([]result, len(batch))
 	for i, d := range batch {
 		res, err := ins.ExecContext(ctx, d.Digest, d.Agency, d.RequestID, d.QueryType, d.Outcome, d.Reason,
-			d.Replay, d.Receipt, d.DecidedAt.Format(sqliteTime))
+			d.Replay, d.Receipt, d.DecidedAt.Format(sqliteTime), d.AgreementID, d.AgreementVersion, d.AgreementDigest)
 		if err != nil {
 			return nil, fmt.Errorf("insert %s: %w", d.Digest, err)
 		}
@@ -308,7 +313,8 @@ func sqliteGetRow(row *sql.Row) (Decision, bool, error) {
 		d  Decision
 		at string
 	)
-	err := row.Scan(&d.Digest, &d.Agency, &d.RequestID, &d.QueryType, &d.Outcome, &d.Reason, &d.Replay, &d.Receipt, &at)
+	err := row.Scan(&d.Digest, &d.Agency, &d.RequestID, &d.QueryType, &d.Outcome, &d.Reason, &d.Replay, &d.Receipt, &at,
+		&d.AgreementID, &d.AgreementVersion, &d.AgreementDigest)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Decision{}, false, nil
 	}

@@ -117,7 +117,7 @@ func TestSQLiteMigratesV1(t *testing.T) {
 	}
 	defer s.Close()
 	v, ddl := sqliteSchema(t, path)
-	if v != 4 || strings.Contains(ddl, "WITHOUT ROWID") || !strings.Contains(ddl, "decisions_digest") || !strings.Contains(ddl, "'internal_error'") {
+	if v != 5 || !strings.Contains(ddl, "agreement_digest") || strings.Contains(ddl, "WITHOUT ROWID") || !strings.Contains(ddl, "decisions_digest") || !strings.Contains(ddl, "'internal_error'") {
 		t.Fatalf("after migration: version %d, schema\n%s", v, ddl)
 	}
 	if n, err := s.Count(ctx); n != len(ds) || err != nil {
@@ -135,6 +135,8 @@ func TestSQLiteMigratesV1(t *testing.T) {
 		if !got.DecidedAt.Equal(want.DecidedAt) || got.DecidedAt.Location() != time.UTC {
 			t.Fatalf("%s: decided at %v, want %v", want.Digest, got.DecidedAt, want.DecidedAt)
 		}
+		// Version 1 stored no agreement: migrated rows cite none.
+		want.AgreementID, want.AgreementVersion, want.AgreementDigest = "", 0, ""
 		got.Receipt, want.Receipt = nil, nil
 		got.DecidedAt, want.DecidedAt = time.Time{}, time.Time{}
 		if !reflect.DeepEqual(got, want) {
@@ -178,7 +180,7 @@ func TestSQLiteMigratesV1(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Reopening finds version 4 and changes nothing.
+	// Reopening finds version 5 and changes nothing.
 	s, err = store.Open(ctx, path, store.Options{})
 	if err != nil {
 		t.Fatalf("reopen: %v", err)

@@ -67,6 +67,11 @@ type Decision struct {
 	Replay    bool      // a rejection of a replayed id: excluded from the id uniqueness
 	Receipt   []byte    // the signed receipt exactly as produced
 	DecidedAt time.Time // stored in UTC with microsecond precision
+	// AgreementID, AgreementVersion and AgreementDigest cite the agreement
+	// the decision rests on, as its receipt does; empty for none.
+	AgreementID      string
+	AgreementVersion int
+	AgreementDigest  string
 }
 
 var (
@@ -245,6 +250,10 @@ func normalise(d Decision) (Decision, error) {
 	}
 	if len(d.Receipt) == 0 {
 		return bad("empty receipt")
+	}
+	if (d.AgreementID == "") != (d.AgreementDigest == "") || (d.AgreementDigest != "" && !validDigest(d.AgreementDigest)) ||
+		d.AgreementVersion < 0 || !utf8.ValidString(d.AgreementID) || strings.IndexByte(d.AgreementID, 0) >= 0 {
+		return bad("agreement %q version %d digest %q is not a citation", d.AgreementID, d.AgreementVersion, d.AgreementDigest)
 	}
 	if d.DecidedAt.IsZero() {
 		return bad("zero DecidedAt")

@@ -108,7 +108,14 @@ func Decision(agency, id, salt string) store.Decision {
 		Outcome:   store.Answered,
 		Receipt:   []byte("receipt of " + id + "/" + salt + "\x00\xff\n"),
 		DecidedAt: time.Date(2026, 11, 27, 8, 30, 15, 123456789, time.FixedZone("CST", 8*3600)),
+		// The agreement the decision rests on, as its receipt cites it.
+		AgreementID: agency + "/records", AgreementVersion: 2, AgreementDigest: agreementDigest(agency),
 	}
+}
+
+func agreementDigest(agency string) string {
+	sum := sha256.Sum256([]byte("agreement of " + agency))
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // same reports whether got is want as stored: bytes exact, time in UTC to
@@ -123,7 +130,8 @@ func same(t *testing.T, what string, got, want store.Decision) {
 		t.Errorf("%s: decided at %v, want %v (UTC)", what, got.DecidedAt, want.DecidedAt)
 	}
 	if got.Digest != want.Digest || got.Agency != want.Agency || got.RequestID != want.RequestID ||
-		got.QueryType != want.QueryType || got.Outcome != want.Outcome || got.Reason != want.Reason || got.Replay != want.Replay {
+		got.QueryType != want.QueryType || got.Outcome != want.Outcome || got.Reason != want.Reason || got.Replay != want.Replay ||
+		got.AgreementID != want.AgreementID || got.AgreementVersion != want.AgreementVersion || got.AgreementDigest != want.AgreementDigest {
 		t.Errorf("%s:\n got %+v\nwant %+v", what, got, want)
 	}
 }
@@ -279,13 +287,16 @@ func testBadInput(t *testing.T, h Harness) {
 		"internal error without reason": func(d *store.Decision) {
 			d.Outcome = store.InternalError
 		},
-		"empty agency":        func(d *store.Decision) { d.Agency = "" },
-		"answered without id": func(d *store.Decision) { d.RequestID = "" },
-		"replay not rejected": func(d *store.Decision) { d.Replay = true },
-		"NUL in id":           func(d *store.Decision) { d.RequestID = "a\x00b" },
-		"invalid UTF-8":       func(d *store.Decision) { d.QueryType = "\xff" },
-		"empty receipt":       func(d *store.Decision) { d.Receipt = nil },
-		"zero time":           func(d *store.Decision) { d.DecidedAt = time.Time{} },
+		"agreement without digest": func(d *store.Decision) { d.AgreementDigest = "" },
+		"agreement digest bad":     func(d *store.Decision) { d.AgreementDigest = "sha256:xyz" },
+		"digest without agreement": func(d *store.Decision) { d.AgreementID = "" },
+		"empty agency":             func(d *store.Decision) { d.Agency = "" },
+		"answered without id":      func(d *store.Decision) { d.RequestID = "" },
+		"replay not rejected":      func(d *store.Decision) { d.Replay = true },
+		"NUL in id":                func(d *store.Decision) { d.RequestID = "a\x00b" },
+		"invalid UTF-8":            func(d *store.Decision) { d.QueryType = "\xff" },
+		"empty receipt":            func(d *store.Decision) { d.Receipt = nil },
+		"zero time":                func(d *store.Decision) { d.DecidedAt = time.Time{} },
 	}
 	for name, mutate := range bad {
 		d := good
