@@ -146,7 +146,11 @@ func TestAgreementProposeSignActivateVerify(t *testing.T) {
 	if err != nil || a2.Status != policies.StatusActive || a2.Version != 2 || a2.ReviewDeadline != nil {
 		t.Fatalf("activated: %+v %v", a2, err)
 	}
-	if d := diffAgreements(a, a2); !slices.Equal(d, []string{"version: 1 -> 2", "status: proposed -> active", "review_deadline: 2026-10-10T00:00:00+08:00 -> (none)"}) {
+	if d := policies.Diff(a, a2); !slices.Equal(d, []policies.Change{
+		{Field: "version", Old: "1", New: "2"},
+		{Field: "status", Old: "proposed", New: "active"},
+		{Field: "review_deadline", Old: "2026-10-10T00:00:00+08:00", New: policies.None},
+	}) {
 		t.Fatalf("activate changed more than version and status: %q", d)
 	}
 	if after, _ := os.ReadFile(p); string(after) != string(doc) {

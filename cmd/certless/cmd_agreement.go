@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -294,8 +293,8 @@ func (c *agreementCtx) propose(f *proposeFlags) error {
 // writeNew renders a, checks that it parses, and writes it to out (or its
 // default name in dir), refusing to overwrite any file.
 func (c *agreementCtx) writeNew(dir, out string, a *policies.Agreement) (string, error) {
-	doc := formatAgreement(a)
-	if _, err := policies.Parse(doc); err != nil {
+	doc, err := policies.Format(a)
+	if err != nil {
 		return "", err
 	}
 	path := out
@@ -710,11 +709,11 @@ func (in *inspection) show(w io.Writer, now time.Time) {
 	fmt.Fprintf(w, "  file:      %s\n  digest:    %s\n", in.path, policies.Digest(in.doc))
 	status, note := in.statusNow(now)
 	fmt.Fprintf(w, "  status:    %s%s (document: %s; at %s)\n", status, note, a.Status, now.In(policies.Beijing).Format(time.RFC3339))
-	for _, kv := range flatten(a) {
-		if kv.key == "id" || kv.key == "version" || kv.key == "title" || kv.key == "status" {
+	for _, f := range policies.Flatten(a) {
+		if f.Name == "id" || f.Name == "version" || f.Name == "title" || f.Name == "status" {
 			continue
 		}
-		fmt.Fprintf(w, "  %s: %s\n", kv.key, kv.val)
+		fmt.Fprintf(w, "  %s: %s\n", f.Name, f.Value)
 	}
 	fmt.Fprintln(w, "signers:")
 	in.printSignatures(w)
@@ -792,11 +791,11 @@ exit 1 keeps meaning failure as everywhere in certless.`,
 			}
 			w := c.g.stdout
 			fmt.Fprintf(w, "--- %s (%s v%d, %s)\n+++ %s (%s v%d, %s)\n", args[0], a.ID, a.Version, policies.Digest(da), args[1], b.ID, b.Version, policies.Digest(db))
-			lines := diffAgreements(a, b)
-			for _, l := range lines {
-				fmt.Fprintln(w, l)
+			changes := policies.Diff(a, b)
+			for _, ch := range changes {
+				fmt.Fprintln(w, ch)
 			}
-			if len(lines) == 0 {
+			if len(changes) == 0 {
 				if bytes.Equal(da, db) {
 					fmt.Fprintln(w, "identical")
 				} else {
@@ -806,121 +805,6 @@ exit 1 keeps meaning failure as everywhere in certless.`,
 			return nil
 		},
 	}
-}
-
-type field struct{ key, val string }
-
-// flatten lists a's terms as fields in a fixed order (queries and
-// schedules by name), every field present with a readable value.
-func flatten(a *policies.Agreement) []field {
-	var out []field
-	add := func(k, v string) { out = append(out, field{k, v}) }
-	add("id", a.ID)
-	add("version", strconv.Itoa(a.Version))
-	add("title", a.Title)
-	add("parties.requester", a.Parties.Requester)
-	add("parties.provider", a.Parties.Provider)
-	qs := slices.Clone(a.Queries)
-	sort.Slice(qs, func(i, j int) bool { return qs[i].Query < qs[j].Query })
-	for _, q := range qs {
-		p := "queries[" + q.Query + "]."
-		add(p+"purposes", strings.Join(q.Purposes, ", "))
-		add(p+"fields", strings.Join(q.Fields, ", "))
-		add(p+"case_ref_required", strconv.FormatBool(q.CaseRefRequired))
-		add(p+"scope", orDefault(strings.Join(q.Scope, ", "), "every region"))
-		if q.LegalBasis != "" {
-			add(p+"legal_basis", q.LegalBasis)
-		}
-		if q.AnswerMismatch {
-			add(p+"answer_mismatch", "true")
-		}
-	}
-	quota := func(n int64) string {
-		if n == 0 {
-			return "no limit"
-		}
-		return strconv.FormatInt(n, 10)
-	}
-	add("quotas.per_minute", quota(a.Quotas.PerMinute))
-	add("quotas.per_day", quota(a.Quotas.PerDay))
-	add("quotas.per_month", quota(a.Quotas.PerMonth))
-	hours := "always"
-	if h := a.ServiceHours; h != nil {
-		hours = h.From + "-" + h.To + " Beijing time"
-		if len(h.Weekdays) > 0 {
-			hours += ", weekdays " + joinInts(h.Weekdays)
-		}
-	}
-	add("service_hours", hours)
-	add("validity.from", a.Validity.From.Format(time.RFC3339Nano))
-	add("validity.until", a.Validity.Until.Format(time.RFC3339Nano))
-	ss := slices.Clone(a.Schedules)
-	sort.Slice(ss, func(i, j int) bool { return ss[i].Name < ss[j].Name })
-	for _, s := range ss {
-		add("schedules["+s.Name+"]", fmt.Sprintf("%s at %q to %s", s.Query, s.Cron, orDefault(s.Recipient, "the requester")))
-	}
-	add("status", string(a.Status))
-	if a.ReviewDeadline != nil {
-		add("review_deadline", a.ReviewDeadline.Format(time.RFC3339Nano))
-	}
-	return out
-}
-
-// diffAgreements lists the fields that differ, in flatten's order (a
-// field only one side has comes where that side has it).
-func diffAgreements(a, b *policies.Agreement) []string {
-	fa, fb := flatten(a), flatten(b)
-	va, vb := map[string]string{}, map[string]string{}
-	for _, f := range fa {
-		va[f.key] = f.val
-	}
-	for _, f := range fb {
-		vb[f.key] = f.val
-	}
-	// Merge the two key orders: both follow one section order.
-	rank := func(k string) int {
-		for i, p := range []string{"id", "version", "title", "parties.", "queries[", "quotas.", "service_hours", "validity.", "schedules[", "status", "review_deadline"} {
-			if strings.HasPrefix(k, p) {
-				return i
-			}
-		}
-		return 99
-	}
-	var order []string
-	seen := map[string]bool{}
-	for _, f := range append(fa, fb...) {
-		if !seen[f.key] {
-			seen[f.key] = true
-			order = append(order, f.key)
-		}
-	}
-	sort.SliceStable(order, func(i, j int) bool {
-		ri, rj := rank(order[i]), rank(order[j])
-		if ri != rj {
-			return ri < rj
-		}
-		if ri == 4 || ri == 8 { // queries and schedules: by name
-			ni, _, _ := strings.Cut(order[i], "]")
-			nj, _, _ := strings.Cut(order[j], "]")
-			return ni < nj
-		}
-		return false
-	})
-	var out []string
-	for _, k := range order {
-		x, okx := va[k]
-		y, oky := vb[k]
-		switch {
-		case okx && oky && x == y:
-		case !okx:
-			out = append(out, fmt.Sprintf("%s: (none) -> %s", k, y))
-		case !oky:
-			out = append(out, fmt.Sprintf("%s: %s -> (none)", k, x))
-		default:
-			out = append(out, fmt.Sprintf("%s: %s -> %s", k, x, y))
-		}
-	}
-	return out
 }
 
 // ---- list
@@ -1186,84 +1070,4 @@ func joinInts(v []int) string {
 		s[i] = strconv.Itoa(n)
 	}
 	return strings.Join(s, ", ")
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
-
-// formatAgreement writes a as an agreement.v2 YAML document in a fixed
-// layout: free text as JSON-quoted strings (valid YAML, no type guessing),
-// instants in RFC 3339.
-func formatAgreement(a *policies.Agreement) []byte {
-	var b bytes.Buffer
-	q := func(s string) string {
-		var buf bytes.Buffer
-		enc := json.NewEncoder(&buf)
-		enc.SetEscapeHTML(false)
-		_ = enc.Encode(s)
-		return strings.TrimSuffix(buf.String(), "\n")
-	}
-	list := func(v []string) string {
-		s := make([]string, len(v))
-		for i, x := range v {
-			s[i] = q(x)
-		}
-		return "[" + strings.Join(s, ", ") + "]"
-	}
-	ts := func(t time.Time) string { return t.Format(time.RFC3339Nano) }
-	fmt.Fprintf(&b, "id: %s\nversion: %d\ntitle: %s\n", q(a.ID), a.Version, q(a.Title))
-	fmt.Fprintf(&b, "parties:\n  requester: %s\n  provider: %s\n", q(a.Parties.Requester), q(a.Parties.Provider))
-	b.WriteString("queries:\n")
-	for _, t := range a.Queries {
-		fmt.Fprintf(&b, "  - query: %s\n    purposes: %s\n", t.Query, list(t.Purposes))
-		if t.LegalBasis != "" {
-			fmt.Fprintf(&b, "    legal_basis: %s\n", q(t.LegalBasis))
-		}
-		if t.CaseRefRequired {
-			b.WriteString("    case_ref_required: true\n")
-		}
-		fmt.Fprintf(&b, "    fields: [%s]\n", strings.Join(t.Fields, ", "))
-		if t.AnswerMismatch {
-			b.WriteString("    answer_mismatch: true\n")
-		}
-		if len(t.Scope) > 0 {
-			fmt.Fprintf(&b, "    scope: %s\n", list(t.Scope))
-		}
-	}
-	if a.Quotas.Limited() {
-		b.WriteString("quotas:\n")
-		for _, x := range []struct {
-			k string
-			v int64
-		}{{"per_minute", a.Quotas.PerMinute}, {"per_day", a.Quotas.PerDay}, {"per_month", a.Quotas.PerMonth}} {
-			if x.v > 0 {
-				fmt.Fprintf(&b, "  %s: %d\n", x.k, x.v)
-			}
-		}
-	}
-	if h := a.ServiceHours; h != nil {
-		fmt.Fprintf(&b, "service_hours:\n  from: %s\n  to: %s\n", q(h.From), q(h.To))
-		if len(h.Weekdays) > 0 {
-			fmt.Fprintf(&b, "  weekdays: [%s]\n", joinInts(h.Weekdays))
-		}
-	}
-	fmt.Fprintf(&b, "validity:\n  from: %s\n  until: %s\n", ts(a.Validity.From), ts(a.Validity.Until))
-	if len(a.Schedules) > 0 {
-		b.WriteString("schedules:\n")
-		for _, s := range a.Schedules {
-			fmt.Fprintf(&b, "  - name: %s\n    query: %s\n    cron: %s\n", q(s.Name), s.Query, q(s.Cron))
-			if s.Recipient != "" {
-				fmt.Fprintf(&b, "    recipient: %s\n", q(s.Recipient))
-			}
-		}
-	}
-	fmt.Fprintf(&b, "status: %s\n", a.Status)
-	if a.ReviewDeadline != nil {
-		fmt.Fprintf(&b, "review_deadline: %s\n", ts(*a.ReviewDeadline))
-	}
-	return b.Bytes()
 }
