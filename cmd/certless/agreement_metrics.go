@@ -1,20 +1,25 @@
 package main
 
 import (
+	"context"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/certless/certless/broker/store"
 	"github.com/certless/certless/policies"
 )
 
 // agreementMetrics are the gauges of the policies folder: agreements by
-// status now, overdue proposals, and refused files by reason. Label values
-// are fixed sets.
+// status now, overdue proposals, and refused files by reason (label values
+// from fixed sets); and, once watch is called, each agreement's quota use
+// (issue 8 item 5), asked of the decision store at scrape time.
 type agreementMetrics struct {
 	byStatus *prometheus.GaugeVec
 	overdue  prometheus.Gauge
 	refused  *prometheus.GaugeVec
+	quota    *quotaCollector
 }
 
 func newAgreementMetrics(reg prometheus.Registerer) *agreementMetrics {
@@ -32,8 +37,18 @@ func newAgreementMetrics(reg prometheus.Registerer) *agreementMetrics {
 			Help: "Files of the policies folder refused at the last load, by reason (unsigned, signature_invalid, wrong_party, ...).",
 		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.byStatus, m.overdue, m.refused)
+	m.quota = newQuotaCollector()
+	reg.MustRegister(m.byStatus, m.overdue, m.refused, m.quota)
 	return m
+}
+
+// watch makes the quota gauges report, at each scrape, the use of every
+// agreement version in force in set() that has quotas, as q counts it.
+// Until it is called they report nothing.
+func (m *agreementMetrics) watch(set func() *policies.Set, q store.Quotas) {
+	m.quota.mu.Lock()
+	defer m.quota.mu.Unlock()
+	m.quota.set, m.quota.quotas = set, q
 }
 
 func (m *agreementMetrics) update(set *policies.Set, problems []policies.Problem, now time.Time) {
@@ -57,4 +72,118 @@ func (m *agreementMetrics) update(set *policies.Set, problems []policies.Problem
 	for _, p := range problems {
 		m.refused.WithLabelValues(string(p.Reason)).Inc()
 	}
+}
+
+// quotaUsageTimeout bounds each Usage a scrape asks.
+const quotaUsageTimeout = 2 * time.Second
+
+// quotaCollector exports certless_quota_used and certless_quota_limit
+// {agency, agreement, window}: for each agreement version in force with
+// quotas, the count of the current calendar window (Beijing time) and its
+// limit, for the windows that have a limit. The agency is the requester,
+// whose budget the quota is; agreement ids come from the co-signed set,
+// so label values are bounded. A Usage that fails is counted in
+// certless_quota_scrape_errors_total and its gauges left out of that
+// scrape.
+type quotaCollector struct {
+	used, limit *prometheus.Desc
+	errors      prometheus.Counter
+	now         func() time.Time
+
+	mu     sync.Mutex
+	set    func() *policies.Set
+	quotas store.Quotas
+}
+
+func newQuotaCollector() *quotaCollector {
+	labels := []string{"agency", "agreement", "window"}
+	return &quotaCollector{
+		used: prometheus.NewDesc("certless_quota_used",
+			"Uses counted in the current calendar window (minute, day, month; Beijing time) of an agreement in force, by requesting agency.", labels, nil),
+		limit: prometheus.NewDesc("certless_quota_limit",
+			"Quota of an agreement in force per calendar window (minute, day, month), by requesting agency; only windows with a limit.", labels, nil),
+		errors: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "certless", Name: "quota_scrape_errors_total",
+			Help: "Quota usages the decision store failed to report at a scrape (those gauges were left out).",
+		}),
+		now: time.Now,
+	}
+}
+
+func (c *quotaCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.used
+	ch <- c.limit
+	c.errors.Describe(ch)
+}
+
+func (c *quotaCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	set, q := c.set, c.quotas
+	c.mu.Unlock()
+	if set != nil && q != nil {
+		now := c.now()
+		for _, info := range quotaAgreements(set(), now) {
+			c.collectOne(ch, q, info, now)
+		}
+	}
+	c.errors.Collect(ch)
+}
+
+func (c *quotaCollector) collectOne(ch chan<- prometheus.Metric, q store.Quotas, info policies.Info, now time.Time) {
+	a := info.Agreement
+	if !a.Quotas.Limited() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), quotaUsageTimeout)
+	defer cancel()
+	agency := a.Parties.Requester
+	perMinute, perDay, perMonth, err := q.Usage(ctx, agency, info.Ref.ID, info.Ref.Version, now)
+	if err != nil {
+		c.errors.Inc()
+		return
+	}
+	for _, w := range []struct {
+		window      string
+		used, limit int64
+	}{
+		{"minute", int64(perMinute), a.Quotas.PerMinute},
+		{"day", int64(perDay), a.Quotas.PerDay},
+		{"month", int64(perMonth), a.Quotas.PerMonth},
+	} {
+		if w.limit <= 0 {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(c.used, prometheus.GaugeValue, float64(w.used), agency, info.Ref.ID, w.window)
+		ch <- prometheus.MustNewConstMetric(c.limit, prometheus.GaugeValue, float64(w.limit), agency, info.Ref.ID, w.window)
+	}
+}
+
+// quotaAgreements is, per requester and agreement id, the version that
+// governs at now if it is in force, as policies.Set.Authorise decides: the
+// highest version that has taken effect (not a proposal, validity.from
+// reached), in force when its status now is active and its validity has
+// not ended.
+func quotaAgreements(set *policies.Set, now time.Time) []policies.Info {
+	type key struct{ requester, id string }
+	gov := map[key]policies.Info{}
+	var order []key
+	for _, i := range set.Agreements() { // by id, then version
+		a := i.Agreement
+		if a.Status == policies.StatusProposed || now.Before(a.Validity.From) {
+			continue
+		}
+		k := key{a.Parties.Requester, i.Ref.ID}
+		if _, ok := gov[k]; !ok {
+			order = append(order, k)
+		}
+		gov[k] = i
+	}
+	var out []policies.Info
+	for _, k := range order {
+		i := gov[k]
+		if st, _ := i.StatusAt(now); st == policies.StatusActive && now.Before(i.Agreement.Validity.Until) {
+			out = append(out, i)
+		}
+	}
+	return out
 }

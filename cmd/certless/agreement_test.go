@@ -1,14 +1,22 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/certless/certless/adapters"
+	"github.com/certless/certless/broker/store"
 	"github.com/certless/certless/keys"
 	"github.com/certless/certless/policies"
 	"github.com/certless/certless/policies/workdays"
@@ -308,4 +316,147 @@ func TestAgreementDiff(t *testing.T) {
 		t.Fatalf("diff of a file with itself: %s", out)
 	}
 	w.must(exitFailure, "diff", a, filepath.Join(w.pol, "missing.yaml"))
+}
+
+// fakeQuotas reports fixed usages by "agency id@version"; any other asks
+// fail.
+type fakeQuotas struct {
+	mu    sync.Mutex
+	usage map[string][3]int
+	asked []string
+}
+
+func (f *fakeQuotas) Take(context.Context, string, string, int, store.Limits, time.Time) (bool, error) {
+	return false, errors.New("not in this test")
+}
+
+func (f *fakeQuotas) Usage(ctx context.Context, agency, id string, version int, now time.Time) (int, int, int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	k := fmt.Sprintf("%s %s@%d", agency, id, version)
+	f.asked = append(f.asked, k)
+	if d, ok := ctx.Deadline(); !ok || time.Until(d) > quotaUsageTimeout {
+		return 0, 0, 0, fmt.Errorf("%s: no deadline of at most %v", k, quotaUsageTimeout)
+	}
+	u, ok := f.usage[k]
+	if !ok {
+		return 0, 0, 0, errors.New("database unavailable")
+	}
+	return u[0], u[1], u[2], nil
+}
+
+var _ store.Quotas = (*fakeQuotas)(nil)
+
+func TestAgreementQuotaMetrics(t *testing.T) {
+	root := t.TempDir()
+	kd, pol := filepath.Join(root, "keys"), filepath.Join(root, "policies")
+	priv := map[string]*keys.Private{}
+	for agency, alg := range map[string]keys.Alg{court: keys.EdDSA, police: keys.ES256, "edu-jian": keys.EdDSA} {
+		k, err := keys.GenerateInDir(kd, agency, "k1", alg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		priv[agency] = k
+	}
+	if err := os.MkdirAll(pol, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, policies.Beijing)
+	year := policies.Validity{From: now.AddDate(0, -1, 0), Until: now.AddDate(1, 0, 0)}
+	write := func(name, requester string, version int, st policies.Status, v policies.Validity, q policies.Quotas) {
+		t.Helper()
+		a := &policies.Agreement{
+			ID: requester + "/" + name, Version: version, Title: name, Status: st,
+			Parties: policies.Parties{Requester: requester, Provider: police},
+			Queries: []policies.Terms{{Query: "identity", Purposes: []string{"litigation"}, Fields: []string{"as_of"}}},
+			Quotas:  q, Validity: v,
+		}
+		if st == policies.StatusProposed {
+			d := now.AddDate(0, 0, 7)
+			a.ReviewDeadline = &d
+		}
+		doc, err := policies.Format(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sigs []byte
+		for _, p := range []string{requester, police} {
+			if sigs, err = policies.Sign(doc, sigs, priv[p], time.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		file := filepath.Join(pol, fmt.Sprintf("%s-%s.v%d.yaml", requester, name, version))
+		if err := os.WriteFile(file, doc, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(file+policies.SignaturesSuffix, sigs, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// v1 governs: v2 is a proposal and v3 not yet valid.
+	write("records", court, 1, policies.StatusActive, year, policies.Quotas{PerMinute: 60, PerDay: 1000})
+	write("records", court, 2, policies.StatusProposed, year, policies.Quotas{PerMinute: 1})
+	write("records", court, 3, policies.StatusActive, policies.Validity{From: now.AddDate(0, 1, 0), Until: now.AddDate(2, 0, 0)}, policies.Quotas{PerMinute: 2})
+	write("unlimited", court, 1, policies.StatusActive, year, policies.Quotas{})
+	write("expired", court, 1, policies.StatusActive, policies.Validity{From: now.AddDate(-1, 0, 0), Until: now.Add(-time.Hour)}, policies.Quotas{PerDay: 5})
+	write("enrolment", "edu-jian", 1, policies.StatusActive, year, policies.Quotas{PerMonth: 300})
+	write("broken", "edu-jian", 1, policies.StatusActive, year, policies.Quotas{PerDay: 9})
+	reg, err := keys.LoadDir(kd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, problems := policies.Load(pol, reg)
+	if len(problems) != 0 || set.Len() != 7 {
+		t.Fatalf("loaded %d, problems %v", set.Len(), problems)
+	}
+
+	preg := prometheus.NewPedanticRegistry()
+	m := newAgreementMetrics(preg)
+	m.quota.now = func() time.Time { return now }
+	if n := testutil.CollectAndCount(preg, "certless_quota_used", "certless_quota_limit"); n != 0 {
+		t.Fatalf("%d quota gauges before watch", n)
+	}
+	fq := &fakeQuotas{usage: map[string][3]int{
+		court + " court-changchun/records@1": {7, 420, 9000},
+		"edu-jian edu-jian/enrolment@1":      {0, 3, 250},
+	}}
+	m.watch(func() *policies.Set { return set }, fq)
+	want := `
+# HELP certless_quota_limit Quota of an agreement in force per calendar window (minute, day, month), by requesting agency; only windows with a limit.
+# TYPE certless_quota_limit gauge
+certless_quota_limit{agency="court-changchun",agreement="court-changchun/records",window="day"} 1000
+certless_quota_limit{agency="court-changchun",agreement="court-changchun/records",window="minute"} 60
+certless_quota_limit{agency="edu-jian",agreement="edu-jian/enrolment",window="month"} 300
+# HELP certless_quota_scrape_errors_total Quota usages the decision store failed to report at a scrape (those gauges were left out).
+# TYPE certless_quota_scrape_errors_total counter
+certless_quota_scrape_errors_total 1
+# HELP certless_quota_used Uses counted in the current calendar window (minute, day, month; Beijing time) of an agreement in force, by requesting agency.
+# TYPE certless_quota_used gauge
+certless_quota_used{agency="court-changchun",agreement="court-changchun/records",window="day"} 420
+certless_quota_used{agency="court-changchun",agreement="court-changchun/records",window="minute"} 7
+certless_quota_used{agency="edu-jian",agreement="edu-jian/enrolment",window="month"} 250
+`
+	if err := testutil.GatherAndCompare(preg, strings.NewReader(want), "certless_quota_used", "certless_quota_limit", "certless_quota_scrape_errors_total"); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(fq.asked)
+	if want := []string{"court-changchun court-changchun/records@1", "edu-jian edu-jian/broken@1", "edu-jian edu-jian/enrolment@1"}; !slices.Equal(fq.asked, want) {
+		t.Fatalf("Usage asked for %q, want %q", fq.asked, want)
+	}
+
+	// Once the store answers, the failed agreement's gauges appear; the
+	// error count stays.
+	fq.mu.Lock()
+	fq.usage["edu-jian edu-jian/broken@1"] = [3]int{1, 2, 3}
+	fq.mu.Unlock()
+	if err := testutil.GatherAndCompare(preg, strings.NewReader(`
+# HELP certless_quota_scrape_errors_total Quota usages the decision store failed to report at a scrape (those gauges were left out).
+# TYPE certless_quota_scrape_errors_total counter
+certless_quota_scrape_errors_total 1
+`), "certless_quota_scrape_errors_total"); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.CollectAndCount(preg, "certless_quota_used"); n != 4 {
+		t.Fatalf("%d used gauges, want 4", n)
+	}
 }
