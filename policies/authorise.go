@@ -189,6 +189,28 @@ func (s *Set) governing(requester string, now time.Time) []*Info {
 	return out
 }
 
+// InForce returns the agreement versions in force at now: per agreement
+// id, the version that governs (see Authorise), when it is in force. The
+// order is requester, then id.
+func (s *Set) InForce(now time.Time) []Info {
+	requesters := make([]string, 0, len(s.byRequester))
+	for r := range s.byRequester {
+		requesters = append(requesters, r)
+	}
+	sort.Strings(requesters)
+	var out []Info
+	for _, r := range requesters {
+		gov := s.governing(r, now)
+		sort.SliceStable(gov, func(i, j int) bool { return gov[i].Ref.ID < gov[j].Ref.ID })
+		for _, e := range gov {
+			if notInForce(e, now) == "" {
+				out = append(out, *e)
+			}
+		}
+	}
+	return out
+}
+
 // notInForce returns "" when e is in force at now, else the Detail code.
 func notInForce(e *Info, now time.Time) string {
 	a := e.Agreement

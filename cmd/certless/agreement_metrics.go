@@ -122,7 +122,7 @@ func (c *quotaCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Unlock()
 	if set != nil && q != nil {
 		now := c.now()
-		for _, info := range quotaAgreements(set(), now) {
+		for _, info := range set().InForce(now) {
 			c.collectOne(ch, q, info, now)
 		}
 	}
@@ -158,32 +158,3 @@ func (c *quotaCollector) collectOne(ch chan<- prometheus.Metric, q store.Quotas,
 	}
 }
 
-// quotaAgreements is, per requester and agreement id, the version that
-// governs at now if it is in force, as policies.Set.Authorise decides: the
-// highest version that has taken effect (not a proposal, validity.from
-// reached), in force when its status now is active and its validity has
-// not ended.
-func quotaAgreements(set *policies.Set, now time.Time) []policies.Info {
-	type key struct{ requester, id string }
-	gov := map[key]policies.Info{}
-	var order []key
-	for _, i := range set.Agreements() { // by id, then version
-		a := i.Agreement
-		if a.Status == policies.StatusProposed || now.Before(a.Validity.From) {
-			continue
-		}
-		k := key{a.Parties.Requester, i.Ref.ID}
-		if _, ok := gov[k]; !ok {
-			order = append(order, k)
-		}
-		gov[k] = i
-	}
-	var out []policies.Info
-	for _, k := range order {
-		i := gov[k]
-		if st, _ := i.StatusAt(now); st == policies.StatusActive && now.Before(i.Agreement.Validity.Until) {
-			out = append(out, i)
-		}
-	}
-	return out
-}

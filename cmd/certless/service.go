@@ -151,6 +151,7 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 	s.agrMetrics = newAgreementMetrics(s.registry)
 	var loaded policies.ReloadResult
 	s.agreements, loaded = policies.NewWatcher(cfg.PoliciesDir, s.keys)
+	s.agrMetrics.watch(s.agreements.Set, s.store)
 	s.reportAgreements(loaded)
 
 	// Record sources by jurisdiction, observed from outside.
