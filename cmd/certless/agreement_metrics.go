@@ -157,4 +157,3 @@ func (c *quotaCollector) collectOne(ch chan<- prometheus.Metric, q store.Quotas,
 		ch <- prometheus.MustNewConstMetric(c.limit, prometheus.GaugeValue, float64(w.limit), agency, info.Ref.ID, w.window)
 	}
 }
-
