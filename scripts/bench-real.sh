@@ -6,29 +6,30 @@
 # broker's CPU time per request. Binaries alternate within a round, so a
 # before/after comparison shares one sitting.
 #
-#   scripts/bench-real.sh [-r ROUNDS] [-n REQUESTS] BIN [BIN...]
+#   scripts/bench-real.sh [-r ROUNDS] [-n REQUESTS] [-d DATA_BIN] BIN [BIN...]
 #
 # e.g. git stash; go build -o /tmp/before ./cmd/certless; git stash pop
 #      go build -o /tmp/after ./cmd/certless
 #      scripts/bench-real.sh -r 3 /tmp/before /tmp/after
 #
 # The load generator is always the last binary given, so every broker is
-# measured with the same client. Dev keys, records and configuration come
-# from the first binary's `certless demo --data` in a temporary folder, so
-# older binaries read it too.
+# measured with the same client. Dev keys, records, agreements and
+# configuration come from `certless demo --data` of DATA_BIN (default the
+# first binary, so older binaries read it too) in a temporary folder.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-rounds=3 requests=20000
-while getopts "r:n:" o; do
+rounds=3 requests=20000 databin=
+while getopts "r:n:d:" o; do
 	case $o in
 	r) rounds=$OPTARG ;;
 	n) requests=$OPTARG ;;
-	*) sed -n '2,17p' "$0"; exit 2 ;;
+	d) databin=$OPTARG ;;
+	*) sed -n '2,18p' "$0"; exit 2 ;;
 	esac
 done
 shift $((OPTIND - 1))
-[ $# -ge 1 ] || { sed -n '2,17p' "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,18p' "$0"; exit 2; }
 bins=("$@")
 loadgen=${bins[-1]}
 
@@ -36,7 +37,7 @@ loadgen=${bins[-1]}
 eval "$("$ROOT/scripts/services.sh" env)"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-"${bins[0]}" demo --data "$work/data" >"$work/demo.log" 2>&1 || { cat "$work/demo.log" >&2; exit 1; }
+"${databin:-${bins[0]}}" demo --data "$work/data" >"$work/demo.log" 2>&1 || { cat "$work/demo.log" >&2; exit 1; }
 http=127.0.0.1:18080
 
 dsn_for() { # database name → DSN on the test cluster

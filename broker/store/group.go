@@ -18,9 +18,12 @@ type backend interface {
 	get(ctx context.Context, digest string) (Decision, bool, error)
 	digestByRequestID(ctx context.Context, agency, requestID string) (string, bool, error)
 	count(ctx context.Context) (int, error)
-	// take counts one use in each of windows (month first) in one
-	// transaction of its own, or nothing when one is full (false).
-	take(ctx context.Context, k quotaKey, windows []quotaWindow) (bool, error)
+	// takeBatch runs the Takes of items in one transaction, each all or
+	// nothing on its own windows (month first), in the order given (the
+	// caller sorts them, so concurrent batches take row locks in one global
+	// order), and reports per item whether it counted. An error fails the
+	// whole batch: nothing of it is counted.
+	takeBatch(ctx context.Context, items []takeItem) ([]bool, error)
 	// usage returns the counts of windows, in their order; limits unused.
 	usage(ctx context.Context, k quotaKey, windows []quotaWindow) ([]int, error)
 	close() error
@@ -60,6 +63,8 @@ type group struct {
 
 	mu       sync.Mutex     // orders enter against Close
 	inflight sync.WaitGroup // quota calls admitted by enter
+
+	takes takeQueue
 
 	batches, rows, queued atomic.Int64
 }

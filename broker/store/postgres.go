@@ -283,14 +283,18 @@ func (p *postgresDB) count(ctx context.Context) (n int, err error) {
 	return n, err
 }
 
-// take pipelines BEGIN and one upsert per window in one round trip, then
-// commits, or rolls back when a window was full: two round trips a Take.
-// The windows' rows are locked month first, day, minute, the same order in
-// every Take, so concurrent Takes queue and cannot deadlock.
-func (p *postgresDB) take(ctx context.Context, k quotaKey, windows []quotaWindow) (_ bool, err error) {
+// takeBatch runs the items in one transaction committed without waiting
+// for the WAL flush (a crash of PostgreSQL may forget the last uses, well
+// under a second; decisions stay fully durable). A one-window item (an
+// agreement with a daily quota, say) is all or nothing by itself: runs of
+// them are pipelined, so a batch of those is one round trip from BEGIN to
+// COMMIT. An item with several windows runs under a savepoint and is rolled
+// back to it when one window is full. Items come sorted, and windows month
+// first, so concurrent batches lock rows in one order and cannot deadlock.
+func (p *postgresDB) takeBatch(ctx context.Context, items []takeItem) (_ []bool, err error) {
 	conn, err := p.pool.Acquire(ctx)
 	if err != nil {
-		return false, fmt.Errorf("acquire: %w", err)
+		return nil, fmt.Errorf("acquire: %w", err)
 	}
 	// The pool destroys a connection released inside a transaction, so a
 	// failed ROLLBACK leaves nothing behind.
@@ -300,40 +304,65 @@ func (p *postgresDB) take(ctx context.Context, k quotaKey, windows []quotaWindow
 			conn.Exec(ctx, "ROLLBACK")
 		}
 	}()
-	b := &pgx.Batch{}
-	b.Queue("BEGIN")
-	for _, w := range windows {
-		b.Queue(pgTake, k.agency, k.agreementID, k.version, w.period, w.start, w.limit)
+	oks := make([]bool, len(items))
+	for i := range oks {
+		oks[i] = true
 	}
-	br := conn.SendBatch(ctx, b)
-	if _, err := br.Exec(); err != nil {
-		br.Close()
-		return false, fmt.Errorf("begin: %w", err)
-	}
-	full := false
-	for _, w := range windows {
-		var used int64
-		err := br.QueryRow().Scan(&used)
-		if errors.Is(err, pgx.ErrNoRows) {
-			full = true
-			continue
+	// A round trip is a pgx.Batch and its plan: per statement, the item
+	// whose upsert it is, or -1 for a statement without rows.
+	b, plan := &pgx.Batch{}, []int{}
+	queue := func(item int, sql string, args ...any) { b.Queue(sql, args...); plan = append(plan, item) }
+	send := func() error {
+		br := conn.SendBatch(ctx, b)
+		for _, item := range plan {
+			if item < 0 {
+				if _, err := br.Exec(); err != nil {
+					br.Close()
+					return err
+				}
+				continue
+			}
+			var used int64
+			switch err := br.QueryRow().Scan(&used); {
+			case errors.Is(err, pgx.ErrNoRows): // full: this use is not counted
+				oks[item] = false
+			case err != nil:
+				br.Close()
+				return fmt.Errorf("count %v: %w", items[item].k, err)
+			}
 		}
-		if err != nil {
-			br.Close()
-			return false, fmt.Errorf("count %s window: %w", w.period, err)
+		b, plan = &pgx.Batch{}, plan[:0]
+		return br.Close()
+	}
+	queue(-1, "BEGIN")
+	queue(-1, "SET LOCAL synchronous_commit = off")
+	for i, it := range items {
+		multi := len(it.ws) > 1
+		if multi {
+			queue(-1, "SAVEPOINT take")
+		}
+		for _, w := range it.ws {
+			queue(i, pgTake, it.k.agency, it.k.agreementID, it.k.version, w.period, w.start, w.limit)
+		}
+		if !multi {
+			continue // pipelined with the next ones
+		}
+		// Several windows: whether to keep them is known only once their
+		// upserts answered.
+		if err := send(); err != nil {
+			return nil, fmt.Errorf("take: %w", err)
+		}
+		if oks[i] {
+			queue(-1, "RELEASE SAVEPOINT take")
+		} else { // count nothing of this item
+			queue(-1, "ROLLBACK TO SAVEPOINT take")
 		}
 	}
-	if err := br.Close(); err != nil {
-		return false, fmt.Errorf("count: %w", err)
+	queue(-1, "COMMIT")
+	if err := send(); err != nil {
+		return nil, fmt.Errorf("take: %w", err)
 	}
-	end := "COMMIT"
-	if full { // count nothing
-		end = "ROLLBACK"
-	}
-	if _, err := conn.Exec(ctx, end); err != nil {
-		return false, fmt.Errorf("%s: %w", strings.ToLower(end), err)
-	}
-	return !full, nil
+	return oks, nil
 }
 
 func (p *postgresDB) usage(ctx context.Context, k quotaKey, windows []quotaWindow) ([]int, error) {

@@ -3,7 +3,9 @@ package store
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -27,7 +29,9 @@ type Quotas interface {
 	// from several Stores (processes) on one PostgreSQL database or one
 	// SQLite file, exactly min(N, room) succeed, room being the least room
 	// left in its limited windows.
-	// Take runs its own transaction, off the group-commit path of Save.
+	// Concurrent Takes share transactions (their own, off the group-commit
+	// path of Save), committed without waiting for the disk: a crash of
+	// the database may forget the last uses, never decisions.
 	//
 	// Errors: ErrInvalid (wrapped) for an empty or non-UTF-8 agency or id,
 	// a negative version or limit; ErrClosed after Close; anything else is
@@ -130,11 +134,111 @@ func (g *group) Take(ctx context.Context, agency, agreementID string, agreementV
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	ok, err := g.b.take(ctx, k, ws)
+	ok, err := g.takeBatched(ctx, takeItem{k, ws})
 	if err != nil {
 		return false, fmt.Errorf("store: take quota of %v: %w", k, err)
 	}
 	return ok, nil
+}
+
+// takeItem is one Take: a budget and its limited windows, month first.
+type takeItem struct {
+	k  quotaKey
+	ws []quotaWindow
+}
+
+// less orders items by their budget, so that every batch, in every process,
+// takes the rows' locks in one order and concurrent batches cannot deadlock.
+func (a takeItem) less(b takeItem) bool {
+	if a.k.agency != b.k.agency {
+		return a.k.agency < b.k.agency
+	}
+	if a.k.agreementID != b.k.agreementID {
+		return a.k.agreementID < b.k.agreementID
+	}
+	return a.k.version < b.k.version
+}
+
+// maxTakeBatch bounds the Takes of one transaction.
+const maxTakeBatch = 256
+
+// takeQueue groups concurrent Takes into one transaction, as the group
+// does Saves: the Takes that queue while one batch commits are the next
+// batch, so under load a budget costs one transaction per batch, not per
+// request; alone, a Take pays for one transaction and no more.
+type takeQueue struct {
+	mu      sync.Mutex
+	pending []*takeReq
+	running bool
+}
+
+type takeReq struct {
+	item takeItem
+	done chan takeRes // buffered: the flusher never blocks on a caller that left
+}
+
+type takeRes struct {
+	ok  bool
+	err error
+}
+
+func (g *group) takeBatched(ctx context.Context, item takeItem) (bool, error) {
+	r := &takeReq{item: item, done: make(chan takeRes, 1)}
+	q := &g.takes
+	q.mu.Lock()
+	q.pending = append(q.pending, r)
+	lead := !q.running
+	q.running = true
+	q.mu.Unlock()
+	if lead {
+		// The flusher outlives a caller that gives up; Close waits for it.
+		g.inflight.Add(1)
+		go g.flushTakes()
+	}
+	select {
+	case res := <-r.done:
+		return res.ok, res.err
+	case <-ctx.Done():
+		// The Take may still be counted by its batch: an error errs toward
+		// denying early, as Take promises.
+		return false, ctx.Err()
+	}
+}
+
+// flushTakes commits the pending Takes, batch after batch, until none is
+// left.
+func (g *group) flushTakes() {
+	defer g.inflight.Done()
+	q := &g.takes
+	for {
+		q.mu.Lock()
+		batch := q.pending
+		if len(batch) > maxTakeBatch {
+			batch = batch[:maxTakeBatch]
+		}
+		q.pending = q.pending[len(batch):]
+		if len(batch) == 0 {
+			q.running = false
+			q.mu.Unlock()
+			return
+		}
+		q.mu.Unlock()
+		sort.SliceStable(batch, func(i, j int) bool { return batch[i].item.less(batch[j].item) })
+		items := make([]takeItem, len(batch))
+		for i, r := range batch {
+			items[i] = r.item
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+		oks, err := g.b.takeBatch(ctx, items)
+		cancel()
+		for i, r := range batch {
+			if err != nil {
+				r.done <- takeRes{err: err}
+			} else {
+				r.done <- takeRes{ok: oks[i]}
+			}
+		}
+	}
 }
 
 func (g *group) Usage(ctx context.Context, agency, agreementID string, agreementVersion int, now time.Time) (perMinute, perDay, perMonth int, err error) {

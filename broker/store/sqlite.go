@@ -128,7 +128,12 @@ const (
 type sqliteDB struct {
 	db                                     *sql.DB
 	insertStmt, getStmt, idStmt, countStmt *sql.Stmt
-	takeStmt, usageStmt                    *sql.Stmt
+	// quotas is the handle quota counters are committed through: WAL with
+	// synchronous=NORMAL, so a Take does not wait for the disk (a power cut
+	// may forget the last uses; decisions stay fully durable through db).
+	// The same handle as db for an in-memory database.
+	quotas              *sql.DB
+	takeStmt, usageStmt *sql.Stmt
 }
 
 func openSQLite(ctx context.Context, dsn string) (*sqliteDB, error) {
@@ -162,10 +167,20 @@ func openSQLite(ctx context.Context, dsn string) (*sqliteDB, error) {
 		db.SetMaxOpenConns(4)
 		db.SetMaxIdleConns(4)
 	}
-	s := &sqliteDB{db: db}
+	s := &sqliteDB{db: db, quotas: db}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: SQLite %s: %w", dsn, err)
+	}
+	if !memory {
+		q, err := sql.Open("sqlite", dsn+sep+"_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate")
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("store: open SQLite %s: %w", dsn, err)
+		}
+		q.SetMaxOpenConns(2)
+		q.SetMaxIdleConns(2)
+		s.quotas = q
 	}
 	if err := s.prepare(ctx); err != nil {
 		s.close()
@@ -180,11 +195,12 @@ func (s *sqliteDB) prepare(ctx context.Context) error {
 	for _, p := range []struct {
 		stmt  **sql.Stmt
 		query string
+		db    *sql.DB
 	}{
-		{&s.insertStmt, sqliteInsert}, {&s.getStmt, sqliteGet}, {&s.idStmt, sqliteDigestByID}, {&s.countStmt, sqliteCount},
-		{&s.takeStmt, sqliteTake}, {&s.usageStmt, sqliteUsage},
+		{&s.insertStmt, sqliteInsert, s.db}, {&s.getStmt, sqliteGet, s.db}, {&s.idStmt, sqliteDigestByID, s.db}, {&s.countStmt, sqliteCount, s.db},
+		{&s.takeStmt, sqliteTake, s.quotas}, {&s.usageStmt, sqliteUsage, s.quotas},
 	} {
-		st, err := s.db.PrepareContext(ctx, p.query)
+		st, err := p.db.PrepareContext(ctx, p.query)
 		if err != nil {
 			return fmt.Errorf("prepare %q: %w", p.query, err)
 		}
@@ -349,13 +365,14 @@ func (s *sqliteDB) count(ctx context.Context) (int, error) {
 	return n, err
 }
 
-// take runs in an immediate transaction (_txlock=immediate): it holds the
-// write lock from BEGIN, so Takes, also from other processes on the file,
-// run one after the other and each sees the counts the previous committed.
-func (s *sqliteDB) take(ctx context.Context, k quotaKey, windows []quotaWindow) (_ bool, err error) {
-	tx, err := s.db.BeginTx(ctx, nil)
+// takeBatch runs in an immediate transaction (_txlock=immediate): it holds
+// the write lock from BEGIN, so batches, also from other processes on the
+// file, run one after the other and each sees the counts the previous
+// committed. Each item is all or nothing under a savepoint of its own.
+func (s *sqliteDB) takeBatch(ctx context.Context, items []takeItem) (_ []bool, err error) {
+	tx, err := s.quotas.BeginTx(ctx, nil)
 	if err != nil {
-		return false, fmt.Errorf("begin: %w", err)
+		return nil, fmt.Errorf("begin: %w", err)
 	}
 	defer func() {
 		if err != nil {
@@ -364,23 +381,41 @@ func (s *sqliteDB) take(ctx context.Context, k quotaKey, windows []quotaWindow) 
 	}()
 	st := tx.StmtContext(ctx, s.takeStmt)
 	defer st.Close()
-	for _, w := range windows {
-		var used int
-		err := st.QueryRowContext(ctx, k.agency, k.agreementID, k.version, w.period, w.start.Format(sqliteTime), w.limit).Scan(&used)
-		if errors.Is(err, sql.ErrNoRows) { // full: count nothing
-			if err := tx.Rollback(); err != nil {
-				return false, fmt.Errorf("rollback: %w", err)
+	oks := make([]bool, len(items))
+	for i, it := range items {
+		multi := len(it.ws) > 1
+		if multi {
+			if _, err := tx.ExecContext(ctx, "SAVEPOINT take"); err != nil {
+				return nil, fmt.Errorf("savepoint: %w", err)
 			}
-			return false, nil
 		}
-		if err != nil {
-			return false, fmt.Errorf("count %s window: %w", w.period, err)
+		full := false
+		for _, w := range it.ws {
+			var used int
+			err := st.QueryRowContext(ctx, it.k.agency, it.k.agreementID, it.k.version, w.period, w.start.Format(sqliteTime), w.limit).Scan(&used)
+			if errors.Is(err, sql.ErrNoRows) {
+				full = true
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("count %v %s window: %w", it.k, w.period, err)
+			}
 		}
+		if multi {
+			end := "RELEASE take"
+			if full { // count nothing of this item
+				end = "ROLLBACK TO take; RELEASE take"
+			}
+			if _, err := tx.ExecContext(ctx, end); err != nil {
+				return nil, fmt.Errorf("%s: %w", end, err)
+			}
+		}
+		oks[i] = !full
 	}
 	if err := tx.Commit(); err != nil {
-		return false, fmt.Errorf("commit: %w", err)
+		return nil, fmt.Errorf("commit: %w", err)
 	}
-	return true, nil
+	return oks, nil
 }
 
 func (s *sqliteDB) usage(ctx context.Context, k quotaKey, windows []quotaWindow) ([]int, error) {
@@ -399,6 +434,9 @@ func (s *sqliteDB) close() error {
 		if st != nil {
 			st.Close()
 		}
+	}
+	if s.quotas != s.db {
+		s.quotas.Close()
 	}
 	return s.db.Close()
 }
