@@ -135,7 +135,8 @@ type Limits struct {
 }
 
 // Agency is a registered agency and, until agreements replace it, its
-// allow-list of query types.
+// allow entries. Agreements in the policies folder authorise requests; the
+// allow entries only shape `certless bench`'s mix and the dev samples.
 type Agency struct {
 	ID              string  `yaml:"id" json:"id"`
 	Name            string  `yaml:"name" json:"name"`
