@@ -134,9 +134,9 @@ type Limits struct {
 	RetryAfter    Duration `yaml:"retry_after" json:"retry_after,omitempty"`
 }
 
-// Agency is a registered agency and, until agreements replace it, its
-// allow entries. Agreements in the policies folder authorise requests; the
-// allow entries only shape `certless bench`'s mix and the dev samples.
+// Agency is a registered agency and its allow entries. Agreements in the
+// policies folder authorise requests; the allow entries only shape
+// `certless bench`'s mix and the dev samples.
 type Agency struct {
 	ID              string  `yaml:"id" json:"id"`
 	Name            string  `yaml:"name" json:"name"`
