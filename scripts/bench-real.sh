@@ -6,7 +6,7 @@
 # broker's CPU time per request. Binaries alternate within a round, so a
 # before/after comparison shares one sitting.
 #
-#   scripts/bench-real.sh [-r ROUNDS] [-n REQUESTS] [-d DATA_BIN] BIN [BIN...]
+#   scripts/bench-real.sh [-r ROUNDS] [-n REQUESTS] [-d DATA_BIN | -D DATA_DIR] BIN [BIN...]
 #
 # e.g. git stash; go build -o /tmp/before ./cmd/certless; git stash pop
 #      go build -o /tmp/after ./cmd/certless
@@ -15,21 +15,23 @@
 # The load generator is always the last binary given, so every broker is
 # measured with the same client. Dev keys, records, agreements and
 # configuration come from `certless demo --data` of DATA_BIN (default the
-# first binary, so older binaries read it too) in a temporary folder.
+# first binary, so older binaries read it too) in a temporary folder, or
+# are a copy of the data folder DATA_DIR.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-rounds=3 requests=20000 databin=
-while getopts "r:n:d:" o; do
+rounds=3 requests=20000 databin= datadir=
+while getopts "r:n:d:D:" o; do
 	case $o in
 	r) rounds=$OPTARG ;;
 	n) requests=$OPTARG ;;
 	d) databin=$OPTARG ;;
-	*) sed -n '2,18p' "$0"; exit 2 ;;
+	D) datadir=$OPTARG ;;
+	*) sed -n '2,19p' "$0"; exit 2 ;;
 	esac
 done
 shift $((OPTIND - 1))
-[ $# -ge 1 ] || { sed -n '2,18p' "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,19p' "$0"; exit 2; }
 bins=("$@")
 loadgen=${bins[-1]}
 
@@ -37,7 +39,11 @@ loadgen=${bins[-1]}
 eval "$("$ROOT/scripts/services.sh" env)"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-"${databin:-${bins[0]}}" demo --data "$work/data" >"$work/demo.log" 2>&1 || { cat "$work/demo.log" >&2; exit 1; }
+if [ -n "$datadir" ]; then
+	cp -a "$datadir" "$work/data"
+else
+	"${databin:-${bins[0]}}" demo --data "$work/data" >"$work/demo.log" 2>&1 || { cat "$work/demo.log" >&2; exit 1; }
+fi
 http=127.0.0.1:18080
 
 dsn_for() { # database name → DSN on the test cluster
