@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/certless/certless/broker/store"
@@ -19,13 +20,55 @@ type AgreementSet interface {
 // Agreements authorises requests against the co-signed data-sharing
 // agreements of the policies folder (policies.Set.Authorise), counting
 // quotas in the decision store so every broker instance shares one budget.
+//
+// A request is authorised, and its quota counted, once: when its handling
+// fails transiently after that and is retried, the retry reuses the first
+// authorisation instead of counting the use again. The memory of that is
+// per process and bounded (the last memoSize requests); a request
+// redelivered to another instance after a crash may count twice.
 type Agreements struct {
 	Agreements AgreementSet
 	Usage      policies.Usage
+
+	mu   sync.Mutex
+	memo map[string]Authorisation // by request digest
+	ring []string                 // digests in memo, oldest first
 }
+
+// memoSize bounds the authorisations remembered for retries.
+const memoSize = 1 << 14
 
 // Authorise implements Authoriser.
 func (a *Agreements) Authorise(ctx context.Context, r AuthRequest, now time.Time) (Authorisation, error) {
+	if r.Digest != "" {
+		a.mu.Lock()
+		prev, ok := a.memo[r.Digest]
+		a.mu.Unlock()
+		if ok {
+			return prev, nil
+		}
+	}
+	out, err := a.authorise(ctx, r, now)
+	if err != nil || r.Digest == "" {
+		return out, err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.memo == nil {
+		a.memo = make(map[string]Authorisation, memoSize)
+	}
+	if _, ok := a.memo[r.Digest]; !ok {
+		if len(a.ring) == memoSize {
+			delete(a.memo, a.ring[0])
+			a.ring = a.ring[1:]
+		}
+		a.ring = append(a.ring, r.Digest)
+	}
+	a.memo[r.Digest] = out
+	return out, nil
+}
+
+func (a *Agreements) authorise(ctx context.Context, r AuthRequest, now time.Time) (Authorisation, error) {
 	set := a.Agreements.Set()
 	if set == nil {
 		set = policies.Empty()

@@ -44,6 +44,9 @@ type AuthRequest struct {
 	CaseRef string
 	// SubjectRegion is the GB/T 2260 code of the subject's ID number.
 	SubjectRegion string
+	// Digest is the request's digest: an Authoriser may remember its
+	// answer for a retry of the same request.
+	Digest string
 }
 
 // Authoriser decides whether an agency may ask a query for a purpose at

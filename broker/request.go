@@ -55,7 +55,7 @@ func (h *RequestHandler) Decide(ctx context.Context, v *envelope.Verified) (Deci
 
 	auth, err := h.Auth.Authorise(ctx, AuthRequest{
 		Agency: v.Agency, Query: req.Query, Purpose: v.Purpose.Basis, CaseRef: v.Purpose.CaseRef,
-		SubjectRegion: q.Subject.IDNumber[:6],
+		SubjectRegion: q.Subject.IDNumber[:6], Digest: v.Digest,
 	}, h.now())
 	if err != nil {
 		return d, fmt.Errorf("authorise: %w", err)
