@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -34,8 +35,8 @@ func newAgreementMetrics(reg prometheus.Registerer) *agreementMetrics {
 		}),
 		refused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: "certless", Name: "agreement_files_refused",
-			Help: "Files of the policies folder refused at the last load, by reason (unsigned, signature_invalid, wrong_party, ...).",
-		}, []string{"reason"}),
+			Help: "Files of the policies folder refused at the last load, by file (its name in the folder) and reason (unsigned, signature_invalid, wrong_party, ...).",
+		}, []string{"file", "reason"}),
 	}
 	m.quota = newQuotaCollector()
 	reg.MustRegister(m.byStatus, m.overdue, m.refused, m.quota)
@@ -70,7 +71,7 @@ func (m *agreementMetrics) update(set *policies.Set, problems []policies.Problem
 	m.overdue.Set(float64(overdue))
 	m.refused.Reset()
 	for _, p := range problems {
-		m.refused.WithLabelValues(string(p.Reason)).Inc()
+		m.refused.WithLabelValues(filepath.Base(p.File), string(p.Reason)).Inc()
 	}
 }
 
