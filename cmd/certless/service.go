@@ -331,8 +331,9 @@ func (s *service) watchKeys(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-hup:
-				s.log.Info("SIGHUP: reloading the keys folder", zap.String("dir", s.cfg.KeysDir))
+				s.log.Info("SIGHUP: reloading the keys and policies folders", zap.String("keys", s.cfg.KeysDir), zap.String("policies", s.cfg.PoliciesDir))
 				reload()
+				s.reportAgreements(s.agreements.Reload())
 			}
 		}
 	}()
