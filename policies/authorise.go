@@ -10,6 +10,8 @@ import (
 	"time"
 	"unicode"
 
+	"golang.org/x/text/unicode/norm"
+
 	"github.com/certless/certless/adapters/regions"
 )
 
@@ -301,6 +303,22 @@ func InScope(region string, scope []string) bool {
 			return true
 		}
 	}
+	// An ID number keeps the region code it was issued under, also after
+	// the division was renamed or retired (Jiutai's 220181, Gongzhuling's
+	// 220381): by GB/T 2260's structure a province XX0000 covers every
+	// XX…. code and a prefecture XXYY00 every XXYY.. code.
+	if len(region) != 6 {
+		return false
+	}
+	for _, c := range scope {
+		switch {
+		case len(c) != 6:
+		case c[2:] == "0000" && region[:2] == c[:2]:
+			return true
+		case c[4:] == "00" && region[:4] == c[:4]:
+			return true
+		}
+	}
 	return false
 }
 
@@ -310,8 +328,9 @@ func InScope(region string, scope []string) bool {
 var placeholders = map[string]bool{
 	"none": true, "null": true, "nil": true, "na": true, "nan": true,
 	"tbd": true, "todo": true, "unknown": true, "undefined": true,
-	"test": true, "xxx": true, "0": true, "000": true,
-	"无": true, "暂无": true, "空": true, "待定": true,
+	"test": true, "xxx": true,
+	"无": true, "暂无": true, "空": true, "待定": true, "没有": true, "不适用": true,
+	"无案号": true, "暂无案号": true, "略": true,
 }
 
 // CaseRefPresent reports whether caseRef is a real case reference, which
@@ -320,14 +339,16 @@ var placeholders = map[string]bool{
 // case fill it with a placeholder; a reference therefore counts as missing
 // when it has no letter or digit at all ("-", "/", "   ") or, reduced to
 // its letters and digits and lower-cased, is one of the placeholders
-// (none, n/a, null, tbd, unknown, 无, 暂无 ...).
+// (none, n/a, null, tbd, unknown, 无, 暂无 ...), or only zeros. Full-width
+// forms count as their ASCII ones (NFKC).
 func CaseRefPresent(caseRef string) bool {
 	var b strings.Builder
-	for _, r := range caseRef {
+	// NFKC first: a Chinese input method types "ＮＯＮＥ" and "Ｎ／Ａ".
+	for _, r := range norm.NFKC.String(caseRef) {
 		if unicode.IsLetter(r) || unicode.IsDigit(r) {
 			b.WriteRune(unicode.ToLower(r))
 		}
 	}
 	k := b.String()
-	return k != "" && !placeholders[k]
+	return k != "" && !placeholders[k] && strings.Trim(k, "0") != ""
 }

@@ -198,3 +198,15 @@ func (w *world) folder(cf caseFile) string {
 
 // signedAt is when the test agreements are signed.
 var signedAt = time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)
+
+func TestCaseRefPresent(t *testing.T) {
+	for ref, want := range map[string]bool{
+		"(2026)吉01刑初123号": true, "ADM-2026-0042": true, "00042": true,
+		"none": false, "N/A": false, "-": false, "   ": false, "暂无": false, "没有": false, "不适用": false,
+		"ＮＯＮＥ": false, "Ｎ／Ａ": false, "0": false, "00": false, "0000": false,
+	} {
+		if got := CaseRefPresent(ref); got != want {
+			t.Errorf("CaseRefPresent(%q) = %v, want %v", ref, got, want)
+		}
+	}
+}

@@ -147,8 +147,9 @@ type takeItem struct {
 	ws []quotaWindow
 }
 
-// less orders items by their budget, so that every batch, in every process,
-// takes the rows' locks in one order and concurrent batches cannot deadlock.
+// less orders items by their budget and then their windows, so that every
+// batch, in every process, takes the rows' locks in one global order and
+// concurrent batches cannot deadlock.
 func (a takeItem) less(b takeItem) bool {
 	if a.k.agency != b.k.agency {
 		return a.k.agency < b.k.agency
@@ -156,7 +157,19 @@ func (a takeItem) less(b takeItem) bool {
 	if a.k.agreementID != b.k.agreementID {
 		return a.k.agreementID < b.k.agreementID
 	}
-	return a.k.version < b.k.version
+	if a.k.version != b.k.version {
+		return a.k.version < b.k.version
+	}
+	// One budget has one set of limited windows; two Takes of it either
+	// side of a minute (day, month) boundary lock their rows in the order of
+	// the windows' starts, month first, so no two batches lock two rows in
+	// opposite orders.
+	for i := range min(len(a.ws), len(b.ws)) {
+		if !a.ws[i].start.Equal(b.ws[i].start) {
+			return a.ws[i].start.Before(b.ws[i].start)
+		}
+	}
+	return len(a.ws) < len(b.ws)
 }
 
 // maxTakeBatch bounds the Takes of one transaction.
