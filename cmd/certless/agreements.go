@@ -103,10 +103,12 @@ func writeCosigned(cfg *config.Config, path string, doc []byte, requester string
 			return fmt.Errorf("sign as %s: %w", party, err)
 		}
 	}
-	if err := os.WriteFile(path, doc, 0o644); err != nil {
+	// Signatures first, each file whole (rename): a broker polling the
+	// folder never sees the document without them.
+	if err := writeAtomic(path+policies.SignaturesSuffix, sigs); err != nil {
 		return err
 	}
-	return os.WriteFile(path+policies.SignaturesSuffix, sigs, 0o644)
+	return writeAtomic(path, doc)
 }
 
 // demoAgreements writes, co-signs and loads the agreements that let the
@@ -151,17 +153,18 @@ func demoAgreements(ctx context.Context, cfg *config.Config, svc *service, now t
 			return fmt.Errorf("%s: %w", d.name, err)
 		}
 		path := filepath.Join(cfg.PoliciesDir, d.name+".v1.yaml")
-		if err := writeCosigned(cfg, path, doc, d.requester, now); err != nil {
-			return fmt.Errorf("%s: %w", d.name, err)
-		}
 		if d.suspend {
+			// The suspension before the document: it is never in force.
 			st, err := policies.SignStatement(doc, a, policies.StatusSuspended, owner, now.Add(-time.Minute))
 			if err != nil {
 				return err
 			}
-			if err := os.WriteFile(path+policies.StatusSuffix, append(st, '\n'), 0o644); err != nil {
+			if err := writeAtomic(path+policies.StatusSuffix, append(st, '\n')); err != nil {
 				return err
 			}
+		}
+		if err := writeCosigned(cfg, path, doc, d.requester, now); err != nil {
+			return fmt.Errorf("%s: %w", d.name, err)
 		}
 		if a.Quotas.Limited() {
 			// The day's one use, taken before the demo asks.
