@@ -267,7 +267,9 @@ func (s *snapshot) build(prev *Set, resolver envelope.KeyResolver) (*Set, []Prob
 	for _, name := range names {
 		e, p := s.verify(name, resolver)
 		if p != nil {
-			if old, ok := previous[name]; ok {
+			// A file that went bad keeps its last good version; a key that
+			// is no longer trusted (revoked, removed) withdraws it.
+			if old, ok := previous[name]; ok && p.Reason != ReasonKeyRevoked && p.Reason != ReasonUnknownKey {
 				p.Kept = true
 				entries = append(entries, old)
 				kept[old] = true

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/certless/certless/keys"
 )
 
 // writeSigned writes doc as name in dir, co-signed by both parties.
@@ -167,4 +169,30 @@ func TestWatcherRunReports(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// TestWatcherDropsAgreementWhenKeyRevoked: a file whose bytes went bad
+// keeps its last good version, but a signing key revoked before it signed
+// withdraws the agreement at the next reload, as a fresh Load would.
+func TestWatcherDropsAgreementWhenKeyRevoked(t *testing.T) {
+	w := defaultWorld(t)
+	dir := t.TempDir()
+	w.writeSigned(dir, "court.yaml", sampleDoc)
+	wt, res := NewWatcher(dir, w.reg)
+	if len(res.Problems) != 0 || wt.Set().Len() != 1 {
+		t.Fatalf("start: %+v", res)
+	}
+	if err := keys.Revoke(w.dir, w.keys["police-jilin"].KID(), signedAt.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.reg.Reload(w.dir); err != nil {
+		t.Fatal(err)
+	}
+	res = wt.Reload()
+	if len(res.Problems) != 1 || res.Problems[0].Reason != ReasonKeyRevoked || res.Problems[0].Kept {
+		t.Fatalf("after the revocation: %+v", res.Problems)
+	}
+	if d, _ := wt.Set().Authorise(context.Background(), courtReq, t0, allowAll{}); d.Allowed || d.Reason != DenyNoAgreement {
+		t.Fatalf("an agreement signed with a revoked key still decides: %+v", d)
+	}
 }
