@@ -87,11 +87,20 @@ func (a *Agreements) authorise(ctx context.Context, r AuthRequest, now time.Time
 }
 
 // StoreUsage counts agreement quotas in the decision store.
+//
+// One budget per requester and agreement id, whatever the version: a new
+// version (signed documents never change, so any amendment is one) takes
+// over the uses counted under the previous one, with its own limits, rather
+// than starting afresh. Uses are stored under QuotaVersion.
 type StoreUsage struct{ Quotas store.Quotas }
+
+// QuotaVersion is the agreement version quota uses are counted under: all
+// versions of an agreement share one budget.
+const QuotaVersion = 0
 
 // Take implements policies.Usage.
 func (u StoreUsage) Take(ctx context.Context, agency string, agreement policies.Ref, limits policies.Quotas, now time.Time) (bool, error) {
-	return u.Quotas.Take(ctx, agency, agreement.ID, agreement.Version, store.Limits{
+	return u.Quotas.Take(ctx, agency, agreement.ID, QuotaVersion, store.Limits{
 		PerMinute: int(limits.PerMinute), PerDay: int(limits.PerDay), PerMonth: int(limits.PerMonth),
 	}, now)
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/certless/certless/broker"
 	"github.com/certless/certless/broker/store"
 	"github.com/certless/certless/policies"
 )
@@ -138,7 +139,7 @@ func (c *quotaCollector) collectOne(ch chan<- prometheus.Metric, q store.Quotas,
 	ctx, cancel := context.WithTimeout(context.Background(), quotaUsageTimeout)
 	defer cancel()
 	agency := a.Parties.Requester
-	perMinute, perDay, perMonth, err := q.Usage(ctx, agency, info.Ref.ID, info.Ref.Version, now)
+	perMinute, perDay, perMonth, err := q.Usage(ctx, agency, info.Ref.ID, broker.QuotaVersion, now)
 	if err != nil {
 		c.errors.Inc()
 		return

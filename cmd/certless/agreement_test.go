@@ -318,8 +318,8 @@ func TestAgreementDiff(t *testing.T) {
 	w.must(exitFailure, "diff", a, filepath.Join(w.pol, "missing.yaml"))
 }
 
-// fakeQuotas reports fixed usages by "agency id@version"; any other asks
-// fail.
+// fakeQuotas reports fixed usages by "agency id@version" (the broker
+// counts every version under broker.QuotaVersion); any other asks fail.
 type fakeQuotas struct {
 	mu    sync.Mutex
 	usage map[string][3]int
@@ -417,8 +417,8 @@ func TestAgreementQuotaMetrics(t *testing.T) {
 		t.Fatalf("%d quota gauges before watch", n)
 	}
 	fq := &fakeQuotas{usage: map[string][3]int{
-		court + " court-changchun/records@1": {7, 420, 9000},
-		"edu-jian edu-jian/enrolment@1":      {0, 3, 250},
+		court + " court-changchun/records@0": {7, 420, 9000},
+		"edu-jian edu-jian/enrolment@0":      {0, 3, 250},
 	}}
 	m.watch(func() *policies.Set { return set }, fq)
 	want := `
@@ -440,14 +440,14 @@ certless_quota_used{agency="edu-jian",agreement="edu-jian/enrolment",window="mon
 		t.Fatal(err)
 	}
 	slices.Sort(fq.asked)
-	if want := []string{"court-changchun court-changchun/records@1", "edu-jian edu-jian/broken@1", "edu-jian edu-jian/enrolment@1"}; !slices.Equal(fq.asked, want) {
+	if want := []string{"court-changchun court-changchun/records@0", "edu-jian edu-jian/broken@0", "edu-jian edu-jian/enrolment@0"}; !slices.Equal(fq.asked, want) {
 		t.Fatalf("Usage asked for %q, want %q", fq.asked, want)
 	}
 
 	// Once the store answers, the failed agreement's gauges appear; the
 	// error count stays.
 	fq.mu.Lock()
-	fq.usage["edu-jian edu-jian/broken@1"] = [3]int{1, 2, 3}
+	fq.usage["edu-jian edu-jian/broken@0"] = [3]int{1, 2, 3}
 	fq.mu.Unlock()
 	if err := testutil.GatherAndCompare(preg, strings.NewReader(`
 # HELP certless_quota_scrape_errors_total Quota usages the decision store failed to report at a scrape (those gauges were left out).

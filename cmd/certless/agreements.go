@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/certless/certless/adapters"
+	"github.com/certless/certless/broker"
 	"github.com/certless/certless/broker/store"
 	"github.com/certless/certless/config"
 	"github.com/certless/certless/keys"
@@ -168,7 +169,7 @@ func demoAgreements(ctx context.Context, cfg *config.Config, svc *service, now t
 		}
 		if a.Quotas.Limited() {
 			// The day's one use, taken before the demo asks.
-			if _, err := svc.store.Take(ctx, d.requester, id, 1, store.Limits{PerDay: int(a.Quotas.PerDay)}, now); err != nil {
+			if _, err := svc.store.Take(ctx, d.requester, id, broker.QuotaVersion, store.Limits{PerDay: int(a.Quotas.PerDay)}, now); err != nil {
 				return err
 			}
 		}

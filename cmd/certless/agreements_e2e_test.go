@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/certless/certless/adapters/records"
+	"github.com/certless/certless/broker"
 	"github.com/certless/certless/client"
 	"github.com/certless/certless/config"
 	"github.com/certless/certless/envelope"
@@ -426,7 +427,7 @@ func TestRealKafkaAgreementQuotaTwoBrokers(t *testing.T) {
 	if answered != 7 || exceeded != 13 {
 		t.Fatalf("%d answered and %d quota_exceeded, want exactly 7 and 13", answered, exceeded)
 	}
-	_, perDay, _, err := brokers[0].svc.store.Usage(ctx, "court-changchun", id, 1, time.Now())
+	_, perDay, _, err := brokers[0].svc.store.Usage(ctx, "court-changchun", id, broker.QuotaVersion, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
