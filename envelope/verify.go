@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -149,10 +150,55 @@ func (m *message) verified() *Verified {
 
 // header is the part of the protected header Certless reads.
 type header struct {
-	Alg  *string         `json:"alg"`
-	Kid  *string         `json:"kid"`
-	Crit json.RawMessage `json:"crit"`
-	B64  json.RawMessage `json:"b64"`
+	Alg  *string
+	Kid  *string
+	Crit json.RawMessage
+	B64  json.RawMessage
+}
+
+// parseHeader reads the protected header by exact member names, as JOSE
+// libraries do: encoding/json matches struct fields ignoring case, so a
+// header with both "kid" and "Kid" would name one key to Certless and
+// another to everyone else. A member whose name differs from one of
+// Certless' only in case is refused.
+func parseHeader(b []byte) (header, error) {
+	var m map[string]json.RawMessage
+	if err := strictObject(b, &m); err != nil {
+		return header{}, err
+	}
+	var h header
+	str := func(name string) (*string, error) {
+		raw, ok := m[name]
+		if !ok {
+			return nil, nil
+		}
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return nil, fmt.Errorf("%s is not a string", name)
+		}
+		return &s, nil
+	}
+	var err error
+	if h.Alg, err = str("alg"); err != nil {
+		return header{}, err
+	}
+	if h.Kid, err = str("kid"); err != nil {
+		return header{}, err
+	}
+	h.Crit, h.B64 = m["crit"], m["b64"]
+	for name := range m {
+		for _, known := range []string{"alg", "kid", "crit", "b64"} {
+			if name != known && strings.EqualFold(name, known) {
+				return header{}, fmt.Errorf("member %q differs from %q only in case", name, known)
+			}
+		}
+	}
+	return h, nil
+}
+
+// isBase64URL reports whether r is in the unpadded base64url alphabet.
+func isBase64URL(r rune) bool {
+	return r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_'
 }
 
 // authenticate runs the checks up to and including agency_mismatch.
@@ -167,6 +213,14 @@ func authenticate(raw []byte, maxBytes int, resolver KeyResolver, received time.
 	parts := bytes.Split(raw, []byte{'.'})
 	if len(parts) != 3 {
 		return nil, &Error{Reason: ReasonMalformed, Detail: fmt.Sprintf("compact JWS has 3 parts, got %d", len(parts))}
+	}
+	// Only the base64url alphabet: Go's decoder skips CR and LF even in
+	// strict mode, and a copy with a newline inserted would verify under a
+	// digest of its own — two encodings of one signed message.
+	for i, part := range parts {
+		if j := bytes.IndexFunc(part, func(r rune) bool { return !isBase64URL(r) }); j >= 0 {
+			return nil, &Error{Reason: ReasonMalformed, Detail: fmt.Sprintf("part %d has a byte outside base64url at %d", i+1, j)}
+		}
 	}
 	hdrJSON, err := b64(parts[0])
 	if err != nil {
@@ -187,8 +241,8 @@ func authenticate(raw []byte, maxBytes int, resolver KeyResolver, received time.
 	if err := checkIJSON(payload); err != nil {
 		return nil, notIJSON("payload", err)
 	}
-	var h header
-	if err := strictObject(hdrJSON, &h); err != nil {
+	h, err := parseHeader(hdrJSON)
+	if err != nil {
 		return nil, &Error{Reason: ReasonMalformed, Detail: "protected header is not a JSON object", Err: err}
 	}
 	if h.Alg == nil {
