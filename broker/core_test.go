@@ -424,3 +424,23 @@ func TestDecisionStoresItsAgreement(t *testing.T) {
 		t.Fatalf("stored %s v%d %s, receipt cites %+v", d.AgreementID, d.AgreementVersion, d.AgreementDigest, r.Agreement)
 	}
 }
+
+// TestRevokedBrokerKeySignsNothing: with its signing key revoked and no
+// newer one, the broker stores and publishes no receipt every verifier
+// would refuse; the failure is transient (waiting for the rotated key).
+func TestRevokedBrokerKeySignsNothing(t *testing.T) {
+	f := newFixture(t)
+	sealer := f.p.Seal.(*broker.ReceiptSealer)
+	k := *sealer.Keys.SigningKey()
+	k.RevokedAt = f.now.Add(-time.Minute)
+	sealer.Keys, sealer.Now = broker.StaticKey{Key: &k}, func() time.Time { return f.now }
+	p := f.person(t, func(records.Person) bool { return true })
+	s := f.sign(t, f.court, "identity", schemas.Subject{IDNumber: p.IDNumber, Name: p.Name}, f.now)
+	res, err := f.p.Handle(context.Background(), broker.Message{Topic: f.topics.Requests("court-changchun"), Value: s.Bytes})
+	if err == nil || fault.IsPermanent(err) || len(res.Outputs) != 0 {
+		t.Fatalf("got %+v %v, want a transient error and nothing to publish", res, err)
+	}
+	if n, _ := f.store.Count(context.Background()); n != 0 {
+		t.Fatalf("%d decisions stored with a revoked key", n)
+	}
+}

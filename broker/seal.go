@@ -61,16 +61,26 @@ func (s *ReceiptSealer) Seal(ctx context.Context, p envelope.Payload, to string)
 	if err := s.Schemas.Validate(name, doc); err != nil {
 		return nil, fault.Permanentf(adapters.ReasonAnswerInvalid, "receipt breaks its schema: %w", err)
 	}
-	jws, err := envelope.Sign(s.Keys.SigningKey(), p)
-	if err != nil {
-		return nil, err
-	}
-	if !s.Confidential[to] {
-		return jws, nil
-	}
 	now := time.Now()
 	if s.Now != nil {
 		now = s.Now()
+	}
+	key := s.Keys.SigningKey()
+	if !key.ValidAt(now) {
+		// Every verifier would refuse it: wait (transiently) for the
+		// rotated key rather than store a receipt nobody accepts.
+		return nil, fmt.Errorf("seal: the broker's signing key %s was revoked at %s and no newer one is in the keys folder", key.KID(), key.RevokedAt.Format(time.RFC3339))
+	}
+	jws, err := envelope.Sign(key, p)
+	if err != nil {
+		return nil, err
+	}
+	// An agency's verifier reads at most envelope.DefaultMaxBytes.
+	if len(jws) > envelope.DefaultMaxBytes {
+		return nil, fault.Permanentf(adapters.ReasonAnswerInvalid, "the signed receipt is %d bytes, over the %d an agency verifies", len(jws), envelope.DefaultMaxBytes)
+	}
+	if !s.Confidential[to] {
+		return jws, nil
 	}
 	pub, err := s.Encryption.EncryptionKey(to, now)
 	if err != nil {

@@ -250,16 +250,25 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 // Timeout bounds each attempt.
 func (s *service) middleware(p *broker.Pipeline, metrics *broker.Metrics) []broker.Middleware {
 	lim := s.cfg.Limits
+	// The answers of last resort are bounded like an attempt: a store that
+	// hangs must not hold the partition from there either.
 	exhausted := func(ctx context.Context, m broker.Message, attempts int, err error) (broker.Result, error) {
+		ctx, cancel := context.WithTimeout(ctx, answerTimeout(s.cfg))
+		defer cancel()
 		return p.Fail(ctx, m, schemas.DecisionUnavailable, broker.ReasonRetriesExhausted,
 			fmt.Sprintf("a transient failure outlasted %d attempts; send a new request after the retry hint", attempts), lim.RetryAfter.D())
 	}
 	panicked := func(ctx context.Context, m broker.Message) (broker.Result, error) {
+		ctx, cancel := context.WithTimeout(ctx, answerTimeout(s.cfg))
+		defer cancel()
 		return p.Fail(ctx, m, schemas.DecisionInternalError, broker.ReasonInternal,
 			"the broker failed on a bug while handling this message; its operator has been alerted", 0)
 	}
 	return []broker.Middleware{
 		metrics.Middleware(),
+		// Outside Retry too, for a panic while answering what outlived
+		// the retries.
+		broker.Recover(s.topics, panicked, s.log),
 		broker.Log(s.log),
 		broker.Retry(broker.RetryPolicy{MaxAttempts: lim.RetryAttempts, Window: lim.RetryWindow.D()}, exhausted, s.log, metrics.Failed),
 		broker.Recover(s.topics, panicked, s.log),
