@@ -153,6 +153,11 @@ func diff(old, fresh map[string]Public) ([]Change, error) {
 			return nil, fmt.Errorf("%w: %s now has different key material or algorithm", ErrKeyConflict, kid)
 		case o.Revoked() && !n.Revoked():
 			return nil, fmt.Errorf("%w: %s was revoked at %s and no longer is", ErrKeyConflict, kid, o.RevokedAt.Format(time.RFC3339Nano))
+		case o.Revoked() && n.RevokedAt.After(o.RevokedAt):
+			// A later time would let the key vouch again for what it was
+			// refused for in between; Revoke itself only moves it earlier.
+			return nil, fmt.Errorf("%w: %s was revoked at %s, the file now says the later %s", ErrKeyConflict, kid,
+				o.RevokedAt.Format(time.RFC3339Nano), n.RevokedAt.Format(time.RFC3339Nano))
 		case !o.RevokedAt.Equal(n.RevokedAt):
 			out = append(out, change(KeyRevoked, n))
 		}

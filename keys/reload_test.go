@@ -91,6 +91,8 @@ func TestReloadRefusals(t *testing.T) {
 	other, _ := Generate("court-a", "k1", EdDSA)
 	unrevoked := k1.Public
 	unrevoked.RevokedAt = time.Time{}
+	later := k1.Public
+	later.RevokedAt = at.Add(time.Hour)
 	foreign, _ := Generate("court-b", "k9", EdDSA)
 	for name, c := range map[string]struct {
 		content  func() []byte
@@ -101,6 +103,7 @@ func TestReloadRefusals(t *testing.T) {
 		"foreign key":       {content: func() []byte { b, _ := MarshalJWKS([]Public{foreign.Public}); return b }},
 		"material replaced": {content: func() []byte { b, _ := MarshalJWKS([]Public{other.Public}); return b }, conflict: true},
 		"unrevoked":         {content: func() []byte { b, _ := MarshalJWKS([]Public{unrevoked}); return b }, conflict: true},
+		"revoked later":     {content: func() []byte { b, _ := MarshalJWKS([]Public{later}); return b }, conflict: true},
 	} {
 		if err := os.WriteFile(JWKSPath(dir, "court-a"), c.content(), 0o644); err != nil {
 			t.Fatal(err)
