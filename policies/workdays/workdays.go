@@ -6,8 +6,9 @@
 // The calendars of the years the State Council has published ship with the
 // binary (cn-YEAR.json, from the State Council General Office's annual
 // notice); an operator adds a year as soon as its notice is out, with a file
-// of the same form (Load). For a year without a calendar only weekends are
-// days off, and Calendar.Known says so, so a caller can warn.
+// of the same form (Load). For a year without a calendar only weekends and
+// the fixed-date statutory holidays are days off, and Calendar.Known says
+// so, so a caller can warn.
 package workdays
 
 import (
@@ -141,6 +142,10 @@ func (c *Calendar) add(b []byte) error {
 }
 
 // IsWorkday reports whether the Beijing calendar day of t is a working day.
+// For a year without its calendar, the fixed-date statutory holidays (New
+// Year's Day, 1–2 May, 1–3 October; 《全国年节及纪念日放假办法》) are days
+// off too; the lunar holidays and the make-up working days need the year's
+// notice.
 func (c *Calendar) IsWorkday(t time.Time) bool {
 	d := t.In(Beijing)
 	key := d.Format(time.DateOnly)
@@ -149,8 +154,19 @@ func (c *Calendar) IsWorkday(t time.Time) bool {
 		return true
 	case c.off[key]:
 		return false
+	case !c.years[d.Year()] && fixedHoliday(d):
+		return false
 	}
 	return d.Weekday() != time.Saturday && d.Weekday() != time.Sunday
+}
+
+// fixedHoliday reports the statutory holidays on fixed Gregorian dates.
+func fixedHoliday(d time.Time) bool {
+	switch m, day := d.Month(), d.Day(); {
+	case m == time.January && day == 1, m == time.May && day <= 2, m == time.October && day <= 3:
+		return true
+	}
+	return false
 }
 
 // Known reports whether the calendar of t's year (in Beijing) is loaded.

@@ -60,7 +60,8 @@ func TestDeadline(t *testing.T) {
 		{"2026-11-27", 5, "2026-12-04"}, // Friday → next Friday
 		{"2026-09-28", 5, "2026-10-10"}, // 09-29, 09-30, 10-08, 10-09, 10-10 (a make-up Saturday)
 		{"2026-02-12", 3, "2026-02-24"}, // 02-13, 02-14 (a make-up Saturday), 02-24
-		{"2026-12-31", 1, "2027-01-01"}, // 2027 not published: weekends only
+		{"2026-12-31", 1, "2027-01-04"}, // 2027 not published: 1 January (fixed date) and the weekend off
+		{"2026-12-25", 5, "2027-01-04"}, // 12-28..12-31, then past New Year's Day and the weekend
 	}
 	for _, tc := range cases {
 		got := c.Deadline(day(tc.from), tc.n)
