@@ -23,7 +23,8 @@ type AgreementSet interface {
 //
 // A request is authorised, and its quota counted, once: when its handling
 // fails transiently after that and is retried, the retry reuses the first
-// authorisation instead of counting the use again. The memory of that is
+// authorisation instead of counting the use again, unless the agreements
+// in force changed meanwhile. The memory of that is
 // per process and bounded (the last memoSize requests); a request
 // redelivered to another instance after a crash may count twice.
 type Agreements struct {
@@ -31,8 +32,8 @@ type Agreements struct {
 	Usage      policies.Usage
 
 	mu   sync.Mutex
-	memo map[string]Authorisation // by request digest
-	ring []string                 // digests in memo, oldest first
+	memo map[string]Authorisation // by request digest and set digest
+	ring []string                 // keys of memo, oldest first
 }
 
 // memoSize bounds the authorisations remembered for retries.
@@ -40,15 +41,22 @@ const memoSize = 1 << 14
 
 // Authorise implements Authoriser.
 func (a *Agreements) Authorise(ctx context.Context, r AuthRequest, now time.Time) (Authorisation, error) {
+	set := a.Agreements.Set()
+	if set == nil {
+		set = policies.Empty()
+	}
+	// Remembered per set: after the agreements changed (a suspension, a
+	// termination) a retry is decided afresh.
+	key := r.Digest + " " + set.Digest()
 	if r.Digest != "" {
 		a.mu.Lock()
-		prev, ok := a.memo[r.Digest]
+		prev, ok := a.memo[key]
 		a.mu.Unlock()
 		if ok {
 			return prev, nil
 		}
 	}
-	out, err := a.authorise(ctx, r, now)
+	out, err := a.authorise(ctx, set, r, now)
 	if err != nil || r.Digest == "" {
 		return out, err
 	}
@@ -57,22 +65,18 @@ func (a *Agreements) Authorise(ctx context.Context, r AuthRequest, now time.Time
 	if a.memo == nil {
 		a.memo = make(map[string]Authorisation, memoSize)
 	}
-	if _, ok := a.memo[r.Digest]; !ok {
+	if _, ok := a.memo[key]; !ok {
 		if len(a.ring) == memoSize {
 			delete(a.memo, a.ring[0])
 			a.ring = a.ring[1:]
 		}
-		a.ring = append(a.ring, r.Digest)
+		a.ring = append(a.ring, key)
 	}
-	a.memo[r.Digest] = out
+	a.memo[key] = out
 	return out, nil
 }
 
-func (a *Agreements) authorise(ctx context.Context, r AuthRequest, now time.Time) (Authorisation, error) {
-	set := a.Agreements.Set()
-	if set == nil {
-		set = policies.Empty()
-	}
+func (a *Agreements) authorise(ctx context.Context, set *policies.Set, r AuthRequest, now time.Time) (Authorisation, error) {
 	d, err := set.Authorise(ctx, policies.Request{
 		Agency: r.Agency, Query: r.Query, Purpose: r.Purpose, CaseRef: r.CaseRef, SubjectRegion: r.SubjectRegion,
 	}, now, a.Usage)
