@@ -266,6 +266,15 @@ func (s *snapshot) build(prev *Set, resolver envelope.KeyResolver) (*Set, []Prob
 	kept := map[*Info]bool{}
 	for _, name := range names {
 		e, p := s.verify(name, resolver)
+		if old, ok := previous[name]; p == nil && ok && old.Ref.Digest == e.Ref.Digest {
+			// A statement once verified cannot be unsaid: a status file
+			// that lost one (deleted, truncated) would resume or revive
+			// the agreement with nobody's signature.
+			if lost, ok := lostStatement(old.Statements, e.Statements); ok {
+				p = &Problem{File: filepath.Join(s.dir, name+StatusSuffix), Reason: ReasonStatementInvalid,
+					Err: fmt.Errorf("the %s statement of %s at %s is gone from the file", lost.Status, lost.By, lost.At.Format(time.RFC3339))}
+			}
+		}
 		if p != nil {
 			// A file that went bad keeps its last good version; a key that
 			// is no longer trusted (revoked, removed) withdraws it.
@@ -311,6 +320,23 @@ func (s *snapshot) build(prev *Set, resolver envelope.KeyResolver) (*Set, []Prob
 	}
 	sort.Slice(problems, func(i, j int) bool { return problems[i].File < problems[j].File })
 	return newSet(out), problems
+}
+
+// lostStatement returns a statement of old that is not in fresh.
+func lostStatement(old, fresh []Statement) (Statement, bool) {
+	for _, o := range old {
+		found := false
+		for _, f := range fresh {
+			if f.Status == o.Status && f.At.Equal(o.At) && f.By == o.By && f.Digest == o.Digest {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return o, true
+		}
+	}
+	return Statement{}, false
 }
 
 // verify checks one agreement and its companions.

@@ -196,3 +196,43 @@ func TestWatcherDropsAgreementWhenKeyRevoked(t *testing.T) {
 		t.Fatalf("an agreement signed with a revoked key still decides: %+v", d)
 	}
 }
+
+// TestWatcherKeepsStatementsOnceSeen: deleting the status file does not
+// undo a termination (nor a suspension) the broker has seen.
+func TestWatcherKeepsStatementsOnceSeen(t *testing.T) {
+	w := defaultWorld(t)
+	dir := t.TempDir()
+	w.writeSigned(dir, "court.yaml", sampleDoc)
+	wt, _ := NewWatcher(dir, w.reg)
+	a, err := Parse([]byte(sampleDoc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := SignStatement([]byte(sampleDoc), a, StatusTerminated, w.keys["police-jilin"], signedAt.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := filepath.Join(dir, "court.yaml"+StatusSuffix)
+	if err := os.WriteFile(status, append(st, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if res := wt.Reload(); len(res.Problems) != 0 {
+		t.Fatalf("termination: %+v", res.Problems)
+	}
+	denied := func(what string) {
+		t.Helper()
+		d, err := wt.Set().Authorise(context.Background(), courtReq, t0.Add(2*time.Hour), allowAll{})
+		if err != nil || d.Allowed || d.Reason != DenyNotInForce || d.Detail != DetailTerminated {
+			t.Fatalf("%s: %+v %v, want agreement_not_in_force/terminated", what, d, err)
+		}
+	}
+	denied("terminated")
+	if err := os.Remove(status); err != nil {
+		t.Fatal(err)
+	}
+	res := wt.Reload()
+	if len(res.Problems) != 1 || res.Problems[0].Reason != ReasonStatementInvalid || !res.Problems[0].Kept {
+		t.Fatalf("status file deleted: %+v", res.Problems)
+	}
+	denied("after the status file was deleted")
+}
