@@ -14,66 +14,98 @@ import (
 )
 
 // agreementMetrics are the gauges of the policies folder: agreements by
-// status now, overdue proposals, and refused files by reason (label values
-// from fixed sets); and, once watch is called, each agreement's quota use
-// (issue 8 item 5), asked of the decision store at scrape time.
+// status now and overdue proposals (computed at each scrape, so a deadline
+// or an expiry passing shows without a file changing), refused files by
+// reason; and, once watch is called, each agreement's quota use (issue 8
+// item 5), asked of the decision store at scrape time.
 type agreementMetrics struct {
-	byStatus *prometheus.GaugeVec
-	overdue  prometheus.Gauge
-	refused  *prometheus.GaugeVec
-	quota    *quotaCollector
+	status  *statusCollector
+	refused *prometheus.GaugeVec
+	quota   *quotaCollector
 }
 
 func newAgreementMetrics(reg prometheus.Registerer) *agreementMetrics {
 	m := &agreementMetrics{
-		byStatus: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: "certless", Name: "agreements",
-			Help: "Agreement versions loaded from the policies folder, by status now (proposed, active, suspended, expired, terminated).",
-		}, []string{"status"}),
-		overdue: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "certless", Name: "agreements_overdue",
-			Help: "Proposals whose review deadline has passed.",
-		}),
+		status: &statusCollector{
+			byStatus: prometheus.NewDesc("certless_agreements",
+				"Agreement versions loaded from the policies folder, by status now (proposed, active, suspended, expired, terminated).", []string{"status"}, nil),
+			overdue: prometheus.NewDesc("certless_agreements_overdue", "Proposals whose review deadline has passed.", nil, nil),
+			now:     time.Now,
+		},
 		refused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: "certless", Name: "agreement_files_refused",
 			Help: "Files of the policies folder refused at the last load, by file (its name in the folder) and reason (unsigned, signature_invalid, wrong_party, ...).",
 		}, []string{"file", "reason"}),
 	}
 	m.quota = newQuotaCollector()
-	reg.MustRegister(m.byStatus, m.overdue, m.refused, m.quota)
+	reg.MustRegister(m.status, m.refused, m.quota)
 	return m
 }
 
-// watch makes the quota gauges report, at each scrape, the use of every
-// agreement version in force in set() that has quotas, as q counts it.
-// Until it is called they report nothing.
+// watch makes the status gauges report on set() and the quota gauges, at
+// each scrape, the use of every agreement version in force in set() that
+// has quotas, as q counts it. Until it is called they report nothing.
 func (m *agreementMetrics) watch(set func() *policies.Set, q store.Quotas) {
+	m.status.mu.Lock()
+	m.status.set = set
+	m.status.mu.Unlock()
 	m.quota.mu.Lock()
 	defer m.quota.mu.Unlock()
 	m.quota.set, m.quota.quotas = set, q
 }
 
-func (m *agreementMetrics) update(set *policies.Set, problems []policies.Problem, now time.Time) {
+// update records the files refused at a (re)load.
+func (m *agreementMetrics) update(_ *policies.Set, problems []policies.Problem, _ time.Time) {
+	m.refused.Reset()
+	for _, p := range problems {
+		m.refused.WithLabelValues(filepath.Base(p.File), string(p.Reason)).Inc()
+	}
+}
+
+// statusCollector counts the agreement versions of the set by their status
+// at scrape time: lifecycle statements applied, and an active one past its
+// validity counted as expired.
+type statusCollector struct {
+	byStatus, overdue *prometheus.Desc
+	now               func() time.Time
+
+	mu  sync.Mutex
+	set func() *policies.Set
+}
+
+func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.byStatus
+	ch <- c.overdue
+}
+
+func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	set := c.set
+	c.mu.Unlock()
+	if set == nil {
+		return
+	}
+	now := c.now()
 	counts := map[policies.Status]int{
 		policies.StatusProposed: 0, policies.StatusActive: 0, policies.StatusSuspended: 0,
 		policies.StatusExpired: 0, policies.StatusTerminated: 0,
 	}
 	overdue := 0
-	for _, info := range set.Agreements() {
+	for _, info := range set().Agreements() {
 		st, _ := info.StatusAt(now)
+		a := info.Agreement
+		if st == policies.StatusActive && !now.Before(a.Validity.Until) {
+			st = policies.StatusExpired
+		}
 		counts[st]++
-		if a := info.Agreement; st == policies.StatusProposed && a.ReviewDeadline != nil && now.After(*a.ReviewDeadline) {
+		if st == policies.StatusProposed && a.ReviewDeadline != nil && now.After(*a.ReviewDeadline) {
 			overdue++
 		}
 	}
 	for st, n := range counts {
-		m.byStatus.WithLabelValues(string(st)).Set(float64(n))
+		ch <- prometheus.MustNewConstMetric(c.byStatus, prometheus.GaugeValue, float64(n), string(st))
 	}
-	m.overdue.Set(float64(overdue))
-	m.refused.Reset()
-	for _, p := range problems {
-		m.refused.WithLabelValues(filepath.Base(p.File), string(p.Reason)).Inc()
-	}
+	ch <- prometheus.MustNewConstMetric(c.overdue, prometheus.GaugeValue, float64(overdue))
 }
 
 // quotaUsageTimeout bounds each Usage a scrape asks.

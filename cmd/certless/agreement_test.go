@@ -17,6 +17,7 @@ import (
 
 	"github.com/certless/certless/adapters"
 	"github.com/certless/certless/broker/store"
+	"github.com/certless/certless/config"
 	"github.com/certless/certless/keys"
 	"github.com/certless/certless/policies"
 	"github.com/certless/certless/policies/workdays"
@@ -458,5 +459,49 @@ certless_quota_scrape_errors_total 1
 	}
 	if n := testutil.CollectAndCount(preg, "certless_quota_used"); n != 4 {
 		t.Fatalf("%d used gauges, want 4", n)
+	}
+}
+
+// TestAgreementStatusGaugesAtScrape: the status gauges are computed when
+// scraped, so an agreement past its validity counts as expired and a
+// proposal past its deadline as overdue without any file changing.
+func TestAgreementStatusGaugesAtScrape(t *testing.T) {
+	root := t.TempDir()
+	cfg := &config.Config{KeysDir: filepath.Join(root, "keys"), PoliciesDir: filepath.Join(root, "policies")}
+	for _, party := range []string{"court-changchun", policeOwner} {
+		if _, err := keys.GenerateInDir(cfg.KeysDir, party, "", keys.EdDSA); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(cfg.PoliciesDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	doc := fmt.Sprintf("id: court-changchun/short\nversion: 1\ntitle: short\nparties:\n  requester: court-changchun\n  provider: %s\nqueries:\n  - query: identity\n    purposes: [litigation]\n    fields: [as_of, id_name_match]\nvalidity:\n  from: %q\n  until: %q\nstatus: active\n",
+		policeOwner, now.Add(-time.Hour).Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339))
+	if err := writeCosigned(cfg, filepath.Join(cfg.PoliciesDir, "short.v1.yaml"), []byte(doc), "court-changchun", now); err != nil {
+		t.Fatal(err)
+	}
+	reg, err := keys.LoadDir(cfg.KeysDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, problems := policies.Load(cfg.PoliciesDir, reg)
+	if len(problems) != 0 {
+		t.Fatal(problems)
+	}
+	preg := prometheus.NewRegistry()
+	m := newAgreementMetrics(preg)
+	m.watch(func() *policies.Set { return set }, &fakeQuotas{})
+	for _, c := range []struct {
+		at              time.Time
+		active, expired float64
+	}{{now, 1, 0}, {now.Add(2 * time.Hour), 0, 1}} {
+		m.status.now = func() time.Time { return c.at }
+		want := fmt.Sprintf("# HELP certless_agreements Agreement versions loaded from the policies folder, by status now (proposed, active, suspended, expired, terminated).\n# TYPE certless_agreements gauge\n"+
+			"certless_agreements{status=\"active\"} %v\ncertless_agreements{status=\"expired\"} %v\ncertless_agreements{status=\"proposed\"} 0\ncertless_agreements{status=\"suspended\"} 0\ncertless_agreements{status=\"terminated\"} 0\n", c.active, c.expired)
+		if err := testutil.GatherAndCompare(preg, strings.NewReader(want), "certless_agreements"); err != nil {
+			t.Errorf("at %v: %v", c.at, err)
+		}
 	}
 }
