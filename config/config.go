@@ -50,6 +50,9 @@ type Config struct {
 	Log         Log       `yaml:"log" json:"log"`
 	KeysDir     string    `yaml:"keys_dir" json:"keys_dir"`
 	PoliciesDir string    `yaml:"policies_dir" json:"policies_dir"`
+	// DataOwners are the police data owners: the only parties an agreement
+	// may name as provider (and none may request).
+	DataOwners []string `yaml:"data_owners" json:"data_owners,omitempty"`
 	Limits      Limits    `yaml:"limits" json:"limits"`
 	Agencies    []Agency  `yaml:"agencies" json:"agencies,omitempty"`
 	Adapters    []Adapter `yaml:"adapters" json:"adapters,omitempty"`
@@ -233,6 +236,7 @@ func Default(dataDir string) Config {
 		Log:         Log{Level: "info", Format: "json"},
 		KeysDir:     filepath.Join(dataDir, "keys"),
 		PoliciesDir: filepath.Join(dataDir, "policies"),
+		DataOwners:  []string{"police-jilin"},
 		Limits: Limits{
 			MaxMessageBytes: 256 << 10,
 			ClockSkew:       Duration(2 * time.Minute),

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -140,20 +141,39 @@ func Load(dir string, resolver envelope.KeyResolver) (*Set, []Problem) {
 // gone. err != nil means dir could not be read as a whole (missing, more
 // than MaxFiles agreements): keep prev.
 func Reload(prev *Set, dir string, resolver envelope.KeyResolver) (*Set, []Problem, error) {
+	return reload(prev, dir, resolver, nil)
+}
+
+// LoadFor is Load that also refuses (wrong_party) an agreement whose
+// provider is not one of providers — the police data owners whose records
+// the broker answers from — or whose requester is one: two agencies
+// co-signing must not grant each other the police's records.
+func LoadFor(dir string, resolver envelope.KeyResolver, providers []string) (*Set, []Problem) {
+	s, problems, err := reload(nil, dir, resolver, providers)
+	if err != nil {
+		return Empty(), []Problem{{File: dir, Reason: ReasonUnreadable, Err: err}}
+	}
+	return s, problems
+}
+
+func reload(prev *Set, dir string, resolver envelope.KeyResolver, providers []string) (*Set, []Problem, error) {
 	snap, err := readSnapshot(dir)
 	if err != nil {
 		return nil, nil, err
 	}
+	snap.providers = providers
 	s, problems := snap.build(prev, resolver)
 	return s, problems, nil
 }
 
 // snapshot is the agreement files of a folder as read at one moment.
 type snapshot struct {
-	dir   string
-	files map[string][]byte // by base name
-	bad   []Problem         // files that could not be read
-	sum   string            // of every name and content
+	// providers, when set, are the only parties that may be providers.
+	providers []string
+	dir       string
+	files     map[string][]byte // by base name
+	bad       []Problem         // files that could not be read
+	sum       string            // of every name and content
 }
 
 func isDocument(name string) bool {
@@ -266,6 +286,17 @@ func (s *snapshot) build(prev *Set, resolver envelope.KeyResolver) (*Set, []Prob
 	kept := map[*Info]bool{}
 	for _, name := range names {
 		e, p := s.verify(name, resolver)
+		if p == nil && s.providers != nil {
+			pa := e.Agreement.Parties
+			switch {
+			case !slices.Contains(s.providers, pa.Provider):
+				p = &Problem{File: filepath.Join(s.dir, name), Reason: ReasonWrongParty,
+					Err: fmt.Errorf("provider %s is not a police data owner (%s)", pa.Provider, strings.Join(s.providers, ", "))}
+			case slices.Contains(s.providers, pa.Requester):
+				p = &Problem{File: filepath.Join(s.dir, name), Reason: ReasonWrongParty,
+					Err: fmt.Errorf("requester %s is a police data owner", pa.Requester)}
+			}
+		}
 		if old, ok := previous[name]; p == nil && ok && old.Ref.Digest == e.Ref.Digest {
 			// A statement once verified cannot be unsaid: a status file
 			// that lost one (deleted, truncated) would resume or revive

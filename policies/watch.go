@@ -18,8 +18,9 @@ const DefaultWatchInterval = 2 * time.Second
 // reload swaps the pointer to a complete new set, never a half-loaded one.
 // It is safe for concurrent use.
 type Watcher struct {
-	dir      string
-	resolver envelope.KeyResolver
+	dir       string
+	resolver  envelope.KeyResolver
+	providers []string // see LoadFor; nil: any party may provide
 
 	cur atomic.Pointer[Set]
 	// loading serialises reloads from reading the folder to the swap, so a
@@ -46,7 +47,13 @@ type ReloadResult struct {
 // NewWatcher loads dir and returns a watcher holding the result (an empty
 // set and the error when the folder cannot be read).
 func NewWatcher(dir string, resolver envelope.KeyResolver) (*Watcher, ReloadResult) {
-	w := &Watcher{dir: dir, resolver: resolver}
+	return NewWatcherFor(dir, resolver, nil)
+}
+
+// NewWatcherFor is NewWatcher whose loads refuse an agreement whose
+// provider is not one of providers, or whose requester is (see LoadFor).
+func NewWatcherFor(dir string, resolver envelope.KeyResolver, providers []string) (*Watcher, ReloadResult) {
+	w := &Watcher{dir: dir, resolver: resolver, providers: providers}
 	w.cur.Store(Empty())
 	return w, w.reload(true)
 }
@@ -105,6 +112,7 @@ func (w *Watcher) reload(force bool) ReloadResult {
 		return ReloadResult{Set: prev}
 	}
 	w.seen = snap.sum
+	snap.providers = w.providers
 	next, problems := snap.build(prev, w.resolver)
 	w.cur.Store(next)
 	return ReloadResult{Set: next, Swapped: true, Problems: problems}

@@ -236,3 +236,32 @@ func TestWatcherKeepsStatementsOnceSeen(t *testing.T) {
 	}
 	denied("after the status file was deleted")
 }
+
+// TestLoadForRefusesNonPoliceProvider: two agencies co-signing cannot grant
+// each other the police's records, nor a data owner be a requester.
+func TestLoadForRefusesNonPoliceProvider(t *testing.T) {
+	w := defaultWorld(t)
+	dir := t.TempDir()
+	w.writeSigned(dir, "court.yaml", sampleDoc)
+	collusion := strings.NewReplacer("court-changchun/criminal-records", "court-changchun/from-the-notary", "provider: police-jilin", "provider: notary-dunhua").Replace(sampleDoc)
+	w.writeSigned(dir, "collusion.yaml", collusion)
+	owner := strings.NewReplacer("court-changchun/criminal-records", "police-jilin/self", "requester: court-changchun", "requester: police-jilin", "provider: police-jilin", "provider: court-changchun").Replace(sampleDoc)
+	w.writeSigned(dir, "owner.yaml", owner)
+
+	if set, problems := Load(dir, w.reg); set.Len() != 3 || len(problems) != 0 {
+		t.Fatalf("without a list of data owners every well-signed file loads: %d, %v", set.Len(), problems)
+	}
+	set, problems := LoadFor(dir, w.reg, []string{"police-jilin"})
+	if set.Len() != 1 || len(problems) != 2 {
+		t.Fatalf("LoadFor: %d agreements, problems %v", set.Len(), problems)
+	}
+	for _, p := range problems {
+		if p.Reason != ReasonWrongParty {
+			t.Errorf("%s: %s, want wrong_party", p.File, p.Reason)
+		}
+	}
+	wt, res := NewWatcherFor(dir, w.reg, []string{"police-jilin"})
+	if wt.Set().Len() != 1 || len(res.Problems) != 2 {
+		t.Fatalf("watcher: %d, %v", wt.Set().Len(), res.Problems)
+	}
+}

@@ -150,7 +150,7 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 	// agreements of the policies folder, reloaded while the broker runs.
 	s.agrMetrics = newAgreementMetrics(s.registry)
 	var loaded policies.ReloadResult
-	s.agreements, loaded = policies.NewWatcher(cfg.PoliciesDir, s.keys)
+	s.agreements, loaded = policies.NewWatcherFor(cfg.PoliciesDir, s.keys, cfg.DataOwners)
 	s.agrMetrics.watch(s.agreements.Set, s.store)
 	s.reportAgreements(loaded)
 
