@@ -42,20 +42,20 @@ const FileName = "config.yaml"
 
 // Config is the whole configuration of a Certless process.
 type Config struct {
-	DataDir     string    `yaml:"data_dir" json:"data_dir"`
-	BrokerID    string    `yaml:"broker_id" json:"broker_id"`
-	Kafka       Kafka     `yaml:"kafka" json:"kafka"`
-	Store       Store     `yaml:"store" json:"store"`
-	HTTP        HTTP      `yaml:"http" json:"http"`
-	Log         Log       `yaml:"log" json:"log"`
-	KeysDir     string    `yaml:"keys_dir" json:"keys_dir"`
-	PoliciesDir string    `yaml:"policies_dir" json:"policies_dir"`
+	DataDir     string `yaml:"data_dir" json:"data_dir"`
+	BrokerID    string `yaml:"broker_id" json:"broker_id"`
+	Kafka       Kafka  `yaml:"kafka" json:"kafka"`
+	Store       Store  `yaml:"store" json:"store"`
+	HTTP        HTTP   `yaml:"http" json:"http"`
+	Log         Log    `yaml:"log" json:"log"`
+	KeysDir     string `yaml:"keys_dir" json:"keys_dir"`
+	PoliciesDir string `yaml:"policies_dir" json:"policies_dir"`
 	// DataOwners are the police data owners: the only parties an agreement
 	// may name as provider (and none may request).
-	DataOwners []string `yaml:"data_owners" json:"data_owners,omitempty"`
-	Limits      Limits    `yaml:"limits" json:"limits"`
-	Agencies    []Agency  `yaml:"agencies" json:"agencies,omitempty"`
-	Adapters    []Adapter `yaml:"adapters" json:"adapters,omitempty"`
+	DataOwners []string  `yaml:"data_owners" json:"data_owners,omitempty"`
+	Limits     Limits    `yaml:"limits" json:"limits"`
+	Agencies   []Agency  `yaml:"agencies" json:"agencies,omitempty"`
+	Adapters   []Adapter `yaml:"adapters" json:"adapters,omitempty"`
 }
 
 // Kafka is how to reach the Kafka cluster.
