@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/certless/certless/adapters"
+	"github.com/certless/certless/config"
 	"github.com/certless/certless/keys"
 	"github.com/certless/certless/policies"
 	"github.com/certless/certless/policies/workdays"
@@ -62,6 +63,16 @@ func (c *agreementCtx) keysFolder() (string, error) {
 		return "", err
 	}
 	return cfg.KeysDir, nil
+}
+
+// load reads the policies folder as the broker does: only the
+// configuration's data owners may be providers.
+func (c *agreementCtx) load(dir string, reg *keys.Registry) (*policies.Set, []policies.Problem) {
+	owners := config.Default("").DataOwners
+	if cfg, err := c.g.loadConfig(os.Getenv); err == nil {
+		owners = cfg.DataOwners
+	}
+	return policies.LoadFor(dir, reg, owners)
 }
 
 func (c *agreementCtx) registry() (*keys.Registry, error) {
@@ -690,7 +701,7 @@ func (c *agreementCtx) findByID(arg string, reg *keys.Registry) (string, error) 
 			return "", usagef("%q: want FILE, ID or ID@VERSION", arg)
 		}
 	}
-	set, problems := policies.Load(dir, reg)
+	set, problems := c.load(dir, reg)
 	var best *policies.Info
 	for _, i := range set.Agreements() {
 		if i.Ref.ID == id && (want == 0 || i.Ref.Version == want) && (best == nil || i.Ref.Version > best.Ref.Version) {
@@ -838,7 +849,7 @@ passed and that no later version of their id has superseded.`,
 			if err != nil {
 				return err
 			}
-			set, problems := policies.Load(dir, reg)
+			set, problems := c.load(dir, reg)
 			if len(problems) == 1 && problems[0].File == dir {
 				return fmt.Errorf("%s: %v", dir, problems[0].Err)
 			}
