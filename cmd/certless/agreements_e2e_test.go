@@ -344,17 +344,7 @@ func TestRealKafkaAgreementQuotaTwoBrokers(t *testing.T) {
 	a, b := split()
 	t.Logf("court partitions assigned: broker 0 has %d, broker 1 has %d", a, b)
 
-	c, err := newAgencyClient(ctx, cfg, "court-changchun", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Kafka = brokers[0].svc.kafka
-	t.Cleanup(func() { c.Close() })
-	w, err := c.Watch(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Close)
+	w := watchReceipts(ctx, t, cfg, brokers[0].svc, "court-changchun")
 
 	key := signingKey(t, cfg, "court-changchun")
 	issued := time.Now().UTC().Truncate(time.Second)

@@ -108,17 +108,7 @@ func TestRealKafkaInternalErrorFiresAlert(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := newAgencyClient(ctx, cfg, agency, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Kafka = svc.kafka
-	t.Cleanup(func() { c.Close() })
-	w, err := c.Watch(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Close)
+	w := watchReceipts(ctx, t, cfg, svc, agency)
 	prod, err := bkafka.NewProducer(svc.kafka, bkafka.ProducerOptions{})
 	if err != nil {
 		t.Fatal(err)

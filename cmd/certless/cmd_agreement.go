@@ -380,13 +380,23 @@ party signed it is refused.`,
 	return cmd
 }
 
-func (c *agreementCtx) sign(path, party string) error {
+// readPartyAgreement reads the agreement at path, which party must be a
+// party of.
+func readPartyAgreement(path, party string) ([]byte, *policies.Agreement, error) {
 	doc, a, err := readAgreement(path)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	if !a.Party(party) {
-		return fmt.Errorf("%s is not a party of %s (requester %s, provider %s)", party, a.ID, a.Parties.Requester, a.Parties.Provider)
+		return nil, nil, fmt.Errorf("%s is not a party of %s (requester %s, provider %s)", party, a.ID, a.Parties.Requester, a.Parties.Provider)
+	}
+	return doc, a, nil
+}
+
+func (c *agreementCtx) sign(path, party string) error {
+	doc, a, err := readPartyAgreement(path, party)
+	if err != nil {
+		return err
 	}
 	now, err := c.now()
 	if err != nil {
@@ -933,12 +943,9 @@ follows termination). A running broker picks it up within 2s.`,
 }
 
 func (c *agreementCtx) statement(path, party string, to policies.Status, at, now time.Time) error {
-	doc, a, err := readAgreement(path)
+	doc, a, err := readPartyAgreement(path, party)
 	if err != nil {
 		return err
-	}
-	if !a.Party(party) {
-		return fmt.Errorf("%s is not a party of %s (requester %s, provider %s)", party, a.ID, a.Parties.Requester, a.Parties.Provider)
 	}
 	kd, err := c.keysFolder()
 	if err != nil {

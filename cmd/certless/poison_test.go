@@ -197,18 +197,7 @@ func TestRealKafkaPoisonCannotStall(t *testing.T) {
 	watchers := map[string]*client.Watcher{}
 	wantBy := map[string]map[string]string{}
 	for _, agency := range []string{"court-changchun", "edu-jian", "notary-dunhua"} {
-		c, err := newAgencyClient(ctx, cfg, agency, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Kafka = svc.kafka
-		t.Cleanup(func() { c.Close() })
-		w, err := c.Watch(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(w.Close)
-		watchers[agency] = w
+		watchers[agency] = watchReceipts(ctx, t, cfg, svc, agency)
 		wantBy[agency] = map[string]string{}
 	}
 	for d, s := range want {

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certless/certless/client"
+
 	"go.uber.org/zap"
 
 	"github.com/certless/certless/adapters/sqlsource"
@@ -19,6 +21,25 @@ import (
 func startTestService(ctx context.Context, t *testing.T, cfg *config.Config, opts serviceOptions) *service {
 	t.Helper()
 	return startLoggedService(ctx, t, cfg, opts, zap.NewNop())
+}
+
+// watchReceipts starts watching agency's receipt topic on svc's cluster,
+// through the agency's client as `certless request` builds it; both close
+// when t ends.
+func watchReceipts(ctx context.Context, t *testing.T, cfg *config.Config, svc *service, agency string) *client.Watcher {
+	t.Helper()
+	c, err := newAgencyClient(ctx, cfg, agency, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Kafka = svc.kafka
+	t.Cleanup(func() { c.Close() })
+	w, err := c.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	return w
 }
 
 // startLoggedService is startTestService logging to log.
