@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -94,10 +95,15 @@ func (p *Pipeline) record(ctx context.Context, m Message, d Decision) (Result, e
 	replay := d.Reason == ReasonReplay
 	row := store.Decision{
 		Digest: d.Request.Digest, Agency: d.Request.Agency, RequestID: d.Request.ID, QueryType: d.Query,
-		Outcome: d.Outcome, Reason: d.Reason, Replay: replay, Receipt: receipt, DecidedAt: p.now(),
+		Outcome: d.Outcome, Reason: d.Reason, Replay: replay, Receipt: receipt, DecidedAt: p.now(), Type: d.Request.Type,
 	}
 	if b := d.Basis; b != nil {
 		row.AgreementID, row.AgreementVersion, row.AgreementDigest = b.ID, b.Version, b.Digest
+	}
+	if p.Gate != nil {
+		if err := p.Gate.Open(); err != nil {
+			return Result{}, err
+		}
 	}
 	stored, err := p.Decisions.Save(ctx, row)
 	switch {
@@ -167,10 +173,13 @@ func (p *Pipeline) seal(ctx context.Context, d Decision) ([]byte, error) {
 
 // reemit publishes a stored decision's receipt as it was stored.
 func (p *Pipeline) reemit(d store.Decision) Result {
+	h := map[string]string{"certless-decision": d.Outcome, "certless-request-digest": d.Digest}
+	if d.LeafIndex >= 0 {
+		h[HeaderLogIndex] = strconv.FormatInt(d.LeafIndex, 10)
+	}
 	return Result{
 		Outputs: []Output{{
-			Topic: p.Topics.Receipts(d.Agency), Key: []byte(d.RequestID), Value: d.Receipt,
-			Headers: map[string]string{"certless-decision": d.Outcome, "certless-request-digest": d.Digest},
+			Topic: p.Topics.Receipts(d.Agency), Key: []byte(d.RequestID), Value: d.Receipt, Headers: h,
 		}},
 		Agency: d.Agency, Query: d.QueryType, Outcome: d.Outcome, Reason: d.Reason, Redelivery: true,
 	}

@@ -33,6 +33,16 @@ type Result struct {
 	Agency, Query, Outcome, Reason string
 	// Redelivery is true when a stored receipt was re-emitted.
 	Redelivery bool
+
+	// logEntry is the transparency-log leaf a dead letter still has to
+	// append before it is published (Pipeline.logDeadLetter).
+	logEntry *logEntry
+}
+
+// logEntry is a leaf to append under a unique key.
+type logEntry struct {
+	key  string
+	leaf []byte
 }
 
 // OutcomeDeadLetter marks a message that went to the dead-letter topic.

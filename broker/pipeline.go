@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"go.uber.org/zap"
@@ -19,6 +20,7 @@ import (
 	"github.com/certless/certless/fault"
 	"github.com/certless/certless/keys"
 	"github.com/certless/certless/schemas"
+	"github.com/certless/certless/translog"
 )
 
 // Reasons the pipeline itself gives, beside the envelope's reason codes,
@@ -50,6 +52,24 @@ type Decisions interface {
 	Save(ctx context.Context, d store.Decision) (store.Decision, error)
 }
 
+// Leaves appends transparency-log leaves that are not decisions' (dead
+// letters); a decision's leaf is appended by Decisions.Save itself.
+type Leaves interface {
+	AppendLeaf(ctx context.Context, key string, leaf []byte) (int64, error)
+}
+
+// Gate says whether the record step may publish: it refuses while the
+// transparency log has been unable to checkpoint for longer than its
+// tolerance, so the broker stops answering rather than answer outside the
+// log.
+type Gate interface {
+	Open() error
+}
+
+// HeaderLogIndex is the Kafka header carrying a record's leaf index in
+// the transparency log, in decimal.
+const HeaderLogIndex = "certless-log-index"
+
 // Sealer signs a receipt payload with the broker's key and, when the
 // receiving agency asks for it, encrypts it to that agency.
 type Sealer interface {
@@ -66,6 +86,10 @@ type Pipeline struct {
 	Handlers  map[string]TypeHandler
 	Seal      Sealer
 	Decisions Decisions
+	// Leaves logs dead letters; nil logs none (unit tests).
+	Leaves Leaves
+	// Gate, when set, holds the record step while the log is failing.
+	Gate Gate
 	// Log receives one warn line per dead letter: reason, kid, topic,
 	// partition, offset, digest — never payload, names or ID numbers. Nil
 	// logs nothing.
@@ -77,6 +101,11 @@ type Pipeline struct {
 // Handle implements Handler: one message in, its outputs out. It reads top
 // to bottom: topic → redelivery → verify → dispatch by type → record.
 func (p *Pipeline) Handle(ctx context.Context, m Message) (Result, error) {
+	res, err := p.handle(ctx, m)
+	return p.logDeadLetter(ctx, res, err)
+}
+
+func (p *Pipeline) handle(ctx context.Context, m Message) (Result, error) {
 	v, res, done, err := p.begin(ctx, m)
 	switch {
 	case done || err != nil:
@@ -106,6 +135,11 @@ func (p *Pipeline) Handle(ctx context.Context, m Message) (Result, error) {
 // anyone else a dead letter, so nothing holds its partition. An error
 // means even that could not be recorded (the decision store is down).
 func (p *Pipeline) Fail(ctx context.Context, m Message, outcome, reason, detail string, retryAfter time.Duration) (Result, error) {
+	res, err := p.fail(ctx, m, outcome, reason, detail, retryAfter)
+	return p.logDeadLetter(ctx, res, err)
+}
+
+func (p *Pipeline) fail(ctx context.Context, m Message, outcome, reason, detail string, retryAfter time.Duration) (Result, error) {
 	v, res, done, err := p.begin(ctx, m)
 	switch {
 	case done:
@@ -272,11 +306,43 @@ func (p *Pipeline) deadLetterKID(m Message, agency, reason, kid, detail string) 
 			zap.String("digest", dl.Digest))
 	}
 	b, _ := json.Marshal(dl) // plain struct: cannot fail
-	return Result{
+	res := Result{
 		Outputs: []Output{{Topic: p.Topics.DeadLetter(), Key: []byte(dl.Digest), Value: b,
 			Headers: map[string]string{"certless-reason": reason}}},
 		Agency: agency, Outcome: OutcomeDeadLetter, Reason: reason,
 	}
+	leaf, err := translog.Leaf{
+		Kind: translog.KindDeadLetter, Time: translog.FormatTime(dl.ReceivedAt), Agency: translog.Token(agency),
+		Outcome: OutcomeDeadLetter, Reason: translog.Token(reason), Request: dl.Digest, Receipt: translog.Digest(b),
+	}.Marshal()
+	if err == nil { // every member is a token or a digest: it cannot fail
+		res.logEntry = &logEntry{key: fmt.Sprintf("dead_letter:%s:%d:%d", m.Topic, m.Partition, m.Offset), leaf: leaf}
+	}
+	return res
+}
+
+// logDeadLetter appends the leaf of a dead letter before it is published;
+// the record carries its index. A failure to append is transient: the
+// message is retried, never published unlogged.
+func (p *Pipeline) logDeadLetter(ctx context.Context, res Result, err error) (Result, error) {
+	e := res.logEntry
+	if err != nil || e == nil || p.Leaves == nil {
+		return res, err
+	}
+	res.logEntry = nil
+	if p.Gate != nil {
+		if err := p.Gate.Open(); err != nil {
+			return Result{}, err
+		}
+	}
+	idx, err := p.Leaves.AppendLeaf(ctx, e.key, e.leaf)
+	if err != nil {
+		return Result{}, fmt.Errorf("log dead letter: %w", err)
+	}
+	for i := range res.Outputs {
+		res.Outputs[i].Headers[HeaderLogIndex] = strconv.FormatInt(idx, 10)
+	}
+	return res, nil
 }
 
 func (p *Pipeline) now() time.Time {

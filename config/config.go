@@ -56,6 +56,48 @@ type Config struct {
 	Limits     Limits    `yaml:"limits" json:"limits"`
 	Agencies   []Agency  `yaml:"agencies" json:"agencies,omitempty"`
 	Adapters   []Adapter `yaml:"adapters" json:"adapters,omitempty"`
+	// Transparency is the transparency log every decision is appended to.
+	Transparency Transparency `yaml:"transparency" json:"transparency"`
+}
+
+// Transparency configures the transparency log.
+type Transparency struct {
+	// Origin is the first line of every checkpoint; default
+	// "certless.local/<broker_id>".
+	Origin string `yaml:"origin" json:"origin,omitempty"`
+	// KeyFile holds the log's Ed25519 note signer key; default
+	// <keys_dir>/log.key (dev and demo create it; serve only reads it).
+	KeyFile string `yaml:"key_file" json:"key_file,omitempty"`
+	// Interval between checkpoints while leaves arrive; default 1s.
+	Interval Duration `yaml:"interval" json:"interval,omitempty"`
+	// Tolerance is how long checkpointing may fail before the broker
+	// stops answering; default 30s.
+	Tolerance Duration `yaml:"tolerance" json:"tolerance,omitempty"`
+	// Quorum is how many witness cosignatures a receipt proof waits for.
+	Quorum    int       `yaml:"quorum" json:"quorum,omitempty"`
+	Witnesses []Witness `yaml:"witnesses" json:"witnesses,omitempty"`
+}
+
+// Witness is a C2SP tlog-witness asked to cosign every checkpoint.
+type Witness struct {
+	URL  string `yaml:"url" json:"url"`
+	VKey string `yaml:"vkey" json:"vkey"`
+}
+
+// LogOrigin is the checkpoint origin in force.
+func (c *Config) LogOrigin() string {
+	if c.Transparency.Origin != "" {
+		return c.Transparency.Origin
+	}
+	return "certless.local/" + c.BrokerID
+}
+
+// LogKeyFile is the log key file in force.
+func (c *Config) LogKeyFile() string {
+	if c.Transparency.KeyFile != "" {
+		return c.Transparency.KeyFile
+	}
+	return filepath.Join(c.KeysDir, "log.key")
 }
 
 // Kafka is how to reach the Kafka cluster.

@@ -26,6 +26,7 @@ type backend interface {
 	takeBatch(ctx context.Context, items []takeItem) ([]bool, error)
 	// usage returns the counts of windows, in their order; limits unused.
 	usage(ctx context.Context, k quotaKey, windows []quotaWindow) ([]int, error)
+	logBackend
 	close() error
 }
 

@@ -47,16 +47,57 @@ var postgresMigrations = []string{
 	`ALTER TABLE decisions ADD COLUMN IF NOT EXISTS agreement_id text NOT NULL DEFAULT '';
 	ALTER TABLE decisions ADD COLUMN IF NOT EXISTS agreement_version integer NOT NULL DEFAULT 0;
 	ALTER TABLE decisions ADD COLUMN IF NOT EXISTS agreement_digest text NOT NULL DEFAULT '';`,
+	// Version 5: the transparency log (see tlog.go) and the message type of
+	// each decision, which its leaf carries.
+	`ALTER TABLE decisions ADD COLUMN IF NOT EXISTS message_type text NOT NULL DEFAULT '';
+	CREATE TABLE tlog_sequence (
+		one  boolean PRIMARY KEY DEFAULT true CHECK (one),
+		size bigint NOT NULL CHECK (size >= 0)
+	);
+	INSERT INTO tlog_sequence (size) VALUES (0);
+	CREATE TABLE tlog_integration (
+		one  boolean PRIMARY KEY DEFAULT true CHECK (one),
+		size bigint NOT NULL CHECK (size >= 0)
+	);
+	INSERT INTO tlog_integration (size) VALUES (0);
+	CREATE TABLE tlog_leaves (
+		idx         bigint PRIMARY KEY CHECK (idx >= 0),
+		key         text NOT NULL UNIQUE,
+		data        bytea NOT NULL,
+		appended_at timestamptz NOT NULL DEFAULT now()
+	);
+	CREATE TABLE tlog_hashes (
+		idx  bigint PRIMARY KEY CHECK (idx >= 0),
+		hash bytea NOT NULL CHECK (length(hash) = 32)
+	);
+	CREATE TABLE tlog_checkpoints (
+		id         bigserial PRIMARY KEY,
+		size       bigint NOT NULL CHECK (size >= 0),
+		note       bytea NOT NULL,
+		created_at timestamptz NOT NULL DEFAULT now()
+	);
+	CREATE INDEX tlog_checkpoints_size ON tlog_checkpoints (size);
+	CREATE TABLE tlog_cosignatures (
+		size        bigint NOT NULL,
+		witness     text NOT NULL,
+		line        bytea NOT NULL,
+		received_at timestamptz NOT NULL DEFAULT now(),
+		PRIMARY KEY (size, witness)
+	);`,
 }
 
 const (
-	pgColumns = `digest, agency, request_id, query_type, outcome, reason, replay, receipt, decided_at, agreement_id, agreement_version, agreement_digest`
+	pgColumns = `digest, agency, request_id, query_type, outcome, reason, replay, receipt, decided_at, agreement_id, agreement_version, agreement_digest, message_type`
+	// pgSelect reads a decision with its leaf, if it has one.
+	pgSelect = `SELECT d.digest, d.agency, d.request_id, d.query_type, d.outcome, d.reason, d.replay, d.receipt, d.decided_at,
+		d.agreement_id, d.agreement_version, d.agreement_digest, d.message_type, coalesce(l.idx, -1), coalesce(l.data, ''::bytea)
+		FROM decisions d LEFT JOIN tlog_leaves l ON l.key = d.digest`
 	// ON CONFLICT DO NOTHING without a target also skips a row that would
 	// break the (agency, request_id) index, without aborting the
 	// transaction; commit tells the two cases apart afterwards.
-	pgInsert        = `INSERT INTO decisions (` + pgColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING`
-	pgGet           = `SELECT ` + pgColumns + ` FROM decisions WHERE digest = $1`
-	pgGetMany       = `SELECT ` + pgColumns + ` FROM decisions WHERE digest = ANY($1)`
+	pgInsert        = `INSERT INTO decisions (` + pgColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING`
+	pgGet           = pgSelect + ` WHERE d.digest = $1`
+	pgGetMany       = pgSelect + ` WHERE d.digest = ANY($1)`
 	pgDigestByID    = `SELECT digest FROM decisions WHERE agency = $1 AND request_id = $2 AND NOT replay AND request_id <> ''`
 	pgCount         = `SELECT count(*) FROM decisions`
 	pgVersionExists = `SELECT to_regclass('decisions_schema_version') IS NOT NULL`
@@ -100,6 +141,10 @@ func PostgresRoleSQL(role string) string {
 		`GRANT SELECT, INSERT ON decisions TO ` + r,
 		`GRANT SELECT ON decisions_schema_version TO ` + r,
 		`GRANT SELECT, INSERT, UPDATE ON quota_usage TO ` + r,
+		`REVOKE ALL ON tlog_sequence, tlog_integration, tlog_leaves, tlog_hashes, tlog_checkpoints, tlog_cosignatures FROM ` + r,
+		`GRANT SELECT, UPDATE ON tlog_sequence, tlog_integration TO ` + r,
+		`GRANT SELECT, INSERT ON tlog_leaves, tlog_hashes, tlog_checkpoints, tlog_cosignatures TO ` + r,
+		`GRANT USAGE ON SEQUENCE tlog_checkpoints_id_seq TO ` + r,
 	}, ";\n") + ";\n"
 }
 
@@ -188,10 +233,11 @@ func (p *postgresDB) commit(ctx context.Context, batch []Decision) ([]result, er
 		b := &pgx.Batch{}
 		for _, d := range batch {
 			b.Queue(pgInsert, d.Digest, d.Agency, d.RequestID, d.QueryType, d.Outcome, d.Reason, d.Replay, d.Receipt, d.DecidedAt,
-				d.AgreementID, d.AgreementVersion, d.AgreementDigest)
+				d.AgreementID, d.AgreementVersion, d.AgreementDigest, d.Type)
 		}
 		br := tx.SendBatch(ctx, b) // one round trip for the whole batch
 		var missing []string
+		inserted := make([]bool, len(batch))
 		for i, d := range batch {
 			tag, err := br.Exec()
 			if err != nil {
@@ -199,7 +245,7 @@ func (p *postgresDB) commit(ctx context.Context, batch []Decision) ([]result, er
 				return fmt.Errorf("insert %s: %w", d.Digest, err)
 			}
 			if tag.RowsAffected() == 1 {
-				out[i] = result{d: d}
+				out[i], inserted[i] = result{d: d}, true
 			} else {
 				missing = append(missing, d.Digest)
 			}
@@ -207,10 +253,13 @@ func (p *postgresDB) commit(ctx context.Context, batch []Decision) ([]result, er
 		if err := br.Close(); err != nil {
 			return fmt.Errorf("insert batch: %w", err)
 		}
-		if len(missing) == 0 {
-			return nil
+		if len(missing) > 0 {
+			if err := p.explain(ctx, tx, batch, missing, out); err != nil {
+				return err
+			}
 		}
-		return p.explain(ctx, tx, batch, missing, out)
+		// Last, so the sequence row is locked for as short a time as can be.
+		return pgAppendDecisionLeaves(ctx, tx, batch, inserted, out)
 	})
 	if err != nil {
 		return nil, err
@@ -257,7 +306,10 @@ func (p *postgresDB) explain(ctx context.Context, tx pgx.Tx, batch []Decision, m
 func pgScan(row pgx.Row) (Decision, error) {
 	var d Decision
 	err := row.Scan(&d.Digest, &d.Agency, &d.RequestID, &d.QueryType, &d.Outcome, &d.Reason, &d.Replay, &d.Receipt, &d.DecidedAt,
-		&d.AgreementID, &d.AgreementVersion, &d.AgreementDigest)
+		&d.AgreementID, &d.AgreementVersion, &d.AgreementDigest, &d.Type, &d.LeafIndex, &d.Leaf)
+	if len(d.Leaf) == 0 {
+		d.Leaf = nil
+	}
 	d.DecidedAt = d.DecidedAt.UTC()
 	return d, err
 }

@@ -92,6 +92,39 @@ var sqliteMigrations = []string{
 	`ALTER TABLE decisions ADD COLUMN agreement_id TEXT NOT NULL DEFAULT '';
 	ALTER TABLE decisions ADD COLUMN agreement_version INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE decisions ADD COLUMN agreement_digest TEXT NOT NULL DEFAULT '';`,
+	// Version 6: the transparency log (see tlog.go) and the message type of
+	// each decision, which its leaf carries. One writer at a time holds the
+	// database, so the next index is max(idx) + 1 in the writing
+	// transaction.
+	`ALTER TABLE decisions ADD COLUMN message_type TEXT NOT NULL DEFAULT '';
+	CREATE TABLE tlog_integration (
+		one  INTEGER PRIMARY KEY CHECK (one = 1),
+		size INTEGER NOT NULL CHECK (size >= 0)
+	);
+	INSERT INTO tlog_integration (one, size) VALUES (1, 0);
+	CREATE TABLE tlog_leaves (
+		idx  INTEGER PRIMARY KEY CHECK (idx >= 0),
+		key  TEXT NOT NULL UNIQUE,
+		data BLOB NOT NULL
+	);
+	CREATE TABLE tlog_hashes (
+		idx  INTEGER PRIMARY KEY CHECK (idx >= 0),
+		hash BLOB NOT NULL CHECK (length(hash) = 32)
+	);
+	CREATE TABLE tlog_checkpoints (
+		id         INTEGER PRIMARY KEY AUTOINCREMENT,
+		size       INTEGER NOT NULL CHECK (size >= 0),
+		note       BLOB NOT NULL,
+		created_at TEXT NOT NULL
+	);
+	CREATE INDEX tlog_checkpoints_size ON tlog_checkpoints (size);
+	CREATE TABLE tlog_cosignatures (
+		size        INTEGER NOT NULL,
+		witness     TEXT NOT NULL,
+		line        BLOB NOT NULL,
+		received_at TEXT NOT NULL,
+		PRIMARY KEY (size, witness)
+	);`,
 }
 
 // sqliteTime is the stored form of DecidedAt: fixed width, so text order is
@@ -99,11 +132,13 @@ var sqliteMigrations = []string{
 const sqliteTime = "2006-01-02T15:04:05.000000Z"
 
 const (
-	sqliteColumns = `digest, agency, request_id, query_type, outcome, reason, replay, receipt, decided_at, agreement_id, agreement_version, agreement_digest`
+	sqliteColumns = `digest, agency, request_id, query_type, outcome, reason, replay, receipt, decided_at, agreement_id, agreement_version, agreement_digest, message_type`
 	// ON CONFLICT DO NOTHING without a target also skips a row that would
 	// break the (agency, request_id) index; commit tells the two apart.
-	sqliteInsert       = `INSERT INTO decisions (` + sqliteColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
-	sqliteGet          = `SELECT ` + sqliteColumns + ` FROM decisions WHERE digest = ?`
+	sqliteInsert       = `INSERT INTO decisions (` + sqliteColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
+	sqliteGet          = `SELECT d.digest, d.agency, d.request_id, d.query_type, d.outcome, d.reason, d.replay, d.receipt, d.decided_at,
+		d.agreement_id, d.agreement_version, d.agreement_digest, d.message_type, coalesce(l.idx, -1), coalesce(l.data, x'')
+		FROM decisions d LEFT JOIN tlog_leaves l ON l.key = d.digest WHERE d.digest = ?`
 	sqliteDigestByID   = `SELECT digest FROM decisions WHERE agency = ? AND request_id = ? AND NOT replay AND request_id <> ''`
 	sqliteCount        = `SELECT count(*) FROM decisions`
 	sqliteVersionTable = `CREATE TABLE IF NOT EXISTS decisions_schema_version (
@@ -282,9 +317,10 @@ func (s *sqliteDB) commit(ctx context.Context, batch []Decision) (_ []result, er
 	ins := tx.StmtContext(ctx, s.insertStmt) // prepared once per connection, not per batch
 	defer ins.Close()
 	out := make([]result, len(batch))
+	inserted := make([]bool, len(batch))
 	for i, d := range batch {
 		res, err := ins.ExecContext(ctx, d.Digest, d.Agency, d.RequestID, d.QueryType, d.Outcome, d.Reason,
-			d.Replay, d.Receipt, d.DecidedAt.Format(sqliteTime), d.AgreementID, d.AgreementVersion, d.AgreementDigest)
+			d.Replay, d.Receipt, d.DecidedAt.Format(sqliteTime), d.AgreementID, d.AgreementVersion, d.AgreementDigest, d.Type)
 		if err != nil {
 			return nil, fmt.Errorf("insert %s: %w", d.Digest, err)
 		}
@@ -293,13 +329,16 @@ func (s *sqliteDB) commit(ctx context.Context, batch []Decision) (_ []result, er
 			return nil, fmt.Errorf("insert %s: %w", d.Digest, err)
 		}
 		if n == 1 {
-			out[i] = result{d: d}
+			out[i], inserted[i] = result{d: d}, true
 			continue
 		}
 		out[i], err = s.explain(ctx, tx, d)
 		if err != nil {
 			return nil, err
 		}
+	}
+	if err := sqliteAppendDecisionLeaves(ctx, tx, batch, inserted, out); err != nil {
+		return nil, err
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
@@ -330,7 +369,10 @@ func sqliteGetRow(row *sql.Row) (Decision, bool, error) {
 		at string
 	)
 	err := row.Scan(&d.Digest, &d.Agency, &d.RequestID, &d.QueryType, &d.Outcome, &d.Reason, &d.Replay, &d.Receipt, &at,
-		&d.AgreementID, &d.AgreementVersion, &d.AgreementDigest)
+		&d.AgreementID, &d.AgreementVersion, &d.AgreementDigest, &d.Type, &d.LeafIndex, &d.Leaf)
+	if len(d.Leaf) == 0 {
+		d.Leaf = nil
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return Decision{}, false, nil
 	}

@@ -72,6 +72,15 @@ type Decision struct {
 	AgreementID      string
 	AgreementVersion int
 	AgreementDigest  string
+	// Type is the message type decided ("request", ...); may be "" only
+	// for a rejection.
+	Type string
+	// Leaf is the transparency-log leaf of the decision, which Save builds
+	// (the caller's value is ignored) and appends in the decision's own
+	// transaction; LeafIndex is its index, -1 for a decision stored before
+	// the log existed.
+	Leaf      []byte
+	LeafIndex int64
 }
 
 var (
@@ -106,6 +115,7 @@ func (e *ConflictError) Is(target error) bool { return target == ErrIDConflict }
 // (Quotas) of the same database.
 type Store interface {
 	Quotas
+	Log
 	// Save stores d durably unless a decision with d.Digest exists, and
 	// returns the decision that is stored: d itself (DecidedAt normalised) or,
 	// for a known digest, the earlier decision, whatever d says. Callers
@@ -240,7 +250,7 @@ func normalise(d Decision) (Decision, error) {
 		return bad("a replay needs the replayed request id")
 	}
 	for _, f := range []struct{ name, v string }{
-		{"agency", d.Agency}, {"request id", d.RequestID}, {"query type", d.QueryType}, {"reason", d.Reason},
+		{"agency", d.Agency}, {"request id", d.RequestID}, {"query type", d.QueryType}, {"reason", d.Reason}, {"type", d.Type},
 	} {
 		// PostgreSQL text refuses both; refusing them here keeps one bad
 		// row from failing a whole batch.
@@ -262,6 +272,11 @@ func normalise(d Decision) (Decision, error) {
 	// The caller may reuse its buffer once Save returns, even on ctx
 	// cancellation while the row is still queued.
 	d.Receipt = append([]byte(nil), d.Receipt...)
+	leaf, err := decisionLeaf(d)
+	if err != nil {
+		return Decision{}, err
+	}
+	d.Leaf, d.LeafIndex = leaf, -1
 	return d, nil
 }
 

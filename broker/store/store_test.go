@@ -262,6 +262,10 @@ func ExamplePostgresRoleSQL() {
 	// GRANT SELECT, INSERT ON decisions TO "certless_broker";
 	// GRANT SELECT ON decisions_schema_version TO "certless_broker";
 	// GRANT SELECT, INSERT, UPDATE ON quota_usage TO "certless_broker";
+	// REVOKE ALL ON tlog_sequence, tlog_integration, tlog_leaves, tlog_hashes, tlog_checkpoints, tlog_cosignatures FROM "certless_broker";
+	// GRANT SELECT, UPDATE ON tlog_sequence, tlog_integration TO "certless_broker";
+	// GRANT SELECT, INSERT ON tlog_leaves, tlog_hashes, tlog_checkpoints, tlog_cosignatures TO "certless_broker";
+	// GRANT USAGE ON SEQUENCE tlog_checkpoints_id_seq TO "certless_broker";
 }
 
 // BenchmarkSave measures parallel Saves of distinct decisions, group commit

@@ -107,6 +107,9 @@ func ensureDevData(ctx context.Context, dataDir string, log *zap.Logger) (*confi
 		}
 		log.Info("generated receipt encryption key", zap.String("agency", a.ID))
 	}
+	if err := ensureLogKey(cfg, log); err != nil {
+		return nil, err
+	}
 	if err := ensureAgreements(cfg, log); err != nil {
 		return nil, err
 	}

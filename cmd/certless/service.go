@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/certless/certless/broker"
+	"github.com/certless/certless/broker/checkpoint"
 	"github.com/certless/certless/broker/store"
 	"github.com/certless/certless/config"
 	"github.com/certless/certless/envelope"
@@ -52,6 +53,11 @@ type service struct {
 	runner     *broker.Runner
 	http       *http.Server
 	httpLn     net.Listener
+	// logKey signs checkpoints; checkpointer keeps the transparency log
+	// checkpointed and gates the record step when it cannot.
+	logKey       *logSigner
+	logMetrics   *logMetrics
+	checkpointer *checkpoint.Checkpointer
 	// keysPoll is how often the keys folder is polled; keysWatching is
 	// closed once SIGHUP is handled and the folder's state is known.
 	keysPoll     time.Duration
@@ -146,6 +152,14 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 	}
 	log.Info("decision store open", zap.Bool("postgres", cfg.Store.IsPostgres()))
 
+	// Transparency log: every decision's leaf is appended by the store in
+	// the decision's own transaction; the checkpointer signs and serves it.
+	s.logKey = &logSigner{cfg: cfg}
+	s.logMetrics = newLogMetrics(s.registry, time.Now())
+	if s.checkpointer, err = s.startCheckpointer(ctx); err != nil {
+		return nil, err
+	}
+
 	// Agreements: every request is decided against the co-signed
 	// agreements of the policies folder, reloaded while the broker runs.
 	s.agrMetrics = newAgreementMetrics(s.registry)
@@ -189,6 +203,8 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 		},
 		Seal:      &broker.ReceiptSealer{Keys: s.key, Schemas: set, Confidential: confidential, Encryption: s.keys},
 		Decisions: s.store,
+		Leaves:    s.store,
+		Gate:      s.checkpointer,
 		Log:       log,
 	}
 	metrics := broker.NewMetrics(s.registry)
@@ -229,9 +245,17 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 	checks := map[string]broker.Check{
 		"kafka": func(ctx context.Context) error { return bkafka.Ping(ctx, s.kafka) },
 		"store": func(ctx context.Context) error { _, err := s.store.Count(ctx); return err },
+		// Checkpoints failing: not ready at once; answering stops after
+		// the tolerance (checkpoint.Checkpointer.Open).
+		"transparency_log": func(context.Context) error { return s.checkpointer.Ready() },
 	}
 	jwks := func() ([]byte, error) { return s.keys.JWKS(cfg.BrokerID) }
-	s.http = &http.Server{Handler: broker.OpsHandler(s.registry, checks, jwks), ReadHeaderTimeout: 5 * time.Second}
+	mux := http.NewServeMux()
+	mux.Handle("/", broker.OpsHandler(s.registry, checks, jwks))
+	lh := logHandler(s.store, s.logKey.verifierKey)
+	mux.Handle("/log/", lh)
+	mux.Handle("/.well-known/log-key", lh)
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := s.http.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server stopped", zap.Error(err))
@@ -239,7 +263,8 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 	}()
 	log.Info("operations endpoint", zap.String("metrics", "http://"+s.httpLn.Addr().String()+"/metrics"),
 		zap.String("health", "http://"+s.httpLn.Addr().String()+"/healthz"),
-		zap.String("jwks", "http://"+s.httpLn.Addr().String()+"/.well-known/jwks.json"))
+		zap.String("jwks", "http://"+s.httpLn.Addr().String()+"/.well-known/jwks.json"),
+		zap.String("log", "http://"+s.httpLn.Addr().String()+"/log/checkpoint"))
 	return s, nil
 }
 
@@ -289,10 +314,20 @@ func (s *service) run(ctx context.Context) error {
 		defer close(agreementsWatched)
 		s.agreements.Run(watchCtx, s.keysPoll, s.reportAgreements)
 	}()
+	cpCtx, stopCheckpoints := context.WithCancel(context.WithoutCancel(ctx))
+	checkpointed := make(chan struct{})
+	go func() {
+		defer close(checkpointed)
+		// On return it has made its last round: every leaf of the
+		// decisions made is under a checkpoint.
+		_ = s.checkpointer.Run(cpCtx)
+	}()
 	err := s.runner.Run(ctx)
 	stopWatch()
 	<-watched
 	<-agreementsWatched
+	stopCheckpoints()
+	<-checkpointed
 	s.log.Info("broker stopped consuming; shutting down")
 	s.close()
 	return err
