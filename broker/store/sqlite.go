@@ -135,8 +135,8 @@ const (
 	sqliteColumns = `digest, agency, request_id, query_type, outcome, reason, replay, receipt, decided_at, agreement_id, agreement_version, agreement_digest, message_type`
 	// ON CONFLICT DO NOTHING without a target also skips a row that would
 	// break the (agency, request_id) index; commit tells the two apart.
-	sqliteInsert       = `INSERT INTO decisions (` + sqliteColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
-	sqliteGet          = `SELECT d.digest, d.agency, d.request_id, d.query_type, d.outcome, d.reason, d.replay, d.receipt, d.decided_at,
+	sqliteInsert = `INSERT INTO decisions (` + sqliteColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
+	sqliteGet    = `SELECT d.digest, d.agency, d.request_id, d.query_type, d.outcome, d.reason, d.replay, d.receipt, d.decided_at,
 		d.agreement_id, d.agreement_version, d.agreement_digest, d.message_type, coalesce(l.idx, -1), coalesce(l.data, x'')
 		FROM decisions d LEFT JOIN tlog_leaves l ON l.key = d.digest WHERE d.digest = ?`
 	sqliteDigestByID   = `SELECT digest FROM decisions WHERE agency = ? AND request_id = ? AND NOT replay AND request_id <> ''`
