@@ -57,7 +57,8 @@ test: services-up
 		grep --line-buffered -v -E '^[[:space:]]*=== (RUN|PAUSE|CONT|NAME)'
 	kafka=$$(grep -c 'real Kafka at' $(TEST_LOG) || true)
 	pg=$$(grep -c 'real PostgreSQL at' $(TEST_LOG) || true)
-	echo "== tests passed in $$((SECONDS - start))s; real Kafka used $$kafka times, real PostgreSQL $$pg times (log: $(TEST_LOG))"
-	if [ "$$kafka" -eq 0 ] || [ "$$pg" -eq 0 ]; then
-		echo "no test reached the real Kafka or PostgreSQL" >&2; exit 1
+	lw=$$(grep -c 'real litewitness at' $(TEST_LOG) || true)
+	echo "== tests passed in $$((SECONDS - start))s; real Kafka used $$kafka times, real PostgreSQL $$pg times, real witness $$lw times (log: $(TEST_LOG))"
+	if [ "$$kafka" -eq 0 ] || [ "$$pg" -eq 0 ] || [ "$$lw" -eq 0 ]; then
+		echo "no test reached the real Kafka, PostgreSQL or witness" >&2; exit 1
 	fi

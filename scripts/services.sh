@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Real services for the integration tests: Apache Kafka (KRaft, one node) and
-# PostgreSQL, both on 127.0.0.1, both throwaway, state under ./.services/.
+# Real services for the integration tests: Apache Kafka (KRaft, one node),
+# PostgreSQL and a transparency-log witness (litewitness, scripts/witness.sh),
+# all on 127.0.0.1, all throwaway, state under ./.services/.
 #
 #   scripts/services.sh up      start both (idempotent; quick when running)
 #   scripts/services.sh down    stop both, keep their data
@@ -441,12 +442,14 @@ status() {
 		echo "postgresql stopped"
 		rc=3
 	fi
+	"$ROOT/scripts/witness.sh" status || rc=3
 	return "$rc"
 }
 
 print_env() {
 	echo "export CERTLESS_TEST_KAFKA=$(kafka_addr)"
 	echo "export CERTLESS_TEST_POSTGRES='$(pg_dsn)'"
+	"$ROOT/scripts/witness.sh" env
 }
 
 case "${1:-}" in
@@ -455,12 +458,14 @@ up)
 	t0=$(now)
 	kafka_up
 	pg_up
+	"$ROOT/scripts/witness.sh" up
 	log "all services up ($(since "$t0")); for the tests: eval \"\$(scripts/services.sh env)\""
 	;;
 down)
 	lock
 	kafka_down
 	pg_down
+	"$ROOT/scripts/witness.sh" down
 	;;
 status) status ;;
 env) print_env ;;
