@@ -88,6 +88,9 @@ func runDemo(ctx context.Context, g *globals, dataDir string, log *zap.Logger) e
 	}
 	rep.print(g.stdout)
 	fmt.Fprintf(g.stdout, "Decisions are stored in %s; broker JWKS: http://%s/.well-known/jwks.json (while running).\n", cfg.Store.DSN, svc.httpAddr())
+	if err := rep.printLog(ctx, g.stdout, svc, dataDir); err != nil {
+		return err
+	}
 	if rep.failed() > 0 {
 		return fmt.Errorf("demo: %d of %d requests did not get the expected single verified answer", rep.failed(), len(rep.cases))
 	}
@@ -123,6 +126,28 @@ func (r *scenarioReport) print(w io.Writer) {
 	_ = tw.Flush()
 	fmt.Fprintf(w, "\n%d requests: %d as expected, %d failed; %d receipts verified against the broker JWKS, %d dead letters.\n",
 		len(r.cases), len(r.cases)-r.failed(), r.failed(), r.receipts, r.dead)
+}
+
+// printLog checkpoints what the demo decided and shows the log's head and
+// how to prove one receipt offline.
+func (r *scenarioReport) printLog(ctx context.Context, w io.Writer, svc *service, dataDir string) error {
+	if err := svc.checkpointer.Round(ctx); err != nil {
+		return fmt.Errorf("demo: checkpoint the transparency log: %w", err)
+	}
+	cp, err := svc.store.LatestCheckpoint(ctx)
+	if err != nil || cp == nil {
+		return fmt.Errorf("demo: no checkpoint: %v", err)
+	}
+	fmt.Fprintf(w, "\nTransparency log checkpoint (C2SP signed note, served at http://%s/log/checkpoint while running):\n%s\n", svc.httpAddr(), cp)
+	for _, c := range r.cases {
+		if c.ok && strings.HasPrefix(c.want, "answered") {
+			fmt.Fprintf(w, "Prove and check a receipt offline:\n  certless --data %s receipt proof --id %s --out receipt.bundle.json\n  certless --data %s receipt verify receipt.bundle.json\n",
+				dataDir, c.signed.Digest, dataDir)
+			break
+		}
+	}
+	fmt.Fprintf(w, "Audit the whole log: certless --data %s audit verify\n", dataDir)
+	return nil
 }
 
 // runScenarios sends the demo's requests through a running service as the

@@ -121,6 +121,8 @@ generated config.yaml.`,
 		newAgreementCmd(g),
 		newRecordsCmd(g),
 		newStoreCmd(g),
+		newReceiptCmd(g),
+		newLogCmd(g),
 		newSchemasCmd(g),
 		newVersionCmd(g),
 	)

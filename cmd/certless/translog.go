@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 	"golang.org/x/mod/sumdb/note"
 
@@ -190,4 +191,34 @@ func (s *service) startCheckpointer(ctx context.Context) (*checkpoint.Checkpoint
 			zap.String("file", s.cfg.LogKeyFile()), zap.Duration("tolerance", tc.Tolerance.D()), zap.Error(err))
 	}
 	return c, nil
+}
+
+func newLogCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "log",
+		Short: "The transparency log's key",
+		Args:  cobra.NoArgs,
+	}
+	keygen := &cobra.Command{
+		Use:   "keygen",
+		Short: "Create the log's Ed25519 note key pair (transparency.key_file and its .vkey) unless it exists",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := g.loadConfig(os.Getenv)
+			if err != nil {
+				return err
+			}
+			if _, err := os.Stat(cfg.LogKeyFile()); err == nil {
+				return fmt.Errorf("%s exists; the log key is never replaced (a new key is a new log)", cfg.LogKeyFile())
+			}
+			if err := ensureLogKey(cfg, zap.NewNop()); err != nil {
+				return err
+			}
+			v, _ := os.ReadFile(logVerifierFile(cfg))
+			fmt.Fprintf(g.stdout, "log key for origin %s in %s; publish %s:\n%s", cfg.LogOrigin(), cfg.LogKeyFile(), logVerifierFile(cfg), v)
+			return nil
+		},
+	}
+	cmd.AddCommand(keygen)
+	return cmd
 }
