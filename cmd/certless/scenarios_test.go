@@ -77,6 +77,7 @@ func runScenarioTest(ctx context.Context, t *testing.T, cfg *config.Config, opts
 	if rep.dead != 3 || rep.receipts < 15 {
 		t.Fatalf("receipts %d, dead letters %d", rep.receipts, rep.dead)
 	}
+	checkLog(ctx, t, cfg, svc, rep)
 }
 
 // realConfig points the dev configuration at the real Kafka and PostgreSQL:
