@@ -74,6 +74,7 @@ func Run(t *testing.T, h Harness) {
 		{"QuotaReopen", testQuotaReopen},
 		{"QuotaClosed", testQuotaClosed},
 		{"QuotaCancelled", testQuotaCancelled},
+		{"Log", testLog},
 	}
 	for _, tc := range tests {
 		if (tc.name == "Reopen" || tc.name == "QuotaReopen") && h.Volatile {
