@@ -237,7 +237,7 @@ func alertQueries(t *testing.T) []query {
 			out = append(out, query{where: where, expr: r.Expr})
 		}
 	}
-	for _, want := range []string{"up{", "certless_consumer_lag_messages", "certless_source_circuit_open", "certless_transient_failures_total", "certless_handle_seconds_bucket", `outcome="dead_letter"`} {
+	for _, want := range []string{"up{", "certless_consumer_lag_messages", "certless_source_circuit_open", "certless_transient_failures_total", "certless_handle_seconds_bucket", `outcome="dead_letter"`, "certless_log_checkpoint_age_seconds"} {
 		if !slices.ContainsFunc(out, func(q query) bool { return strings.Contains(q.expr, want) }) {
 			t.Errorf("%s: no rule watches %s", alertsFile, want)
 		}

@@ -202,13 +202,17 @@ func TestRealKafkaKillAndRestart(t *testing.T) {
 	// Read every receipt topic to its end now that no broker runs, so late
 	// duplicates are counted too.
 	all := map[string][][]byte{}
+	logIndex := map[string]string{}
 	totalCopies := 0
 	for _, a := range agencies {
 		for _, m := range readTopic(ctx, t, kcfg, topics.Receipts(a)) {
 			var d string
 			for _, h := range m.Headers {
-				if h.Key == "certless-request-digest" {
+				switch h.Key {
+				case "certless-request-digest":
 					d = string(h.Value)
+				case broker.HeaderLogIndex:
+					logIndex[string(m.Value)] = string(h.Value)
 				}
 			}
 			totalCopies++
@@ -230,6 +234,17 @@ func TestRealKafkaKillAndRestart(t *testing.T) {
 	if lost != 0 || conflicting != 0 || len(all) != total {
 		t.Fatalf("lost %d, conflicting %d, receipted %d of %d", lost, conflicting, len(all), total)
 	}
+	// Every published receipt is in the log, at the index its record
+	// carries, and the log the SIGKILLs left behind audits clean.
+	published := map[string][]byte{}
+	for d, rs := range all {
+		published[d] = rs[0]
+		if logIndex[string(rs[0])] == "" {
+			t.Fatalf("receipt of %s was published without its %s header", d, broker.HeaderLogIndex)
+		}
+	}
+	auditStore(ctx, t, cfg, published, logIndex)
+	t.Logf("every one of %d receipts is in the audited transparency log", len(published))
 }
 
 // addDistinct records receipt under digest unless the same bytes are there.

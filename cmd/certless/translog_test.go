@@ -8,12 +8,14 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 
 	"filippo.io/torchwood"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/certless/certless/broker/store"
 	"github.com/certless/certless/client"
 	"github.com/certless/certless/config"
 	"github.com/certless/certless/keys"
@@ -172,4 +174,74 @@ func editAnswer(t *testing.T, jws string) string {
 	p, _ = json.Marshal(payload)
 	parts[1] = base64.RawURLEncoding.EncodeToString(p)
 	return strings.Join(parts, ".")
+}
+
+// auditStore checks the log in the store of cfg after the broker stopped:
+// every published receipt (by request digest) has its leaf, at the index
+// its record carried (index, by receipt bytes), recording exactly those
+// bytes; the newest checkpoint covers every sequenced leaf, verifies with
+// the log key, and the leaves reproduce its root.
+func auditStore(ctx context.Context, t *testing.T, cfg *config.Config, published map[string][]byte, index map[string]string) {
+	t.Helper()
+	s, err := store.Open(ctx, cfg.Store.DSN, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for digest, receipt := range published {
+		idx, leaf, ok, err := s.Leaf(ctx, digest)
+		if !ok || err != nil {
+			t.Fatalf("receipt of %s has no leaf (%v)", digest, err)
+		}
+		l, err := translog.ParseLeaf(leaf)
+		if err != nil || l.Receipt != translog.Digest(receipt) || l.Request != digest {
+			t.Fatalf("leaf %d of %s does not record the published receipt: %+v %v", idx, digest, l, err)
+		}
+		if want := index[string(receipt)]; want != strconv.FormatInt(idx, 10) {
+			t.Fatalf("receipt of %s carried log index %q, its leaf is %d", digest, want, idx)
+		}
+	}
+	n, err := s.Sequenced(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpb, err := s.LatestCheckpoint(ctx)
+	if err != nil || cpb == nil {
+		t.Fatalf("no checkpoint: %v", err)
+	}
+	vb, err := os.ReadFile(logVerifierFile(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := note.NewVerifier(strings.TrimSpace(string(vb)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := translog.OpenCheckpoint(cpb, cfg.LogOrigin(), v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp.N != n {
+		t.Fatalf("after a clean stop the newest checkpoint covers %d of %d leaves", cp.N, n)
+	}
+	tree, _ := translog.NewTree(0, nil)
+	for start := int64(0); start < n; {
+		ls, err := s.ReadLeaves(ctx, start, 1<<14)
+		if err != nil || len(ls) == 0 {
+			t.Fatalf("read leaves from %d: %d %v", start, len(ls), err)
+		}
+		for _, l := range ls {
+			if _, err := tree.Append(l); err != nil {
+				t.Fatal(err)
+			}
+		}
+		start += int64(len(ls))
+	}
+	root, _ := tree.Root()
+	if root != cp.Tree {
+		t.Fatalf("the leaves give %v, the checkpoint says %v", root, cp.Tree)
+	}
+	if un, err := s.Unlogged(ctx, 10); err != nil || len(un) > 0 {
+		t.Fatalf("decisions without a leaf: %v %v", un, err)
+	}
 }
