@@ -8,18 +8,23 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"filippo.io/torchwood"
+	"go.uber.org/zap"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/certless/certless/broker/store"
 	"github.com/certless/certless/client"
 	"github.com/certless/certless/config"
+	"github.com/certless/certless/internal/testenv"
 	"github.com/certless/certless/keys"
 	"github.com/certless/certless/translog"
+	"github.com/certless/certless/translog/witness"
 )
 
 // checkLog checks the transparency log of a service after the scenarios:
@@ -243,5 +248,108 @@ func auditStore(ctx context.Context, t *testing.T, cfg *config.Config, published
 	}
 	if un, err := s.Unlogged(ctx, 10); err != nil || len(un) > 0 {
 		t.Fatalf("decisions without a leaf: %v %v", un, err)
+	}
+}
+
+// TestLogCosignedByLitewitness: a broker configured with the real witness
+// (litewitness, written by others) gets its checkpoints cosigned, stores
+// the cosignatures, and a receipt bundle that requires that witness
+// verifies offline.
+func TestLogCosignedByLitewitness(t *testing.T) {
+	rw := testenv.RealWitness(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cfg, err := ensureDevData(ctx, t.TempDir(), zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A log of its own, so reruns against the witness's database never
+	// collide: a new origin and key.
+	cfg.Transparency.Origin = "certless.test/broker-" + testenv.Random(8)
+	cfg.Transparency.KeyFile = filepath.Join(t.TempDir(), "log.key")
+	if err := ensureLogKey(cfg, zap.NewNop()); err != nil {
+		t.Fatal(err)
+	}
+	vb, _ := os.ReadFile(logVerifierFile(cfg))
+	rw.Register(t, cfg.LogOrigin(), strings.TrimSpace(string(vb)))
+	cfg.Transparency.Witnesses = []config.Witness{{URL: rw.URL, VKey: rw.VKey}}
+	cfg.Transparency.Quorum = 1
+
+	svc := startTestService(ctx, t, cfg, serviceOptions{embeddedPort: -1, httpAddr: "127.0.0.1:0"})
+	rep, err := runScenarios(ctx, cfg, svc)
+	if err != nil || rep.failed() > 0 {
+		t.Fatalf("scenarios: %d failed, %v", rep.failed(), err)
+	}
+	if err := svc.checkpointer.Round(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Once more, now that the witness knows the previous size: the
+	// consistency proof from it must be accepted too.
+	if _, err := runScenarios(ctx, cfg, svc); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.checkpointer.Round(ctx); err != nil {
+		t.Fatal(err)
+	}
+	logV, _ := note.NewVerifier(strings.TrimSpace(string(vb)))
+	wv, err := witness.NewCosignatureVerifier(rw.VKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := translog.Policy{Origin: cfg.LogOrigin(), Log: logV, Witnesses: []note.Verifier{wv}, Quorum: 1}
+	latest, err := svc.store.LatestCheckpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, cosigned, err := pol.VerifyCheckpoint(latest)
+	if err != nil || len(cosigned) != 1 {
+		t.Fatalf("newest checkpoint is not cosigned by %s:\n%s\n%v", wv.Name(), latest, err)
+	}
+	t.Logf("checkpoint of %d leaves cosigned by %v", cp.N, cosigned)
+	// The second round's checkpoint extends the first; both cosigned.
+	cosignedSizes := 0
+	svc.store.Checkpoints(ctx, func(b []byte) error {
+		if _, ws, err := pol.VerifyCheckpoint(b); err == nil && len(ws) == 1 {
+			cosignedSizes++
+		}
+		return nil
+	})
+	if cosignedSizes < 2 {
+		t.Fatalf("%d cosigned checkpoints, want one per round", cosignedSizes)
+	}
+	var digest string
+	for _, c := range rep.cases {
+		if c.ok && strings.HasPrefix(c.want, "answered") {
+			digest = c.signed.Digest
+			break
+		}
+	}
+	b, err := receiptBundle(ctx, svc.store, digest, "", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, _ := os.ReadFile(keys.JWKSPath(cfg.KeysDir, cfg.BrokerID))
+	bk, err := client.BrokerKeys(cfg.BrokerID, jwks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range verifyBundle(t, b, bk, pol) {
+		if c.Err != nil {
+			t.Fatalf("bundle check %s: %v", c.Name, c.Err)
+		}
+	}
+	// Requiring a witness that did not cosign fails, naming it.
+	_, other, _ := note.GenerateKey(nil, "witness.test/absent")
+	ov, _ := note.NewVerifier(other)
+	strict := pol
+	strict.Witnesses, strict.Quorum = append(strict.Witnesses, ov), 2
+	var cosigFail error
+	for _, c := range verifyBundle(t, b, bk, strict) {
+		if c.Name == client.CheckCosignature {
+			cosigFail = c.Err
+		}
+	}
+	if cosigFail == nil || !strings.Contains(cosigFail.Error(), "witness.test/absent") {
+		t.Fatalf("a missing required cosignature: %v", cosigFail)
 	}
 }

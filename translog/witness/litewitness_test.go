@@ -5,15 +5,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/certless/certless/fault"
+	"github.com/certless/certless/internal/testenv"
 	"github.com/certless/certless/translog/witness"
 )
 
@@ -22,47 +20,13 @@ import (
 // Without one it skips, or fails under CI=true.
 func realWitness(t *testing.T) (*witness.Witness, func(origin, vkey string)) {
 	t.Helper()
-	url, vkey := os.Getenv("CERTLESS_TEST_WITNESS_URL"), os.Getenv("CERTLESS_TEST_WITNESS_VKEY")
-	if url == "" || vkey == "" {
-		const why = "needs the real witness: run scripts/witness.sh up and eval \"$(scripts/witness.sh env)\""
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CERTLESS_TEST_WITNESS_URL / CERTLESS_TEST_WITNESS_VKEY unset under CI=true: " + why)
-		}
-		t.Skip(why)
-	}
-	w, err := witness.New(vkey, url)
+	rw := testenv.RealWitness(t)
+	w, err := witness.New(rw.VKey, rw.URL)
 	if err != nil {
 		t.Fatalf("CERTLESS_TEST_WITNESS_VKEY / _URL: %v", err)
 	}
-	// Logged so `go test -v` output shows which tests used the real witness.
-	t.Logf("real litewitness at %s as %s", w.URL, w.Name)
-
-	ctl, db := os.Getenv("CERTLESS_TEST_WITNESSCTL"), os.Getenv("CERTLESS_TEST_WITNESS_DB")
-	register := func(origin, logKey string) {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		var cmds [][]string
-		if ctl != "" && db != "" {
-			cmds = [][]string{
-				{ctl, "add-log", "-db", db, "-origin", origin},
-				{ctl, "add-key", "-db", db, "-origin", origin, "-key", logKey},
-			}
-		} else {
-			script, err := filepath.Abs(filepath.Join("..", "..", "scripts", "witness.sh"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			cmds = [][]string{{script, "add-log", origin, logKey}}
-		}
-		for _, c := range cmds {
-			out, err := exec.CommandContext(ctx, c[0], c[1:]...).CombinedOutput()
-			if err != nil {
-				t.Fatalf("registering log %s: %v: %v\n%s", origin, c, err, out)
-			}
-		}
-	}
-	return w, register
+	t.Logf("witness %s", w.Name)
+	return w, func(origin, vkey string) { rw.Register(t, origin, vkey) }
 }
 
 func uniqueOrigin(t *testing.T) string {
