@@ -378,3 +378,16 @@ func truncate(s string, n int) string {
 }
 
 var _ Handler = (*Pipeline)(nil)
+
+// LogDeadLetters logs a dead letter that was built outside Handle and Fail
+// (the Recover middleware's answer of last resort) before it is published,
+// like every other. Place it inside the metrics middleware and outside
+// Recover. A dead letter Handle or Fail already logged passes unchanged.
+func (p *Pipeline) LogDeadLetters() Middleware {
+	return func(next Handler) Handler {
+		return HandlerFunc(func(ctx context.Context, m Message) (Result, error) {
+			res, err := next.Handle(ctx, m)
+			return p.logDeadLetter(ctx, res, err)
+		})
+	}
+}

@@ -3,6 +3,9 @@ package broker_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +19,7 @@ import (
 	"github.com/certless/certless/keys"
 	"github.com/certless/certless/schemas"
 	"github.com/certless/certless/schemas/residentid"
+	"github.com/certless/certless/translog"
 )
 
 type fixture struct {
@@ -92,6 +96,7 @@ func newFixtureWithStore(t testing.TB, dsn string) *fixture {
 		Handlers:  map[string]broker.TypeHandler{schemas.TypeVerificationRequest: f.requests},
 		Seal:      &broker.ReceiptSealer{Keys: broker.StaticKey{Key: bk}, Schemas: set},
 		Decisions: st,
+		Leaves:    st,
 		Now:       clock,
 	}
 	return f
@@ -119,7 +124,13 @@ func (f *fixture) sign(t *testing.T, key *keys.Private, query string, subj schem
 
 func (f *fixture) handle(t *testing.T, topic string, value []byte) broker.Result {
 	t.Helper()
-	res, err := f.p.Handle(context.Background(), broker.Message{Topic: topic, Value: value})
+	return f.handleAt(t, topic, value, 0)
+}
+
+// handleAt is handle for the record at offset.
+func (f *fixture) handleAt(t *testing.T, topic string, value []byte, offset int64) broker.Result {
+	t.Helper()
+	res, err := f.p.Handle(context.Background(), broker.Message{Topic: topic, Value: value, Offset: offset})
 	if err != nil {
 		t.Fatalf("Handle returned a transient error: %v", err)
 	}
@@ -284,9 +295,9 @@ func TestPipelineDeadLetters(t *testing.T) {
 		{"signed by another agency than the topic's", f.topics.Requests("notary-dunhua"), good.Bytes, broker.ReasonTopicMismatch},
 		{"not a request topic", "test.something-else", good.Bytes, broker.ReasonUnknownTopic},
 	}
-	for _, tc := range cases {
+	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			res := f.handle(t, tc.topic, tc.value)
+			res := f.handleAt(t, tc.topic, tc.value, int64(i))
 			out := res.Outputs[0]
 			if out.Topic != f.topics.DeadLetter() || res.Outcome != broker.OutcomeDeadLetter {
 				t.Fatalf("went to %s (%s), want the dead-letter topic", out.Topic, res.Outcome)
@@ -301,10 +312,91 @@ func TestPipelineDeadLetters(t *testing.T) {
 			if dl.Reason == "" || dl.Digest != broker.Digest(tc.value) || string(dl.Message) != string(tc.value) {
 				t.Fatalf("dead letter incomplete: %+v", dl)
 			}
+			// Logged before it is published, at the index its header names.
+			idx, leaf := logged(t, f, out, fmt.Sprintf("dead_letter:%s:0:%d", tc.topic, i))
+			l, err := translog.ParseLeaf(leaf)
+			if err != nil || l.Kind != translog.KindDeadLetter || l.Request != dl.Digest || l.Receipt != translog.Digest(out.Value) || l.Reason != dl.Reason {
+				t.Fatalf("leaf %d of the dead letter: %+v %v", idx, l, err)
+			}
 		})
 	}
 	if n, _ := f.store.Count(context.Background()); n != 0 {
 		t.Fatalf("unauthenticated messages must not be decided; store has %d", n)
+	}
+}
+
+// logged returns the leaf logged under key and checks that out carries its
+// index.
+func logged(t *testing.T, f *fixture, out broker.Output, key string) (int64, []byte) {
+	t.Helper()
+	idx, leaf, ok, err := f.store.Leaf(context.Background(), key)
+	if !ok || err != nil {
+		t.Fatalf("no leaf under %s: %v", key, err)
+	}
+	if got := out.Headers[broker.HeaderLogIndex]; got != strconv.FormatInt(idx, 10) {
+		t.Fatalf("record carries log index %q, its leaf is %d", got, idx)
+	}
+	return idx, leaf
+}
+
+// TestPipelineLogsDecisions: every receipt is published with the index of
+// its leaf, which records that receipt; a redelivery re-emits the same
+// index.
+func TestPipelineLogsDecisions(t *testing.T) {
+	f := newFixture(t)
+	p := f.person(t, func(records.Person) bool { return true })
+	subj := schemas.Subject{IDNumber: p.IDNumber, Name: p.Name}
+	for _, q := range []string{"identity", "kinship", "criminal_record"} {
+		s := f.sign(t, f.court, q, subj, f.now)
+		res := f.handle(t, f.topics.Requests("court-changchun"), s.Bytes)
+		r := f.receipt(t, res, "court-changchun")
+		idx, leaf := logged(t, f, res.Outputs[0], s.Digest)
+		l, err := translog.ParseLeaf(leaf)
+		if err != nil || l.Kind != translog.KindDecision || l.Receipt != translog.Digest(res.Outputs[0].Value) ||
+			l.Outcome != r.Decision || l.Reason != r.Reason || l.Type != schemas.TypeVerificationRequest || l.Agency != "court-changchun" {
+			t.Fatalf("%s: leaf %d %+v %v, receipt %s/%s", q, idx, l, err, r.Decision, r.Reason)
+		}
+		if strings.Contains(string(leaf), p.IDNumber) || strings.Contains(string(leaf), p.Name) {
+			t.Fatalf("leaf carries personal data: %s", leaf)
+		}
+		again := f.handle(t, f.topics.Requests("court-changchun"), s.Bytes)
+		if again.Outputs[0].Headers[broker.HeaderLogIndex] != res.Outputs[0].Headers[broker.HeaderLogIndex] {
+			t.Fatalf("redelivery re-emitted index %q, first %q", again.Outputs[0].Headers[broker.HeaderLogIndex], res.Outputs[0].Headers[broker.HeaderLogIndex])
+		}
+	}
+}
+
+type closedGate struct{}
+
+func (closedGate) Open() error { return errors.New("log stale") }
+
+type failingLeaves struct{}
+
+func (failingLeaves) AppendLeaf(context.Context, string, []byte) (int64, error) {
+	return 0, errors.New("store down")
+}
+
+// TestPipelineHoldsWhatCannotBeLogged: with the log gate closed, or the
+// dead-letter leaf unstorable, nothing is published or decided: the
+// message is retried (a transient error), never answered outside the log.
+func TestPipelineHoldsWhatCannotBeLogged(t *testing.T) {
+	f := newFixture(t)
+	p := f.person(t, func(records.Person) bool { return true })
+	s := f.sign(t, f.court, "identity", schemas.Subject{IDNumber: p.IDNumber, Name: p.Name}, f.now)
+	ctx := context.Background()
+	f.p.Gate = closedGate{}
+	if res, err := f.p.Handle(ctx, broker.Message{Topic: f.topics.Requests("court-changchun"), Value: s.Bytes}); err == nil || len(res.Outputs) != 0 {
+		t.Fatalf("decided with the log gate closed: %v %d outputs", err, len(res.Outputs))
+	}
+	if _, err := f.p.Handle(ctx, broker.Message{Topic: f.topics.Requests("court-changchun"), Value: []byte("not a jws")}); err == nil {
+		t.Fatal("dead letter published with the log gate closed")
+	}
+	if n, _ := f.store.Count(ctx); n != 0 {
+		t.Fatalf("%d decisions stored with the gate closed", n)
+	}
+	f.p.Gate, f.p.Leaves = nil, failingLeaves{}
+	if _, err := f.p.Handle(ctx, broker.Message{Topic: f.topics.Requests("court-changchun"), Value: []byte("not a jws")}); err == nil {
+		t.Fatal("dead letter published without its leaf")
 	}
 }
 

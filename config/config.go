@@ -289,6 +289,7 @@ func Default(dataDir string) Config {
 			RetryWindow:     Duration(30 * time.Second),
 			RetryAfter:      Duration(time.Minute),
 		},
+		Transparency: Transparency{Interval: Duration(time.Second), Tolerance: Duration(30 * time.Second)},
 	}
 }
 

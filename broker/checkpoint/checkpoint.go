@@ -66,6 +66,8 @@ type Metrics interface {
 	Checkpointed(size int64, at time.Time)
 	Failed(stage string)
 	Cosigned(witness string, ok bool)
+	// Refused counts a record step Open held back.
+	Refused()
 }
 
 // Checkpointer integrates, signs and gathers cosignatures. Its fields are
@@ -127,6 +129,9 @@ func (c *Checkpointer) Open() error {
 		return nil // before the first round, or healthy
 	}
 	if age := c.now().Sub(c.lastGood); age > c.tolerance() {
+		if c.Metrics != nil {
+			c.Metrics.Refused()
+		}
 		return fmt.Errorf("%w (failing for %s: %v)", ErrStale, age.Round(time.Second), c.lastErr)
 	}
 	return nil

@@ -74,6 +74,11 @@ type serviceOptions struct {
 	// keysPoll overrides how often the keys folder is polled (default
 	// keysPollInterval).
 	keysPoll time.Duration
+	// checkpointClock and checkpointInterval, when set, replace the
+	// transparency log checkpointer's clock and interval (tests drive its
+	// rounds themselves).
+	checkpointClock    func() time.Time
+	checkpointInterval time.Duration
 }
 
 func kafkaConfig(c config.Kafka) bkafka.Config {
@@ -156,7 +161,7 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 	// the decision's own transaction; the checkpointer signs and serves it.
 	s.logKey = &logSigner{cfg: cfg}
 	s.logMetrics = newLogMetrics(s.registry, time.Now())
-	if s.checkpointer, err = s.startCheckpointer(ctx); err != nil {
+	if s.checkpointer, err = s.startCheckpointer(opts); err != nil {
 		return nil, err
 	}
 
@@ -291,6 +296,8 @@ func (s *service) middleware(p *broker.Pipeline, metrics *broker.Metrics) []brok
 	}
 	return []broker.Middleware{
 		metrics.Middleware(),
+		// A dead letter of last resort is logged like any other.
+		p.LogDeadLetters(),
 		// Outside Retry too, for a panic while answering what outlived
 		// the retries.
 		broker.Recover(s.topics, panicked, s.log),

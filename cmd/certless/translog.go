@@ -1,7 +1,7 @@
 package main
 
 import (
-	"context"
+	"cmp"
 	"fmt"
 	"net/http"
 	"os"
@@ -108,6 +108,7 @@ type logMetrics struct {
 	failures   *prometheus.CounterVec
 	cosigs     *prometheus.CounterVec
 	auditFails prometheus.Counter
+	refused    prometheus.Counter
 }
 
 func newLogMetrics(reg prometheus.Registerer, started time.Time) *logMetrics {
@@ -122,13 +123,15 @@ func newLogMetrics(reg prometheus.Registerer, started time.Time) *logMetrics {
 			Help: "Cosignature requests to witnesses, by witness and result (ok, failed)."}, []string{"witness", "result"}),
 		auditFails: prometheus.NewCounter(prometheus.CounterOpts{Name: "certless_log_audit_failures_total",
 			Help: "Inconsistencies the broker found in its own log (a stored tree that no longer matches its checkpoint)."}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{Name: "certless_log_refusals_total",
+			Help: "Decisions and dead letters held back (retried, not published) because the log has not checkpointed within its tolerance."}),
 	}
 	m.last.Set(float64(started.Unix()))
 	m.lastUnix.Store(started.UnixNano())
 	age := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "certless_log_checkpoint_age_seconds",
 		Help: "Seconds since the newest checkpoint this broker signed (since its start before the first)."},
 		func() float64 { return time.Since(time.Unix(0, m.lastUnix.Load())).Seconds() })
-	reg.MustRegister(m.size, m.last, m.failures, m.cosigs, m.auditFails, age)
+	reg.MustRegister(m.size, m.last, m.failures, m.cosigs, m.auditFails, m.refused, age)
 	return m
 }
 
@@ -144,6 +147,8 @@ func (m *logMetrics) Failed(stage string) {
 		m.auditFails.Inc()
 	}
 }
+
+func (m *logMetrics) Refused() { m.refused.Inc() }
 
 func (m *logMetrics) Cosigned(witness string, ok bool) {
 	r := "ok"
@@ -172,7 +177,7 @@ func logHandler(src translog.Source, vkey func() (string, error)) http.Handler {
 }
 
 // startCheckpointer builds the checkpointer of the service's log.
-func (s *service) startCheckpointer(ctx context.Context) (*checkpoint.Checkpointer, error) {
+func (s *service) startCheckpointer(opts serviceOptions) (*checkpoint.Checkpointer, error) {
 	tc := s.cfg.Transparency
 	var ws []checkpoint.Witness
 	for _, w := range tc.Witnesses {
@@ -184,7 +189,8 @@ func (s *service) startCheckpointer(ctx context.Context) (*checkpoint.Checkpoint
 	}
 	c := &checkpoint.Checkpointer{
 		Store: s.store, Origin: s.cfg.LogOrigin(), Signer: s.logKey.signer, Witnesses: ws,
-		Interval: tc.Interval.D(), Tolerance: tc.Tolerance.D(), Log: s.log.Named("translog"), Metrics: s.logMetrics,
+		Interval: cmp.Or(opts.checkpointInterval, tc.Interval.D()), Tolerance: tc.Tolerance.D(),
+		Log: s.log.Named("translog"), Metrics: s.logMetrics, Now: opts.checkpointClock,
 	}
 	if _, err := s.logKey.signer(); err != nil {
 		s.log.Error("transparency log key unusable: no checkpoint can be signed; the broker stops answering after the tolerance",
