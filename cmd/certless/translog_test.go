@@ -73,16 +73,19 @@ func checkLog(ctx context.Context, t *testing.T, cfg *config.Config, svc *servic
 	}
 	kinds := map[string]int{}
 	var n int64
-	for i, e := range tc.Entries(ctx, cp.Tree, 0) {
-		if i != n {
-			t.Fatalf("entry %d after %d", i, n)
+	// torchwood leaves a trailing partial tile to a call that starts in it.
+	for pass := 0; pass < 2 && n < cp.N; pass++ {
+		for i, e := range tc.Entries(ctx, cp.Tree, n) {
+			if i != n {
+				t.Fatalf("entry %d after %d", i, n)
+			}
+			l, err := translog.ParseLeaf(e)
+			if err != nil {
+				t.Fatalf("entry %d: %v", i, err)
+			}
+			kinds[l.Kind]++
+			n++
 		}
-		l, err := translog.ParseLeaf(e)
-		if err != nil {
-			t.Fatalf("entry %d: %v", i, err)
-		}
-		kinds[l.Kind]++
-		n++
 	}
 	if err := tc.Err(); err != nil || n != cp.N {
 		t.Fatalf("torchwood read %d of %d entries: %v", n, cp.N, err)
