@@ -190,15 +190,10 @@ func verifyReceipt(raw []byte, b *Broker, e Expect, inTime bool) (*Receipt, erro
 	if v.Type != schemas.TypeReceipt {
 		return nil, fmt.Errorf("%w: message %s has type %q", ErrNotReceipt, v.ID, v.Type)
 	}
-	now := e.Now
-	if now.IsZero() {
-		now = time.Now()
-	}
-	if inTime && !v.ExpiresAt.After(now) {
-		return nil, fmt.Errorf("%w: receipt %s expired at %s (now %s)", ErrReceiptExpired, v.ID, fmtT(v.ExpiresAt), fmtT(now))
-	}
-	if inTime && v.IssuedAt.After(now.Add(envelope.DefaultClockSkew)) {
-		return nil, fmt.Errorf("%w: receipt %s issued at %s, after now %s plus %s skew", ErrReceiptNotYetValid, v.ID, fmtT(v.IssuedAt), fmtT(now), envelope.DefaultClockSkew)
+	if inTime {
+		if err := inWindow(v, e.Now); err != nil {
+			return nil, err
+		}
 	}
 	r := &Receipt{Envelope: v, Raw: raw}
 	if err := json.Unmarshal(v.Body, &r.Receipt); err != nil {
@@ -211,6 +206,21 @@ func verifyReceipt(raw []byte, b *Broker, e Expect, inTime bool) (*Receipt, erro
 		return nil, fmt.Errorf("%w: receipt %s answers request %s, want %s", ErrRequestMismatch, v.ID, r.RequestDigest, e.RequestDigest)
 	}
 	return r, nil
+}
+
+// inWindow checks a verified receipt's validity window at now (time.Now
+// when zero).
+func inWindow(v *envelope.Verified, now time.Time) error {
+	if now.IsZero() {
+		now = time.Now()
+	}
+	if !v.ExpiresAt.After(now) {
+		return fmt.Errorf("%w: receipt %s expired at %s (now %s)", ErrReceiptExpired, v.ID, fmtT(v.ExpiresAt), fmtT(now))
+	}
+	if v.IssuedAt.After(now.Add(envelope.DefaultClockSkew)) {
+		return fmt.Errorf("%w: receipt %s issued at %s, after now %s plus %s skew", ErrReceiptNotYetValid, v.ID, fmtT(v.IssuedAt), fmtT(now), envelope.DefaultClockSkew)
+	}
+	return nil
 }
 
 func fmtT(t time.Time) string { return t.UTC().Format(time.RFC3339) }
