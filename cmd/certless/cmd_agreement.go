@@ -290,11 +290,17 @@ func (c *agreementCtx) propose(f *proposeFlags) error {
 		return err
 	}
 	for _, t := range []time.Time{now, deadline.Add(-time.Nanosecond)} {
-		if !cal.Known(t) {
-			fmt.Fprintf(c.g.stderr, "warning: no holiday calendar for %d (shipped: %s): only weekends were skipped; add one with --holidays FILE\n",
+		switch {
+		case cal.Provisional(t):
+			fmt.Fprintf(c.g.stderr, "warning: the State Council's holiday notice for %d is not in the calendar (shipped: %s): weekends and that year's statutory holidays were skipped, not its bridge or make-up working days; add the notice with --holidays FILE\n",
 				t.In(workdays.Beijing).Year(), joinInts(cal.Years()))
-			break
+		case !cal.Known(t):
+			fmt.Fprintf(c.g.stderr, "warning: no holiday calendar for %d (shipped: %s): only weekends and the fixed-date holidays were skipped; add one with --holidays FILE\n",
+				t.In(workdays.Beijing).Year(), joinInts(cal.Years()))
+		default:
+			continue
 		}
+		break
 	}
 	fmt.Fprintf(c.g.stdout, "proposed %s version %d: %s\n  review deadline: %s (%d working days)\n  next: certless agreement sign %s --as %s (and --as %s)\n",
 		a.ID, a.Version, path, deadline.In(policies.Beijing).Format(time.RFC3339), f.workingDays, path, a.Parties.Requester, a.Parties.Provider)

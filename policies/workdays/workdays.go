@@ -6,9 +6,12 @@
 // The calendars of the years the State Council has published ship with the
 // binary (cn-YEAR.json, from the State Council General Office's annual
 // notice); an operator adds a year as soon as its notice is out, with a file
-// of the same form (Load). For a year without a calendar only weekends and
-// the fixed-date statutory holidays are days off, and Calendar.Known says
-// so, so a caller can warn.
+// of the same form (Load). For a year without its notice the statutory
+// holidays themselves are days off — the fixed-date ones always, and the
+// lunar ones (Spring Festival Eve to the third day, Qingming, Dragon Boat,
+// Mid-Autumn) where their dates ship (statutory-YEAR.json) — but no bridge
+// days or make-up working days, and Calendar.Known says so, so a caller can
+// warn.
 package workdays
 
 import (
@@ -20,7 +23,7 @@ import (
 	"time"
 )
 
-//go:embed cn-*.json
+//go:embed cn-*.json statutory-*.json
 var shipped embed.FS
 
 // Beijing is the zone every date here is in (UTC+8, no daylight saving).
@@ -47,15 +50,63 @@ type Holiday struct {
 type Calendar struct {
 	off, on map[string]bool
 	years   map[int]bool
+	// statutory holds the statutory holidays of years without a notice,
+	// provisional those years.
+	statutory   map[string]bool
+	provisional map[int]bool
 }
 
-// Default returns the calendar of the shipped years.
+// Statutory is the statutory holidays of a year whose notice is not out
+// yet: the days themselves by law and the lunar calendar, nothing more.
+type Statutory struct {
+	Year   int      `json:"year"`
+	Source string   `json:"source"`
+	Days   []string `json:"days"`
+}
+
+// Default returns the calendar of the shipped years, and the statutory
+// holidays of shipped years without a notice.
 func Default() *Calendar {
 	c, err := Load(shipped, "cn-*.json")
+	if err == nil {
+		err = c.addStatutory(shipped, "statutory-*.json")
+	}
 	if err != nil {
 		panic(fmt.Sprintf("workdays: shipped calendar: %v", err)) // a build defect, caught by the tests
 	}
 	return c
+}
+
+func (c *Calendar) addStatutory(fsys fs.FS, pattern string) error {
+	names, err := fs.Glob(fsys, pattern)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		b, err := fs.ReadFile(fsys, n)
+		if err != nil {
+			return err
+		}
+		var s Statutory
+		if err := json.Unmarshal(b, &s); err != nil {
+			return fmt.Errorf("%s: %w", n, err)
+		}
+		for _, d := range s.Days {
+			t, err := time.ParseInLocation(time.DateOnly, d, Beijing)
+			if err != nil || t.Year() != s.Year {
+				return fmt.Errorf("%s: day %q is not a date of %d", n, d, s.Year)
+			}
+			if c.statutory == nil {
+				c.statutory = map[string]bool{}
+			}
+			c.statutory[d] = true
+		}
+		if c.provisional == nil {
+			c.provisional = map[int]bool{}
+		}
+		c.provisional[s.Year] = true
+	}
+	return nil
 }
 
 // Load reads the calendar files matching pattern in fsys (for example the
@@ -80,7 +131,7 @@ func Load(fsys fs.FS, pattern string) (*Calendar, error) {
 
 // With returns c plus the calendar file b (JSON of the File form).
 func (c *Calendar) With(b []byte) (*Calendar, error) {
-	out := &Calendar{off: copyMap(c.off), on: copyMap(c.on), years: map[int]bool{}}
+	out := &Calendar{off: copyMap(c.off), on: copyMap(c.on), years: map[int]bool{}, statutory: c.statutory, provisional: c.provisional}
 	for y := range c.years {
 		out.years[y] = true
 	}
@@ -142,10 +193,10 @@ func (c *Calendar) add(b []byte) error {
 }
 
 // IsWorkday reports whether the Beijing calendar day of t is a working day.
-// For a year without its calendar, the fixed-date statutory holidays (New
-// Year's Day, 1–2 May, 1–3 October; 《全国年节及纪念日放假办法》) are days
-// off too; the lunar holidays and the make-up working days need the year's
-// notice.
+// For a year without its calendar, the statutory holidays (《全国年节及纪念日
+// 放假办法》: New Year's Day, 1–2 May, 1–3 October, and the lunar ones where
+// their dates ship) are days off too; bridge days and make-up working days
+// need the year's notice.
 func (c *Calendar) IsWorkday(t time.Time) bool {
 	d := t.In(Beijing)
 	key := d.Format(time.DateOnly)
@@ -154,7 +205,7 @@ func (c *Calendar) IsWorkday(t time.Time) bool {
 		return true
 	case c.off[key]:
 		return false
-	case !c.years[d.Year()] && fixedHoliday(d):
+	case !c.years[d.Year()] && (fixedHoliday(d) || c.statutory[key]):
 		return false
 	}
 	return d.Weekday() != time.Saturday && d.Weekday() != time.Sunday
@@ -171,6 +222,13 @@ func fixedHoliday(d time.Time) bool {
 
 // Known reports whether the calendar of t's year (in Beijing) is loaded.
 func (c *Calendar) Known(t time.Time) bool { return c.years[t.In(Beijing).Year()] }
+
+// Provisional reports whether, for t's year without its notice, at least
+// the statutory holidays (lunar ones included) are known.
+func (c *Calendar) Provisional(t time.Time) bool {
+	y := t.In(Beijing).Year()
+	return !c.years[y] && c.provisional[y]
+}
 
 // Years lists the loaded years, sorted.
 func (c *Calendar) Years() []int {

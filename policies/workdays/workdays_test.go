@@ -97,3 +97,38 @@ func ExampleCalendar_Deadline() {
 	fmt.Println(c.Deadline(proposed, 5).Format(time.RFC3339))
 	// Output: 2026-10-11T00:00:00+08:00
 }
+
+// For 2027, before the State Council's notice, the statutory holidays are
+// days off, lunar ones included (Spring Festival Eve 5 February 2027 to the
+// third day), but nothing else is: no bridge day, no make-up working day.
+func TestProvisional2027(t *testing.T) {
+	c := workdays.Default()
+	if c.Known(day("2027-03-01")) || !c.Provisional(day("2027-03-01")) || c.Provisional(day("2026-03-01")) || c.Provisional(day("2031-03-01")) {
+		t.Fatal("2027 must be provisional: statutory days shipped, no notice")
+	}
+	for d, want := range map[string]bool{
+		"2027-01-01": false, // 元旦, Friday
+		"2027-02-04": true,  // the Thursday before 除夕
+		"2027-02-05": false, // 除夕, Friday
+		"2027-02-08": false, // 正月初三, Monday
+		"2027-02-09": true,  // no bridge day without the notice
+		"2027-04-05": false, // 清明, Monday
+		"2027-06-09": false, // 端午, Wednesday
+		"2027-09-15": false, // 中秋, Wednesday
+		"2027-10-04": true,  // 国庆 is 1–3 October by law; the rest is the notice's
+		"2027-12-01": true,
+	} {
+		if got := c.IsWorkday(day(d)); got != want {
+			t.Errorf("%s: workday %v, want %v", d, got, want)
+		}
+	}
+	// A notice added for 2027 replaces the provisional days.
+	notice := []byte(`{"year": 2027, "source": "test", "holidays": [{"name": "春节", "from": "2027-02-05", "to": "2027-02-12"}], "workdays": ["2027-02-20"]}`)
+	n, err := c.With(notice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !n.Known(day("2027-02-09")) || n.Provisional(day("2027-02-09")) || n.IsWorkday(day("2027-02-09")) || !n.IsWorkday(day("2027-02-20")) || !n.IsWorkday(day("2027-04-05")) {
+		t.Fatal("the notice did not take over from the statutory days")
+	}
+}
