@@ -138,7 +138,8 @@ func (r *scenarioReport) printLog(ctx context.Context, w io.Writer, svc *service
 	if err != nil || cp == nil {
 		return fmt.Errorf("demo: no checkpoint: %v", err)
 	}
-	fmt.Fprintf(w, "\nTransparency log checkpoint (C2SP signed note, served at http://%s/log/checkpoint while running):\n%s\n", svc.httpAddr(), cp)
+	fmt.Fprintf(w, "\nTransparency log checkpoint (C2SP signed note; the demo's broker served it at http://%s/log/checkpoint,\n`certless --data %s dev` serves the same log at http://%s/log/checkpoint):\n%s\n",
+		svc.httpAddr(), dataDir, svc.cfg.HTTP.Addr, cp)
 	for _, c := range r.cases {
 		if c.ok && strings.HasPrefix(c.want, "answered") {
 			fmt.Fprintf(w, "Prove and check a receipt offline:\n  certless --data %s receipt proof --id %s --out receipt.bundle.json\n  certless --data %s receipt verify receipt.bundle.json\n",
