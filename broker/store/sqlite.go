@@ -169,6 +169,7 @@ type sqliteDB struct {
 	// The same handle as db for an in-memory database.
 	quotas              *sql.DB
 	takeStmt, usageStmt *sql.Stmt
+	leafStmt            *sql.Stmt // appends one transparency-log leaf
 }
 
 func openSQLite(ctx context.Context, dsn string) (*sqliteDB, error) {
@@ -234,6 +235,7 @@ func (s *sqliteDB) prepare(ctx context.Context) error {
 	}{
 		{&s.insertStmt, sqliteInsert, s.db}, {&s.getStmt, sqliteGet, s.db}, {&s.idStmt, sqliteDigestByID, s.db}, {&s.countStmt, sqliteCount, s.db},
 		{&s.takeStmt, sqliteTake, s.quotas}, {&s.usageStmt, sqliteUsage, s.quotas},
+		{&s.leafStmt, sqliteInsertLeaf, s.db},
 	} {
 		st, err := p.db.PrepareContext(ctx, p.query)
 		if err != nil {
@@ -337,7 +339,7 @@ func (s *sqliteDB) commit(ctx context.Context, batch []Decision) (_ []result, er
 			return nil, err
 		}
 	}
-	if err := sqliteAppendDecisionLeaves(ctx, tx, batch, inserted, out); err != nil {
+	if err := s.appendDecisionLeaves(ctx, tx, batch, inserted, out); err != nil {
 		return nil, err
 	}
 	if err := tx.Commit(); err != nil {
@@ -472,7 +474,7 @@ func (s *sqliteDB) usage(ctx context.Context, k quotaKey, windows []quotaWindow)
 }
 
 func (s *sqliteDB) close() error {
-	for _, st := range []*sql.Stmt{s.insertStmt, s.getStmt, s.idStmt, s.countStmt, s.takeStmt, s.usageStmt} {
+	for _, st := range []*sql.Stmt{s.insertStmt, s.getStmt, s.idStmt, s.countStmt, s.takeStmt, s.usageStmt, s.leafStmt} {
 		if st != nil {
 			st.Close()
 		}

@@ -26,9 +26,11 @@ func sqliteNext(ctx context.Context, q sqliteTx) (int64, error) {
 	return n, err
 }
 
-// sqliteAppendDecisionLeaves appends the leaves of the decisions this batch
+const sqliteInsertLeaf = `INSERT INTO tlog_leaves (idx, key, data) VALUES (?, ?, ?)`
+
+// appendDecisionLeaves appends the leaves of the decisions this batch
 // inserted, in its (immediate, so single-writer) transaction.
-func sqliteAppendDecisionLeaves(ctx context.Context, tx *sql.Tx, batch []Decision, inserted []bool, out []result) error {
+func (s *sqliteDB) appendDecisionLeaves(ctx context.Context, tx *sql.Tx, batch []Decision, inserted []bool, out []result) error {
 	keys, data := leavesOf(batch, inserted)
 	if len(keys) == 0 {
 		return nil
@@ -37,10 +39,12 @@ func sqliteAppendDecisionLeaves(ctx context.Context, tx *sql.Tx, batch []Decisio
 	if err != nil {
 		return fmt.Errorf("sequence leaves: %w", err)
 	}
+	ins := tx.StmtContext(ctx, s.leafStmt)
+	defer ins.Close()
 	idx := make([]int64, len(keys))
 	for k := range keys {
 		idx[k] = next + int64(k)
-		if _, err := tx.ExecContext(ctx, `INSERT INTO tlog_leaves (idx, key, data) VALUES (?, ?, ?)`, idx[k], keys[k], data[k]); err != nil {
+		if _, err := ins.ExecContext(ctx, idx[k], keys[k], data[k]); err != nil {
 			return fmt.Errorf("append leaf: %w", err)
 		}
 	}
