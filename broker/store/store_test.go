@@ -137,6 +137,17 @@ func TestPostgresBrokerRole(t *testing.T) {
 	if got := quota.Usage(t, s, now); got != [3]int{2, 2, 2} {
 		t.Fatalf("usage as broker: %v", got)
 	}
+	// The log: append, integrate, checkpoint, cosignatures, all as broker.
+	if _, err := s.AppendLeaf(ctx, "dead_letter:t:0:1", storetest.DeadLetterLeaf(t, 1)); err != nil {
+		t.Fatalf("append leaf as broker: %v", err)
+	}
+	signer := storetest.LogKey(t, "certless.test/role")
+	if n, err := s.Integrate(ctx, 0, storetest.Integrator(signer, "certless.test/role")); n != 2 || err != nil {
+		t.Fatalf("integrate as broker: %d %v", n, err)
+	}
+	if err := s.SaveCosignature(ctx, 2, "witness.test/w", []byte("— witness.test/w AAAA\n")); err != nil {
+		t.Fatalf("save cosignature as broker: %v", err)
+	}
 
 	broker, err := pgx.Connect(ctx, brokerDSN)
 	if err != nil {
@@ -153,6 +164,15 @@ func TestPostgresBrokerRole(t *testing.T) {
 		`DELETE FROM quota_usage`,
 		`TRUNCATE quota_usage`,
 		`ALTER TABLE quota_usage DROP CONSTRAINT quota_usage_used_check`,
+		`UPDATE tlog_leaves SET data = 'forged'`,
+		`DELETE FROM tlog_leaves`,
+		`UPDATE tlog_hashes SET hash = hash`,
+		`DELETE FROM tlog_hashes`,
+		`UPDATE tlog_checkpoints SET note = 'forged'`,
+		`DELETE FROM tlog_checkpoints`,
+		`DELETE FROM tlog_cosignatures`,
+		`TRUNCATE tlog_leaves`,
+		`DELETE FROM tlog_sequence`,
 	} {
 		_, err := broker.Exec(ctx, q)
 		var pgErr *pgconn.PgError
