@@ -123,6 +123,7 @@ generated config.yaml.`,
 		newStoreCmd(g),
 		newReceiptCmd(g),
 		newLogCmd(g),
+		newAuditCmd(g),
 		newSchemasCmd(g),
 		newVersionCmd(g),
 	)
