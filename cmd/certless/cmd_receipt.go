@@ -77,7 +77,7 @@ AGENCY/REQUEST_ID, or REQUEST_ID with --agency.`,
 	proof.Flags().StringVar(&out, "out", "", "bundle file to write (default: standard output)")
 	proof.Flags().IntVar(&quorum, "quorum", 0, "prefer a checkpoint with at least this many cosignatures (default: transparency.quorum)")
 
-	var jwksFile, logKeyFile, at, brokerID string
+	var jwksFile, logKeyFile, at, brokerID, decryptFile string
 	var witnessFiles []string
 	var need int
 	verify := &cobra.Command{
@@ -87,7 +87,9 @@ AGENCY/REQUEST_ID, or REQUEST_ID with --agency.`,
 signature on the receipt, that the logged leaf is the receipt's, the leaf's
 inclusion in the checkpoint, the checkpoint's signature by the log key, the
 cosignatures of the named witnesses (at least --quorum of them, default all
-given), and the receipt's validity window at --at (default now).
+given), and the receipt's validity window at --at (default now). A
+confidential receipt (JWE) is opened with --decrypt-key, the receiving
+agency's private key; without it only its logged digest can be checked.
 
 Keys default to the data folder's: the broker's public keys from the keys
 folder, the log key from <keys>/log.vkey. --jwks takes a JWK set file (as
@@ -151,7 +153,13 @@ verifier key file, once per witness.`,
 					return usagef("--at: %v", err)
 				}
 			}
-			checks, _ := client.VerifyBundle(b, bk, pol, client.Expect{Now: when})
+			e := client.Expect{Now: when}
+			if decryptFile != "" {
+				if e.Decrypt, err = keys.ReadPrivate(decryptFile); err != nil {
+					return fmt.Errorf("decryption key: %w", err)
+				}
+			}
+			checks, _ := client.VerifyBundle(b, bk, pol, e)
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 			failed := 0
 			for _, c := range checks {
@@ -176,6 +184,7 @@ verifier key file, once per witness.`,
 	verify.Flags().StringArrayVar(&witnessFiles, "witness", nil, "a witness's verifier key file; repeat per witness")
 	verify.Flags().IntVar(&need, "quorum", 0, "cosignatures required (default: every --witness)")
 	verify.Flags().StringVar(&at, "at", "", "check the validity window at this RFC 3339 time (default: now)")
+	verify.Flags().StringVar(&decryptFile, "decrypt-key", "", "the receiving agency's private JWK, for a confidential (JWE) receipt")
 	cmd.AddCommand(proof, verify)
 	return cmd
 }

@@ -125,6 +125,36 @@ func checkLog(ctx context.Context, t *testing.T, cfg *config.Config, svc *servic
 			t.Fatalf("bundle check %s: %v", c.Name, c.Err)
 		}
 	}
+	// A confidential receipt (JWE, the education bureau's) verifies with
+	// the bureau's decryption key; without it only its digest can be.
+	confidential := false
+	for _, c := range rep.cases {
+		if c.ok && c.agency == "edu-jian" && strings.HasPrefix(c.want, "answered") {
+			eb, err := receiptBundle(ctx, svc.store, c.signed.Digest, "", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			key, err := encryptionPrivate(cfg.KeysDir, "edu-jian", time.Now())
+			if err != nil || key == nil {
+				t.Fatalf("the bureau's decryption key: %v", err)
+			}
+			raw, _ := json.Marshal(eb)
+			back, _ := client.ParseBundle(raw)
+			checks, _ := client.VerifyBundle(back, bk, pol, client.Expect{Decrypt: key})
+			if f := failedNames(checks); len(f) != 0 {
+				t.Fatalf("confidential bundle with the key: failed %v", checks)
+			}
+			checks, _ = client.VerifyBundle(back, bk, pol, client.Expect{})
+			if f := failedNames(checks); strings.Join(f, ",") != client.CheckSignature+","+client.CheckValidity {
+				t.Fatalf("confidential bundle without the key: failed %v", f)
+			}
+			confidential = true
+			break
+		}
+	}
+	if !confidential {
+		t.Fatal("no answered confidential receipt in the scenarios")
+	}
 	edited := b
 	edited.Receipt = editAnswer(t, b.Receipt)
 	failed := map[string]bool{}
@@ -134,6 +164,16 @@ func checkLog(ctx context.Context, t *testing.T, cfg *config.Config, svc *servic
 	if !failed[client.CheckSignature] || !failed[client.CheckLeaf] || failed[client.CheckInclusion] {
 		t.Fatalf("edited receipt: failed checks %v, want the signature and the leaf", failed)
 	}
+}
+
+func failedNames(checks []client.Check) []string {
+	var out []string
+	for _, c := range checks {
+		if c.Err != nil {
+			out = append(out, c.Name)
+		}
+	}
+	return out
 }
 
 func verifyBundle(t *testing.T, b client.Bundle, bk *client.Broker, pol translog.Policy) []client.Check {
