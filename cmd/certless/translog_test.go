@@ -112,18 +112,9 @@ func checkLog(ctx context.Context, t *testing.T, cfg *config.Config, svc *servic
 	if err != nil {
 		t.Fatal(err)
 	}
-	jwks, err := os.ReadFile(keys.JWKSPath(cfg.KeysDir, cfg.BrokerID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bk, err := client.BrokerKeys(cfg.BrokerID, jwks)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range verifyBundle(t, b, bk, pol) {
-		if c.Err != nil {
-			t.Fatalf("bundle check %s: %v", c.Name, c.Err)
-		}
+	bk := brokerKeysOf(t, cfg)
+	if f := failedNames(verifyBundle(t, b, bk, pol)); len(f) != 0 {
+		t.Fatalf("bundle checks failed: %v", f)
 	}
 	// A confidential receipt (JWE, the education bureau's) verifies with
 	// the bureau's decryption key; without it only its digest can be.
@@ -164,6 +155,20 @@ func checkLog(ctx context.Context, t *testing.T, cfg *config.Config, svc *servic
 	if !failed[client.CheckSignature] || !failed[client.CheckLeaf] || failed[client.CheckInclusion] {
 		t.Fatalf("edited receipt: failed checks %v, want the signature and the leaf", failed)
 	}
+}
+
+// brokerKeysOf is the broker's published keys from cfg's keys folder.
+func brokerKeysOf(t *testing.T, cfg *config.Config) *client.Broker {
+	t.Helper()
+	jwks, err := os.ReadFile(keys.JWKSPath(cfg.KeysDir, cfg.BrokerID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bk, err := client.BrokerKeys(cfg.BrokerID, jwks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bk
 }
 
 func failedNames(checks []client.Check) []string {
@@ -371,15 +376,9 @@ func TestLogCosignedByLitewitness(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jwks, _ := os.ReadFile(keys.JWKSPath(cfg.KeysDir, cfg.BrokerID))
-	bk, err := client.BrokerKeys(cfg.BrokerID, jwks)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range verifyBundle(t, b, bk, pol) {
-		if c.Err != nil {
-			t.Fatalf("bundle check %s: %v", c.Name, c.Err)
-		}
+	bk := brokerKeysOf(t, cfg)
+	if f := failedNames(verifyBundle(t, b, bk, pol)); len(f) != 0 {
+		t.Fatalf("bundle checks failed: %v", f)
 	}
 	// Requiring a witness that did not cosign fails, naming it.
 	_, other, _ := note.GenerateKey(nil, "witness.test/absent")

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/certless/certless/broker/checkpoint"
 	"github.com/certless/certless/broker/store"
 	"github.com/certless/certless/translog"
 )
@@ -33,21 +34,7 @@ func LogKey(t testing.TB, origin string) note.Signer {
 // Integrator is the IntegrateFunc of a checkpointer signing with s.
 func Integrator(s note.Signer, origin string) store.IntegrateFunc {
 	return func(size int64, edge []translog.StoredHash, leaves [][]byte) ([]translog.StoredHash, []byte, error) {
-		t, err := translog.NewTree(size, edge)
-		if err != nil {
-			return nil, nil, err
-		}
-		for _, l := range leaves {
-			if _, err := t.Append(l); err != nil {
-				return nil, nil, err
-			}
-		}
-		root, err := t.Root()
-		if err != nil {
-			return nil, nil, err
-		}
-		cp, err := translog.SignCheckpoint(s, origin, root)
-		return t.Drain(), cp, err
+		return checkpoint.Extend(s, origin, size, edge, leaves)
 	}
 }
 
