@@ -181,8 +181,10 @@ kafka_format() {
 	id=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
 	log "formatting Kafka storage (cluster $id)"
 	rm -rf "$KDIR/data"
+	# --cluster-id=ID, not -t ID: an id starting with '-' (1 in 64) would
+	# be read as an option.
 	kafka_java kafka.tools.StorageTool format --standalone \
-		-t "$id" -c "$KDIR/config/server.properties" >"$KDIR/format.log" 2>&1 ||
+		--cluster-id="$id" --config="$KDIR/config/server.properties" >"$KDIR/format.log" 2>&1 ||
 		{ cat "$KDIR/format.log" >&2; die "kafka storage format failed"; }
 }
 
