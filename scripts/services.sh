@@ -12,14 +12,25 @@
 # scripts/kafka/pom.xml) and runs from the copied jars; PostgreSQL from the
 # Debian packages, installed with apt-get when missing and running as root.
 #
-# Ports: CERTLESS_KAFKA_PORT (19092), CERTLESS_KAFKA_CONTROLLER_PORT (19093),
-# CERTLESS_PG_PORT (15432). State: CERTLESS_SERVICES_DIR (./.services).
+# Kafka has two client listeners on one node: PLAINTEXT (no authentication,
+# the harness's admin path and what most tests use) and SASL_SSL (SCRAM-SHA-512
+# over TLS from a throwaway CA made here, with the StandardAuthorizer, for the
+# tests of credentials and ACLs).
+#
+# Ports: CERTLESS_KAFKA_PORT (19092), CERTLESS_KAFKA_SECURE_PORT (19094),
+# CERTLESS_KAFKA_CONTROLLER_PORT (19093), CERTLESS_PG_PORT (15432).
+# State: CERTLESS_SERVICES_DIR (./.services).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STATE=${CERTLESS_SERVICES_DIR:-$ROOT/.services}
 KAFKA_PORT=${CERTLESS_KAFKA_PORT:-19092}
 KAFKA_CONTROLLER_PORT=${CERTLESS_KAFKA_CONTROLLER_PORT:-19093}
+KAFKA_SECURE_PORT=${CERTLESS_KAFKA_SECURE_PORT:-19094}
+# SCRAM users added when the storage is formatted: the tests' admin (creates
+# users, topics and ACLs over SASL_SSL) and one for a broker process.
+KAFKA_ADMIN_USER=certless-admin
+KAFKA_BROKER_USER=certless-broker
 PG_PORT=${CERTLESS_PG_PORT:-15432}
 PG_ROLE=certless
 PG_PASSWORD=certless
@@ -37,6 +48,7 @@ is_root() { [ "$(id -u)" -eq 0 ]; }
 
 kafka_version() { sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM"; }
 kafka_addr() { echo "127.0.0.1:$KAFKA_PORT"; }
+kafka_secure_addr() { echo "127.0.0.1:$KAFKA_SECURE_PORT"; }
 pg_dsn() { echo "postgres://$PG_ROLE:$PG_PASSWORD@127.0.0.1:$PG_PORT/postgres?sslmode=disable"; }
 
 # port_open reports whether something accepts connections on 127.0.0.1:$1.
@@ -110,18 +122,87 @@ kafka_libs() {
 	log "$(ls "$KDIR/libs" | wc -l) jars in $KDIR/libs ($(since "$t0"))"
 }
 
+# secret FILE prints the random password in $KDIR/secrets/FILE, made once.
+secret() {
+	local f=$KDIR/secrets/$1
+	if [ ! -s "$f" ]; then
+		mkdir -p "$KDIR/secrets"
+		chmod 700 "$KDIR/secrets"
+		# Letters and digits only: the value goes into properties, the
+		# --add-scram syntax and shell exports unquoted.
+		(umask 077 && head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 24 >"$f.tmp")
+		mv "$f.tmp" "$f"
+	fi
+	cat "$f"
+}
+
+# kafka_tls makes, once, a throwaway CA ($KDIR/tls/ca.pem, what the tests
+# trust) and a broker certificate for 127.0.0.1/localhost signed by it, in
+# a PKCS12 keystore for the SASL_SSL listener.
+kafka_tls() {
+	local d=$KDIR/tls
+	[ -s "$d/broker.p12" ] && [ -s "$d/ca.pem" ] && return
+	command -v openssl >/dev/null || apt_install openssl
+	local t0 pass
+	t0=$(now)
+	pass=$(secret keystore.password)
+	rm -rf "$d.tmp"
+	mkdir -p "$d.tmp"
+	(
+		cd "$d.tmp"
+		openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 \
+			-subj '/CN=certless throwaway test CA' -keyout ca.key -out ca.pem \
+			-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+		openssl req -newkey rsa:2048 -nodes -sha256 -subj '/CN=127.0.0.1' \
+			-keyout broker.key -out broker.csr
+		printf '%s\n' 'subjectAltName=IP:127.0.0.1,DNS:localhost' \
+			'basicConstraints=critical,CA:FALSE' 'keyUsage=critical,digitalSignature,keyEncipherment' \
+			'extendedKeyUsage=serverAuth' >broker.ext
+		openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+			-days 3650 -sha256 -extfile broker.ext -out broker.pem
+		openssl pkcs12 -export -name broker -in broker.pem -inkey broker.key \
+			-certfile ca.pem -out broker.p12 -passout "pass:$pass"
+		rm -f broker.csr broker.ext ca.srl
+	) >"$KDIR/tls.log" 2>&1 || { cat "$KDIR/tls.log" >&2; die "could not make the test CA and broker keystore"; }
+	# The CA key is kept so a test could sign more certificates; all of it
+	# is throwaway and trusted by nothing but the tests.
+	rm -rf "$d"
+	mv "$d.tmp" "$d"
+	log "made a throwaway CA and broker keystore in $d ($(since "$t0"))"
+}
+
+# kafka_config writes the broker configuration to $KDIR/config/$1
+# (server.properties unless given).
 kafka_config() {
 	mkdir -p "$KDIR/config"
-	cat >"$KDIR/config/server.properties" <<EOF
+	cat >"$KDIR/config/${1:-server.properties}" <<EOF
 # Written by scripts/services.sh: a one-node KRaft cluster for tests.
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_SSL://127.0.0.1:$KAFKA_SECURE_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_SSL://127.0.0.1:$KAFKA_SECURE_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL
+# SASL_SSL: SCRAM-SHA-512 users (the first ones added at format time, more
+# by the tests' admin), TLS with the throwaway CA's broker certificate.
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PKCS12
+listener.name.sasl_ssl.ssl.keystore.location=$KDIR/tls/broker.p12
+listener.name.sasl_ssl.ssl.keystore.password=$(secret keystore.password)
+listener.name.sasl_ssl.ssl.client.auth=none
+# ACLs: the standard KRaft authorizer, deny what no ACL allows. Super users:
+# User:ANONYMOUS is every client of the PLAINTEXT and CONTROLLER listeners,
+# i.e. this broker talking to its controller and to itself, and the test
+# harness's own admin path: those listeners are on loopback only and carry
+# no authentication, so existing tests run unaffected by ACLs. On SASL_SSL
+# only the two format-time users are super users; every other principal
+# gets exactly what ACLs grant it.
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:ANONYMOUS;User:$KAFKA_BROKER_USER;User:$KAFKA_ADMIN_USER
 log.dirs=$KDIR/data
 # Tests create their topics explicitly, as production does.
 auto.create.topics.enable=false
@@ -174,18 +255,39 @@ kafka_pid() {
 	echo "$pid"
 }
 
+# kafka_format_stamp identifies what the storage was formatted from: the
+# configuration and the SCRAM users. Storage formatted otherwise (by an older
+# version of this script, without SCRAM users, or for other listeners) is
+# throwaway and formatted again.
+kafka_format_stamp() {
+	{
+		cat "$KDIR/config/server.properties"
+		echo "scram $KAFKA_ADMIN_USER $(secret admin.password) $KAFKA_BROKER_USER $(secret broker.password)"
+	} | sha256sum | cut -c1-64
+}
+
 kafka_format() {
-	[ -f "$KDIR/data/meta.properties" ] && return
+	local stamp
+	stamp=$(kafka_format_stamp)
+	if [ -f "$KDIR/data/meta.properties" ] && [ "$(cat "$KDIR/format.stamp" 2>/dev/null)" = "$stamp" ]; then
+		return
+	fi
+	[ -f "$KDIR/data/meta.properties" ] && log "Kafka storage was formatted for another configuration; formatting it again (test data is lost)"
 	local id
 	# A cluster id is a base64url UUID; 16 random bytes are one.
 	id=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
 	log "formatting Kafka storage (cluster $id)"
-	rm -rf "$KDIR/data"
+	rm -rf "$KDIR/data" "$KDIR/format.stamp"
 	# --cluster-id=ID, not -t ID: an id starting with '-' (1 in 64) would
-	# be read as an option.
+	# be read as an option. In KRaft the first SCRAM users must be added
+	# here: without them nobody could log in on SASL_SSL to add more.
 	kafka_java kafka.tools.StorageTool format --standalone \
-		--cluster-id="$id" --config="$KDIR/config/server.properties" >"$KDIR/format.log" 2>&1 ||
+		--cluster-id="$id" --config="$KDIR/config/server.properties" \
+		--add-scram="SCRAM-SHA-512=[name=$KAFKA_ADMIN_USER,password=$(secret admin.password)]" \
+		--add-scram="SCRAM-SHA-512=[name=$KAFKA_BROKER_USER,password=$(secret broker.password)]" \
+		>"$KDIR/format.log" 2>&1 ||
 		{ cat "$KDIR/format.log" >&2; die "kafka storage format failed"; }
+	echo "$stamp" >"$KDIR/format.stamp"
 }
 
 # kafka_call READ FRAME sends one request FRAME (printf escapes) to the
@@ -237,17 +339,29 @@ kafka_up() {
 	t0=$(now)
 	mkdir -p "$KDIR"
 	if pid=$(kafka_pid); then
-		kafka_wait "$pid" "$t0"
-		return
+		# Running: keep it if it runs the configuration this script writes
+		# now, else (e.g. started by an older version without SASL_SSL)
+		# restart it with the new one.
+		kafka_config server.properties.want
+		if cmp -s "$KDIR/config/server.properties.want" "$KDIR/config/server.properties" &&
+			[ -f "$KDIR/format.stamp" ]; then
+			rm -f "$KDIR/config/server.properties.want"
+			kafka_wait "$pid" "$t0"
+			return
+		fi
+		rm -f "$KDIR/config/server.properties.want"
+		log "Kafka (pid $pid) runs an older configuration; restarting it"
+		kafka_down
 	fi
-	for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
-		port_open "$p" && die "port $p is taken by another process (not $KDIR); set CERTLESS_KAFKA_PORT / CERTLESS_KAFKA_CONTROLLER_PORT"
+	for p in "$KAFKA_PORT" "$KAFKA_SECURE_PORT" "$KAFKA_CONTROLLER_PORT"; do
+		port_open "$p" && die "port $p is taken by another process (not $KDIR); set CERTLESS_KAFKA_PORT / CERTLESS_KAFKA_SECURE_PORT / CERTLESS_KAFKA_CONTROLLER_PORT"
 	done
 	ensure_java
 	kafka_libs
+	kafka_tls
 	kafka_config
 	kafka_format
-	log "starting Kafka $(kafka_version) on $(kafka_addr)"
+	log "starting Kafka $(kafka_version) on $(kafka_addr) (PLAINTEXT) and $(kafka_secure_addr) (SASL_SSL)"
 	# shellcheck disable=SC2086 # KAFKA_HEAP holds several JVM options
 	(
 		closefds
@@ -263,7 +377,7 @@ kafka_up() {
 
 kafka_wait() {
 	local pid=$1 t0=$2 deadline=$((SECONDS + 120))
-	until kafka_ready && kafka_groups_ready; do
+	until kafka_ready && kafka_groups_ready && port_open "$KAFKA_SECURE_PORT"; do
 		if ! kill -0 "$pid" 2>/dev/null; then
 			tail -n 40 "$KDIR/kafka.log" >&2 || true
 			die "Kafka exited during start-up (log: $KDIR/kafka.log)"
@@ -274,7 +388,7 @@ kafka_wait() {
 		}
 		sleep 0.2
 	done
-	log "Kafka $(kafka_version) ready at $(kafka_addr), pid $pid ($(since "$t0"))"
+	log "Kafka $(kafka_version) ready at $(kafka_addr), SASL_SSL at $(kafka_secure_addr), pid $pid ($(since "$t0"))"
 }
 
 kafka_down() {
@@ -434,6 +548,12 @@ status() {
 	local rc=0 pid
 	if pid=$(kafka_pid) && port_open "$KAFKA_PORT"; then
 		echo "kafka      running  $(kafka_addr)  Kafka $(kafka_version), pid $pid, log $KDIR/kafka.log"
+		if port_open "$KAFKA_SECURE_PORT"; then
+			echo "kafka      running  $(kafka_secure_addr)  SASL_SSL (SCRAM-SHA-512), CA $KDIR/tls/ca.pem"
+		else
+			echo "kafka      no SASL_SSL listener on $(kafka_secure_addr); run scripts/services.sh up"
+			rc=3
+		fi
 	else
 		echo "kafka      stopped"
 		rc=3
@@ -450,6 +570,13 @@ status() {
 
 print_env() {
 	echo "export CERTLESS_TEST_KAFKA=$(kafka_addr)"
+	# The secured listener, once up has made its CA and admin password.
+	if [ -s "$KDIR/tls/ca.pem" ] && [ -s "$KDIR/secrets/admin.password" ]; then
+		echo "export CERTLESS_TEST_KAFKA_SECURE=$(kafka_secure_addr)"
+		echo "export CERTLESS_TEST_KAFKA_CA=$KDIR/tls/ca.pem"
+		echo "export CERTLESS_TEST_KAFKA_ADMIN_USER=$KAFKA_ADMIN_USER"
+		echo "export CERTLESS_TEST_KAFKA_ADMIN_PASSWORD=$(cat "$KDIR/secrets/admin.password")"
+	fi
 	echo "export CERTLESS_TEST_POSTGRES='$(pg_dsn)'"
 	"$ROOT/scripts/witness.sh" env
 }
