@@ -18,7 +18,7 @@ func Ping(ctx context.Context, cfg Config) error {
 	for _, addr := range cfg.Brokers {
 		conn, err := dialer.DialContext(ctx, "tcp", addr)
 		if err != nil {
-			errs = append(errs, err)
+			errs = append(errs, explainDial(ctx, cfg, addr, err))
 			continue
 		}
 		if d, ok := ctx.Deadline(); ok {
