@@ -56,9 +56,10 @@ test: services-up
 	$(GO) test -v $(GOTEST_FLAGS) $(PKGS) 2>&1 | tee $(TEST_LOG) |
 		grep --line-buffered -v -E '^[[:space:]]*=== (RUN|PAUSE|CONT|NAME)'
 	kafka=$$(grep -c 'real Kafka at' $(TEST_LOG) || true)
+	skafka=$$(grep -c 'real secured Kafka at' $(TEST_LOG) || true)
 	pg=$$(grep -c 'real PostgreSQL at' $(TEST_LOG) || true)
 	lw=$$(grep -c 'real litewitness at' $(TEST_LOG) || true)
-	echo "== tests passed in $$((SECONDS - start))s; real Kafka used $$kafka times, real PostgreSQL $$pg times, real witness $$lw times (log: $(TEST_LOG))"
-	if [ "$$kafka" -eq 0 ] || [ "$$pg" -eq 0 ] || [ "$$lw" -eq 0 ]; then
-		echo "no test reached the real Kafka, PostgreSQL or witness" >&2; exit 1
+	echo "== tests passed in $$((SECONDS - start))s; real Kafka used $$kafka times (SASL_SSL $$skafka), real PostgreSQL $$pg times, real witness $$lw times (log: $(TEST_LOG))"
+	if [ "$$kafka" -eq 0 ] || [ "$$skafka" -eq 0 ] || [ "$$pg" -eq 0 ] || [ "$$lw" -eq 0 ]; then
+		echo "no test reached the real Kafka, its SASL_SSL listener, PostgreSQL or witness" >&2; exit 1
 	fi
