@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -131,4 +134,39 @@ func TestRealKafkaScenarios(t *testing.T) {
 	defer cancel()
 	cfg := realConfig(ctx, t)
 	runScenarioTest(ctx, t, cfg, serviceOptions{httpAddr: "127.0.0.1:0"})
+}
+
+// TestRealKafkaScenariosSecure runs the demo's scenarios with the broker on
+// the real Kafka's SASL_SSL listener (SCRAM-SHA-512, the throwaway CA of
+// scripts/services.sh, the standard KRaft authorizer), configured as an
+// operator would: TLS CA file, SCRAM user, the password from an
+// environment variable.
+func TestRealKafkaScenariosSecure(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	sec := testenv.SecureKafka(t)
+	cfg := realConfig(ctx, t)
+	cfg.Kafka.Brokers = []string{sec.Addr}
+	cfg.Kafka.TLS = &config.TLS{Enabled: true, CAFile: sec.CAFile}
+	cfg.Kafka.SASL = &config.SASL{Mechanism: "SCRAM-SHA-512", Username: sec.AdminUser, PasswordEnv: "CERTLESS_TEST_SASL_PASSWORD"}
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := cfg.Write(path); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := config.Load(path, func(k string) string {
+		if k == "CERTLESS_TEST_SASL_PASSWORD" {
+			return sec.AdminPassword
+		}
+		return ""
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if loaded.Kafka.SASL.Password != sec.AdminPassword {
+		t.Fatal("the SASL password was not read from its environment variable")
+	}
+	if b, _ := os.ReadFile(path); strings.Contains(string(b), sec.AdminPassword) {
+		t.Fatal("the SASL password was written into the config file")
+	}
+	runScenarioTest(ctx, t, loaded, serviceOptions{httpAddr: "127.0.0.1:0"})
 }
