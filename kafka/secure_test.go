@@ -4,9 +4,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/pbkdf2"
 	"crypto/rand"
-	"crypto/sha512"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -60,45 +58,27 @@ type agency struct {
 	cfg                kafka.Config
 }
 
+func (a agency) access() kafka.AgencyAccess {
+	return kafka.AgencyAccess{Principal: a.name, RequestsTopic: a.requests, ReceiptsTopic: a.receipts, GroupPrefix: a.groupPrefix}
+}
+
 // newAgency creates, as the admin, a user with a random name, its two
-// topics, and the ACLs an agency gets: WRITE+DESCRIBE on its requests
-// topic, READ+DESCRIBE on its receipts topic, READ on the consumer groups
-// named with its prefix. All of it is removed when t ends.
+// topics, and the ACLs an agency gets (kafka.UpsertSCRAM, EnsureTopics,
+// EnsureAgencyAccess, as `certless agency dock` does). All of it is
+// removed when t ends.
 func newAgency(ctx context.Context, t *testing.T, s testenv.SecureListener, admin kafka.Config, ac *kafkago.Client, label string) agency {
 	t.Helper()
 	a := agency{name: "agency-" + label + "-" + testenv.Random(4), password: testenv.Random(12)}
 	a.requests, a.receipts, a.groupPrefix = a.name+".requests", a.name+".receipts", a.name+"."
 	a.cfg = secureConfig(s, a.name, a.password)
 
-	salt := make([]byte, 16)
-	if _, err := rand.Read(salt); err != nil {
-		t.Fatal(err)
-	}
-	const iterations = 4096 // Kafka's minimum for SCRAM-SHA-512
-	salted, err := pbkdf2.Key(sha512.New, a.password, salt, iterations, sha512.Size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := ac.AlterUserScramCredentials(ctx, &kafkago.AlterUserScramCredentialsRequest{
-		Upsertions: []kafkago.UserScramCredentialsUpsertion{{
-			Name: a.name, Mechanism: kafkago.ScramMechanismSha512,
-			Iterations: iterations, Salt: salt, SaltedPassword: salted,
-		}},
-	})
-	if err != nil {
+	if err := kafka.UpsertSCRAM(ctx, admin, a.name, a.password); err != nil {
 		t.Fatalf("create SCRAM user %s: %v", a.name, err)
-	}
-	for _, r := range res.Results {
-		if r.Error != nil {
-			t.Fatalf("create SCRAM user %s: %v", r.User, r.Error)
-		}
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		if _, err := ac.AlterUserScramCredentials(ctx, &kafkago.AlterUserScramCredentialsRequest{
-			Deletions: []kafkago.UserScramCredentialsDeletion{{Name: a.name, Mechanism: kafkago.ScramMechanismSha512}},
-		}); err != nil {
+		if err := kafka.DeleteSCRAM(ctx, admin, a.name); err != nil {
 			t.Logf("delete SCRAM user %s: %v", a.name, err)
 		}
 	})
@@ -116,36 +96,13 @@ func newAgency(ctx context.Context, t *testing.T, s testenv.SecureListener, admi
 		}
 	})
 
-	principal := "User:" + a.name
-	allow := func(rt kafkago.ResourceType, name string, pt kafkago.PatternType, op kafkago.ACLOperationType) kafkago.ACLEntry {
-		return kafkago.ACLEntry{
-			ResourceType: rt, ResourceName: name, ResourcePatternType: pt,
-			Principal: principal, Host: "*", Operation: op, PermissionType: kafkago.ACLPermissionTypeAllow,
-		}
-	}
-	acls := []kafkago.ACLEntry{
-		allow(kafkago.ResourceTypeTopic, a.requests, kafkago.PatternTypeLiteral, kafkago.ACLOperationTypeWrite),
-		allow(kafkago.ResourceTypeTopic, a.requests, kafkago.PatternTypeLiteral, kafkago.ACLOperationTypeDescribe),
-		allow(kafkago.ResourceTypeTopic, a.receipts, kafkago.PatternTypeLiteral, kafkago.ACLOperationTypeRead),
-		allow(kafkago.ResourceTypeTopic, a.receipts, kafkago.PatternTypeLiteral, kafkago.ACLOperationTypeDescribe),
-		allow(kafkago.ResourceTypeGroup, a.groupPrefix, kafkago.PatternTypePrefixed, kafkago.ACLOperationTypeRead),
-	}
-	cres, err := ac.CreateACLs(ctx, &kafkago.CreateACLsRequest{ACLs: acls})
-	if err != nil {
+	if err := kafka.EnsureAgencyAccess(ctx, admin, a.access()); err != nil {
 		t.Fatalf("create ACLs of %s: %v", a.name, err)
-	}
-	for i, err := range cres.Errors {
-		if err != nil {
-			t.Fatalf("create ACL %+v: %v", acls[i], err)
-		}
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		if _, err := ac.DeleteACLs(ctx, &kafkago.DeleteACLsRequest{Filters: []kafkago.DeleteACLsFilter{{
-			ResourceTypeFilter: kafkago.ResourceTypeAny, ResourcePatternTypeFilter: kafkago.PatternTypeAny,
-			PrincipalFilter: principal, Operation: kafkago.ACLOperationTypeAny, PermissionType: kafkago.ACLPermissionTypeAny,
-		}}}); err != nil {
+		if err := kafka.RevokeAgencyAccess(ctx, admin, a.access()); err != nil {
 			t.Logf("delete ACLs of %s: %v", a.name, err)
 		}
 	})
@@ -345,6 +302,101 @@ func TestRealKafkaSecureAgencyACLs(t *testing.T) {
 		}
 		t.Logf("refused as it should be: %v", err)
 	})
+}
+
+// produceDirect sends one produce request as cfg's user straight to the
+// leader of partition 0 of topic (the only broker), without a metadata
+// lookup, and returns the broker's answer.
+func produceDirect(ctx context.Context, cfg kafka.Config, topic string) error {
+	d, err := cfg.Dialer()
+	if err != nil {
+		return err
+	}
+	host, port, err := net.SplitHostPort(cfg.Brokers[0])
+	if err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		return err
+	}
+	conn, err := d.DialPartition(ctx, "tcp", cfg.Brokers[0], kafkago.Partition{
+		Topic: topic, ID: 0, Leader: kafkago.Broker{Host: host, Port: n, ID: 1},
+	})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	_, err = conn.WriteMessages(kafkago.Message{Key: []byte("k"), Value: []byte("probe")})
+	return err
+}
+
+// TestRealKafkaSecureAgencyAccessIdempotentAndRevoked: EnsureAgencyAccess
+// twice leaves exactly the five bindings (no duplicates), and
+// RevokeAgencyAccess removes them, after which the agency cannot produce;
+// EnsureAgencyAccess again lets it produce again.
+func TestRealKafkaSecureAgencyAccessIdempotentAndRevoked(t *testing.T) {
+	s, admin, ac := secureAdmin(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	a := newAgency(ctx, t, s, admin, ac, "idem")
+
+	count := func() int {
+		t.Helper()
+		acls, err := kafka.DescribeAgencyACLs(ctx, admin, a.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(acls)
+	}
+	want := len(a.access().Bindings())
+	if n := count(); n != want {
+		t.Fatalf("after the first EnsureAgencyAccess: %d ACLs, want %d", n, want)
+	}
+	if err := kafka.EnsureAgencyAccess(ctx, admin, a.access()); err != nil {
+		t.Fatalf("second EnsureAgencyAccess: %v", err)
+	}
+	if n := count(); n != want {
+		t.Fatalf("after the second EnsureAgencyAccess: %d ACLs, want %d", n, want)
+	}
+	if err := produceDirect(ctx, a.cfg, a.requests); err != nil {
+		t.Fatalf("A produces to its requests: %v", err)
+	}
+
+	if err := kafka.RevokeAgencyAccess(ctx, admin, a.access()); err != nil {
+		t.Fatalf("RevokeAgencyAccess: %v", err)
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("after RevokeAgencyAccess: %d ACLs, want 0", n)
+	}
+	if err := kafka.RevokeAgencyAccess(ctx, admin, a.access()); err != nil {
+		t.Fatalf("RevokeAgencyAccess again: %v", err)
+	}
+	// ACL changes reach the broker through the metadata log: poll.
+	waitProduce(ctx, t, a.cfg, a.requests, false)
+
+	if err := kafka.EnsureAgencyAccess(ctx, admin, a.access()); err != nil {
+		t.Fatalf("EnsureAgencyAccess after revoking: %v", err)
+	}
+	waitProduce(ctx, t, a.cfg, a.requests, true)
+}
+
+// waitProduce polls, for at most 30s, until cfg's user can (allowed) or
+// cannot (refused with TOPIC_AUTHORIZATION_FAILED) produce to topic.
+func waitProduce(ctx context.Context, t *testing.T, cfg kafka.Config, topic string, allowed bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := produceDirect(ctx, cfg, topic)
+		if allowed && err == nil || !allowed && errors.Is(err, kafkago.TopicAuthorizationFailed) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s producing to %s 30s on: %v, want allowed=%v", cfg.SASL.Username, topic, err, allowed)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // TestRealKafkaSecureWrongPassword: a wrong SCRAM password fails Ping with
