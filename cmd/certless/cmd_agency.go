@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,19 +12,25 @@ import (
 	"os/user"
 	"strconv"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/certless/certless/broker"
 	"github.com/certless/certless/broker/store"
+	"github.com/certless/certless/config"
 	"github.com/certless/certless/directory"
+	bkafka "github.com/certless/certless/kafka"
 	"github.com/certless/certless/keys"
 )
 
 // agencyCtx is what every agency subcommand shares: the directory on the
 // configured store DSN, with the store's transparency log.
 type agencyCtx struct {
-	g     *globals
-	actor string // --actor
+	g       *globals
+	actor   string         // --actor
+	noKafka bool           // --no-kafka
+	cfg     *config.Config // set by open
 }
 
 // open opens the log and the directory on the configured store DSN and,
@@ -42,6 +50,7 @@ func (c *agencyCtx) open(ctx context.Context) (*directory.Directory, func(), err
 		st.Close()
 		return nil, nil, err
 	}
+	c.cfg = cfg
 	closeAll := func() { dir.Close(); st.Close() }
 	if len(cfg.Agencies) > 0 || len(cfg.Adapters) > 0 {
 		reg, err := keys.LoadDir(cfg.KeysDir)
@@ -73,7 +82,7 @@ func newAgencyCmd(g *globals) *cobra.Command {
 	c := &agencyCtx{g: g}
 	cmd := &cobra.Command{
 		Use:   "agency",
-		Short: "The docking directory: list, show, dock, suspend, resume, export and import agencies",
+		Short: "The docking directory: list, show, dock, suspend, resume, rotate-key, export and import agencies",
 		Long: `The docking directory, in the decision store's database (store.dsn of the
 configuration): every docked agency with its level, GB/T 2260 region, kind,
 contact, signing JWKS, optional encryption key and status, and the record
@@ -82,11 +91,19 @@ transparency log as a leaf holding the agency id, the change and a digest.
 
 The configuration's agencies: and adapters: are imported once, when the
 directory is empty (first start); after that the directory is the source of
-truth and the configuration's list is not read again.`,
+truth and the configuration's list is not read again.
+
+dock, suspend and resume also act on the configured Kafka cluster (kafka: of
+the configuration, as its administrator) unless --no-kafka is given or the
+cluster is the embedded dev one: dock creates the agency's topics and, where
+the cluster has SASL (kafka.sasl set; it is then expected to run an
+authorizer), its SCRAM-SHA-512 user and ACLs; suspend removes the ACLs and
+resume restores them.`,
 		Args: cobra.NoArgs,
 	}
 	cmd.PersistentFlags().StringVar(&c.actor, "actor", "", "who makes the change, as recorded (default: the OS user)")
-	cmd.AddCommand(c.listCmd(), c.showCmd(), c.dockCmd(), c.suspendCmd(), c.resumeCmd(), c.exportCmd(), c.importCmd(), c.changesCmd())
+	cmd.PersistentFlags().BoolVar(&c.noKafka, "no-kafka", false, "change the directory only: leave the Kafka cluster's topics, credentials and ACLs alone (dock, suspend, resume)")
+	cmd.AddCommand(c.listCmd(), c.showCmd(), c.dockCmd(), c.suspendCmd(), c.resumeCmd(), c.rotateKeyCmd(), c.exportCmd(), c.importCmd(), c.changesCmd())
 	return cmd
 }
 
@@ -158,9 +175,10 @@ func writeAgencyJSON(w io.Writer, v any) error {
 func (c *agencyCtx) dockCmd() *cobra.Command {
 	var a directory.Agency
 	var jwksFile, encFile string
+	var cred credentialOptions
 	cmd := &cobra.Command{
-		Use:   "dock --id ID --level L --region CODE --name NAME --kind KIND --jwks FILE [--encryption-key FILE] [--contact TEXT]",
-		Short: "Dock an agency in the directory, or update its entry (directory only; topics and credentials come with the Kafka part)",
+		Use:   "dock --id ID --level L --region CODE --name NAME --kind KIND --jwks FILE [--encryption-key FILE] [--contact TEXT] [--password-file FILE] [--rotate-password] [--no-kafka]",
+		Short: "Dock an agency: its directory entry, and on Kafka its topics, SCRAM credential and ACLs",
 		Long: `Dock an agency in the directory: its level (province, prefecture, county)
 and the GB/T 2260 code of its region at that level (220000 Jilin, 220100
 Changchun, 220800 Baicheng, 220582 Ji'an, 222403 Dunhua...), display name,
@@ -170,9 +188,25 @@ confidential receipts, its ECDH-ES+A256KW public key (one JWK).
 Docking the same content again records nothing; different content updates
 the entry (status kept) at its next version.
 
-This records the directory entry only: the agency's Kafka topics, ACLs and
-credentials are provisioned by the Kafka part of docking, not by this
-command.`,
+On the Kafka cluster of the configuration (unless --no-kafka, or the
+cluster is the embedded dev one), as its administrator:
+
+  - the agency's topics <topic_prefix><id>.requests and
+    <topic_prefix><id>.receipts are created with kafka.partitions and
+    kafka.replication_factor (existing topics are left as they are);
+  - where kafka.sasl is set, the agency's user <id> gets a SCRAM-SHA-512
+    credential with a random password (32 random bytes, base64url), written
+    to --password-file (mode 0600; an existing file is refused unless
+    --rotate-password) or else printed once on stdout, and never logged.
+    A user that has a credential already keeps it: docking again does not
+    change the password unless --rotate-password is given;
+  - and ACLs for principal User:<id>: WRITE and DESCRIBE on its requests
+    topic, READ and DESCRIBE on its receipts topic (both LITERAL), READ on
+    the consumer groups whose names start with "<id>." (PREFIXED): the
+    agency names its groups "<id>.<anything>". Nothing else is allowed.
+    A suspended agency gets no ACLs.
+
+Every step is idempotent: docking again creates nothing that exists.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if a.ID == "" || a.Level == "" || a.Region == "" || a.Name == "" || a.Kind == "" || jwksFile == "" {
@@ -192,11 +226,30 @@ command.`,
 				return err
 			}
 			defer done()
+			if err := c.checkCredentialFlags(cred); err != nil {
+				return err
+			}
 			ch, err := dir.Dock(cmd.Context(), a, c.who())
 			if errors.Is(err, directory.ErrInvalid) {
 				return usageError{err}
 			}
-			return c.report(ch, err, a.ID)
+			// A change recorded but not yet logged (ErrNotLogged) is
+			// still applied on Kafka; the error is returned after.
+			rerr := c.report(ch, err, a.ID)
+			if rerr != nil && !errors.Is(rerr, directory.ErrNotLogged) {
+				return rerr
+			}
+			docked, ok, err := dir.Get(cmd.Context(), a.ID)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return fmt.Errorf("agency %q not in the directory after docking", a.ID)
+			}
+			if err := c.provision(cmd.Context(), docked, cred); err != nil {
+				return err
+			}
+			return rerr
 		},
 	}
 	f := cmd.Flags()
@@ -208,6 +261,8 @@ command.`,
 	f.StringVar(&a.Contact, "contact", "", "how to reach the agency's operators")
 	f.StringVar(&jwksFile, "jwks", "", "the agency's public signing JWK Set (e.g. from 'certless keys jwks')")
 	f.StringVar(&encFile, "encryption-key", "", "the agency's public ECDH-ES+A256KW JWK, for confidential receipts")
+	f.StringVar(&cred.passwordFile, "password-file", "", "write the agency's new Kafka SCRAM password to this file (mode 0600) instead of printing it")
+	f.BoolVar(&cred.rotate, "rotate-password", false, "give the agency's Kafka user a new password even if it has one (overwrites --password-file)")
 	return cmd
 }
 
@@ -240,7 +295,7 @@ func (c *agencyCtx) suspendCmd() *cobra.Command {
 	var reason string
 	cmd := &cobra.Command{
 		Use:   "suspend ID --reason TEXT",
-		Short: "Suspend an agency: the broker refuses its requests until it is resumed",
+		Short: "Suspend an agency: the broker refuses its requests and its Kafka ACLs are removed until it is resumed",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if reason == "" {
@@ -252,7 +307,16 @@ func (c *agencyCtx) suspendCmd() *cobra.Command {
 			}
 			defer done()
 			ch, err := dir.Suspend(cmd.Context(), args[0], c.who(), reason)
-			return c.report(ch, err, args[0])
+			// A change recorded but not yet logged (ErrNotLogged) is
+			// still applied on Kafka; the error is returned after.
+			rerr := c.report(ch, err, args[0])
+			if rerr != nil && !errors.Is(rerr, directory.ErrNotLogged) {
+				return rerr
+			}
+			if err := c.setAccess(cmd.Context(), args[0], false); err != nil {
+				return err
+			}
+			return rerr
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why, as recorded in the change")
@@ -263,7 +327,7 @@ func (c *agencyCtx) resumeCmd() *cobra.Command {
 	var reason string
 	cmd := &cobra.Command{
 		Use:   "resume ID [--reason TEXT]",
-		Short: "Lift an agency's suspension",
+		Short: "Lift an agency's suspension and restore its Kafka ACLs",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir, done, err := c.open(cmd.Context())
@@ -272,7 +336,16 @@ func (c *agencyCtx) resumeCmd() *cobra.Command {
 			}
 			defer done()
 			ch, err := dir.Resume(cmd.Context(), args[0], c.who(), reason)
-			return c.report(ch, err, args[0])
+			// A change recorded but not yet logged (ErrNotLogged) is
+			// still applied on Kafka; the error is returned after.
+			rerr := c.report(ch, err, args[0])
+			if rerr != nil && !errors.Is(rerr, directory.ErrNotLogged) {
+				return rerr
+			}
+			if err := c.setAccess(cmd.Context(), args[0], true); err != nil {
+				return err
+			}
+			return rerr
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why, as recorded in the change")
@@ -385,4 +458,208 @@ func (c *agencyCtx) changesCmd() *cobra.Command {
 	cmd.Flags().Int64Var(&since, "since", 0, "print only changes after this sequence number")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the changes (entries before and after included) as JSON")
 	return cmd
+}
+
+func (c *agencyCtx) rotateKeyCmd() *cobra.Command {
+	var jwksFile string
+	cmd := &cobra.Command{
+		Use:   "rotate-key ID --jwks FILE",
+		Short: "Replace an agency's signing JWKS (every kid \"<id>/<key-id>\")",
+		Long: `Replace an agency's signing JWKS in the directory ("key_rotated"). Publish
+the new key alongside the old one while requests signed with the old key
+are in flight, then rotate again to the set without it. The same JWKS
+records nothing.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if jwksFile == "" {
+				return usagef("--jwks is required")
+			}
+			jwks, err := os.ReadFile(jwksFile)
+			if err != nil {
+				return err
+			}
+			dir, done, err := c.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer done()
+			ch, err := dir.RotateKey(cmd.Context(), args[0], jwks, c.who())
+			if errors.Is(err, directory.ErrInvalid) {
+				return usageError{err}
+			}
+			return c.report(ch, err, args[0])
+		},
+	}
+	cmd.Flags().StringVar(&jwksFile, "jwks", "", "the agency's new public signing JWK Set")
+	return cmd
+}
+
+// credentialOptions are dock's flags for the agency's SCRAM password.
+type credentialOptions struct {
+	passwordFile string // --password-file
+	rotate       bool   // --rotate-password
+}
+
+// agencyGroupPrefix is the prefix of every consumer group an agency may
+// use on a secured cluster: "<id>.", so its groups are "<id>.<anything>"
+// (e.g. "court-changchun.receipts").
+func agencyGroupPrefix(id string) string { return id + "." }
+
+// kafkaAccess is the Kafka admin configuration and agency id's access, or
+// ok false (with a note printed) when this command leaves Kafka alone.
+func (c *agencyCtx) kafkaAccess(id string) (bkafka.Config, bkafka.AgencyAccess, bool) {
+	k := c.cfg.Kafka
+	switch {
+	case c.noKafka:
+		return bkafka.Config{}, bkafka.AgencyAccess{}, false
+	case k.Embedded:
+		fmt.Fprintf(c.g.stdout, "%s: kafka is the embedded dev cluster: its topics are created when the broker starts, nothing provisioned\n", id)
+		return bkafka.Config{}, bkafka.AgencyAccess{}, false
+	case len(k.Brokers) == 0:
+		fmt.Fprintf(c.g.stdout, "%s: no kafka brokers configured, nothing provisioned\n", id)
+		return bkafka.Config{}, bkafka.AgencyAccess{}, false
+	}
+	topics := broker.Topics{Prefix: k.TopicPrefix}
+	return kafkaConfig(k), bkafka.AgencyAccess{
+		Principal:     id,
+		RequestsTopic: topics.Requests(id),
+		ReceiptsTopic: topics.Receipts(id),
+		GroupPrefix:   agencyGroupPrefix(id),
+	}, true
+}
+
+// checkCredentialFlags refuses --password-file and --rotate-password when
+// dock will set no credential, before anything is recorded.
+func (c *agencyCtx) checkCredentialFlags(cred credentialOptions) error {
+	if cred.passwordFile == "" && !cred.rotate {
+		return nil
+	}
+	k := c.cfg.Kafka
+	if c.noKafka || k.Embedded || len(k.Brokers) == 0 || k.SASL == nil || k.SASL.Mechanism == "" {
+		return usagef("--password-file and --rotate-password need the Kafka part of docking: a configured cluster with kafka.sasl, and no --no-kafka")
+	}
+	return nil
+}
+
+// kafkaAdminTimeout bounds the Kafka part of one agency command.
+const kafkaAdminTimeout = 2 * time.Minute
+
+// provision creates agency a's topics, and on a cluster with SASL its
+// SCRAM credential and (unless a is suspended) its ACLs; see dock's help.
+func (c *agencyCtx) provision(ctx context.Context, a directory.Agency, cred credentialOptions) error {
+	kc, acc, ok := c.kafkaAccess(a.ID)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, kafkaAdminTimeout)
+	defer cancel()
+	k := c.cfg.Kafka
+	if err := bkafka.EnsureTopics(ctx, kc,
+		bkafka.TopicSpec{Name: acc.RequestsTopic, Partitions: k.Partitions, ReplicationFactor: k.ReplicationFactor},
+		bkafka.TopicSpec{Name: acc.ReceiptsTopic, Partitions: k.Partitions, ReplicationFactor: k.ReplicationFactor}); err != nil {
+		return fmt.Errorf("%s: topics: %w", a.ID, err)
+	}
+	fmt.Fprintf(c.g.stdout, "%s: topics %s and %s ready\n", a.ID, acc.RequestsTopic, acc.ReceiptsTopic)
+	if !bkafka.HasSecurity(kc) {
+		fmt.Fprintf(c.g.stdout, "%s: kafka has no SASL configured: no credential or ACLs provisioned\n", a.ID)
+		return nil
+	}
+	if err := c.ensureCredential(ctx, kc, a.ID, cred); err != nil {
+		return err
+	}
+	if a.Status == directory.Suspended {
+		if err := bkafka.RevokeAgencyAccess(ctx, kc, acc); err != nil {
+			return fmt.Errorf("%s: ACLs: %w", a.ID, err)
+		}
+		fmt.Fprintf(c.g.stdout, "%s: suspended: no ACLs for User:%s\n", a.ID, a.ID)
+		return nil
+	}
+	if err := bkafka.EnsureAgencyAccess(ctx, kc, acc); err != nil {
+		return fmt.Errorf("%s: ACLs: %w", a.ID, err)
+	}
+	fmt.Fprintf(c.g.stdout, "%s: ACLs for User:%s: write %s, read %s, groups %s*\n", a.ID, a.ID, acc.RequestsTopic, acc.ReceiptsTopic, acc.GroupPrefix)
+	return nil
+}
+
+// ensureCredential gives user a SCRAM-SHA-512 credential unless it has one
+// (or replaces it with --rotate-password). The new password goes to
+// --password-file, written before the credential is set so it cannot be
+// lost, or to stdout; it is never logged.
+func (c *agencyCtx) ensureCredential(ctx context.Context, kc bkafka.Config, user string, cred credentialOptions) error {
+	has, err := bkafka.HasSCRAM(ctx, kc, user)
+	if err != nil {
+		return fmt.Errorf("%s: credential: %w", user, err)
+	}
+	if has && !cred.rotate {
+		fmt.Fprintf(c.g.stdout, "%s: User:%s has a SCRAM-SHA-512 credential, kept (--rotate-password replaces it)\n", user, user)
+		return nil
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return err
+	}
+	password := base64.RawURLEncoding.EncodeToString(raw)
+	if cred.passwordFile != "" {
+		flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+		if cred.rotate {
+			flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+		}
+		f, err := os.OpenFile(cred.passwordFile, flags, 0o600)
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("%s: password file %s exists and User:%s has no credential: not overwritten (--rotate-password sets a new password and overwrites it)", user, cred.passwordFile, user)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: password file: %w", user, err)
+		}
+		err = f.Chmod(0o600) // an existing file keeps its mode otherwise
+		if err == nil {
+			_, err = f.WriteString(password + "\n")
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("%s: password file: %w", user, err)
+		}
+		if err := bkafka.UpsertSCRAM(ctx, kc, user, password); err != nil {
+			if !cred.rotate {
+				os.Remove(cred.passwordFile) // it holds a password nobody has
+			}
+			return fmt.Errorf("%s: credential: %w", user, err)
+		}
+		fmt.Fprintf(c.g.stdout, "%s: User:%s SCRAM-SHA-512 credential set, password written to %s\n", user, user, cred.passwordFile)
+		return nil
+	}
+	if err := bkafka.UpsertSCRAM(ctx, kc, user, password); err != nil {
+		return fmt.Errorf("%s: credential: %w", user, err)
+	}
+	fmt.Fprintf(c.g.stdout, "%s: User:%s SCRAM-SHA-512 credential set; its password, shown this once:\n%s\n", user, user, password)
+	return nil
+}
+
+// setAccess restores (allow) or removes agency id's ACLs on a cluster with
+// SASL, for resume and suspend.
+func (c *agencyCtx) setAccess(ctx context.Context, id string, allow bool) error {
+	kc, acc, ok := c.kafkaAccess(id)
+	if !ok {
+		return nil
+	}
+	if !bkafka.HasSecurity(kc) {
+		fmt.Fprintf(c.g.stdout, "%s: kafka has no SASL configured: no ACLs to change\n", id)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, kafkaAdminTimeout)
+	defer cancel()
+	if allow {
+		if err := bkafka.EnsureAgencyAccess(ctx, kc, acc); err != nil {
+			return fmt.Errorf("%s: ACLs: %w", id, err)
+		}
+		fmt.Fprintf(c.g.stdout, "%s: ACLs for User:%s restored\n", id, id)
+		return nil
+	}
+	if err := bkafka.RevokeAgencyAccess(ctx, kc, acc); err != nil {
+		return fmt.Errorf("%s: ACLs: %w", id, err)
+	}
+	fmt.Fprintf(c.g.stdout, "%s: ACLs for User:%s removed\n", id, id)
+	return nil
 }
