@@ -373,6 +373,23 @@ kafka_up() {
 	echo $! >"$KDIR/kafka.pid"
 	pid=$!
 	kafka_wait "$pid" "$t0"
+	kafka_scram_users
+}
+
+# kafka_scram_users sets the admin's and the broker's SCRAM credentials
+# through the PLAINTEXT super-user listener after each start. --add-scram
+# only seeds them into an empty metadata log; a node restarted over a kept
+# log was seen without them (every SASL_SSL login failing), so every start
+# puts them back, with the passwords of .services/kafka/secrets.
+kafka_scram_users() {
+	local u f
+	for u in "$KAFKA_ADMIN_USER:admin.password" "$KAFKA_BROKER_USER:broker.password"; do
+		f=${u#*:}
+		kafka_java kafka.admin.ConfigCommand --bootstrap-server "$(kafka_addr)" --alter \
+			--add-config "SCRAM-SHA-512=[iterations=8192,password=$(secret "$f")]" \
+			--entity-type users --entity-name "${u%%:*}" >>"$KDIR/scram.log" 2>&1 ||
+			{ tail -20 "$KDIR/scram.log" >&2; die "setting the SCRAM credential of ${u%%:*} failed"; }
+	done
 }
 
 kafka_wait() {
