@@ -110,28 +110,21 @@ func newAgency(ctx context.Context, t *testing.T, s testenv.SecureListener, admi
 	// The user and its ACLs reach the broker through the metadata log:
 	// wait until the user can log in and describe its own topics.
 	uc := kafkaClient(t, a.cfg)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := kafka.Ping(ctx, a.cfg)
-		if err == nil {
-			var md *kafkago.MetadataResponse
-			md, err = uc.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{a.requests, a.receipts}})
-			if err == nil {
-				for _, tp := range md.Topics {
-					if tp.Error != nil {
-						err = tp.Error
-					}
-				}
+	testenv.Eventually(ctx, t, "agency "+a.name+" using its topics after it was created", 30*time.Second, func() error {
+		if err := kafka.Ping(ctx, a.cfg); err != nil {
+			return err
+		}
+		md, err := uc.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{a.requests, a.receipts}})
+		if err != nil {
+			return err
+		}
+		for _, tp := range md.Topics {
+			if tp.Error != nil {
+				return tp.Error
 			}
 		}
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("agency %s cannot use its topics 30s after it was created: %v", a.name, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 	return a
 }
 
@@ -304,34 +297,6 @@ func TestRealKafkaSecureAgencyACLs(t *testing.T) {
 	})
 }
 
-// produceDirect sends one produce request as cfg's user straight to the
-// leader of partition 0 of topic (the only broker), without a metadata
-// lookup, and returns the broker's answer.
-func produceDirect(ctx context.Context, cfg kafka.Config, topic string) error {
-	d, err := cfg.Dialer()
-	if err != nil {
-		return err
-	}
-	host, port, err := net.SplitHostPort(cfg.Brokers[0])
-	if err != nil {
-		return err
-	}
-	n, err := strconv.Atoi(port)
-	if err != nil {
-		return err
-	}
-	conn, err := d.DialPartition(ctx, "tcp", cfg.Brokers[0], kafkago.Partition{
-		Topic: topic, ID: 0, Leader: kafkago.Broker{Host: host, Port: n, ID: 1},
-	})
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	_, err = conn.WriteMessages(kafkago.Message{Key: []byte("k"), Value: []byte("probe")})
-	return err
-}
-
 // TestRealKafkaSecureAgencyAccessIdempotentAndRevoked: EnsureAgencyAccess
 // twice leaves exactly the five bindings (no duplicates), and
 // RevokeAgencyAccess removes them, after which the agency cannot produce;
@@ -360,7 +325,7 @@ func TestRealKafkaSecureAgencyAccessIdempotentAndRevoked(t *testing.T) {
 	if n := count(); n != want {
 		t.Fatalf("after the second EnsureAgencyAccess: %d ACLs, want %d", n, want)
 	}
-	if err := produceDirect(ctx, a.cfg, a.requests); err != nil {
+	if err := testenv.ProduceDirect(ctx, a.cfg, a.requests); err != nil {
 		t.Fatalf("A produces to its requests: %v", err)
 	}
 
@@ -374,29 +339,12 @@ func TestRealKafkaSecureAgencyAccessIdempotentAndRevoked(t *testing.T) {
 		t.Fatalf("RevokeAgencyAccess again: %v", err)
 	}
 	// ACL changes reach the broker through the metadata log: poll.
-	waitProduce(ctx, t, a.cfg, a.requests, false)
+	testenv.WaitProduce(ctx, t, a.cfg, a.requests, false)
 
 	if err := kafka.EnsureAgencyAccess(ctx, admin, a.access()); err != nil {
 		t.Fatalf("EnsureAgencyAccess after revoking: %v", err)
 	}
-	waitProduce(ctx, t, a.cfg, a.requests, true)
-}
-
-// waitProduce polls, for at most 30s, until cfg's user can (allowed) or
-// cannot (refused with TOPIC_AUTHORIZATION_FAILED) produce to topic.
-func waitProduce(ctx context.Context, t *testing.T, cfg kafka.Config, topic string, allowed bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := produceDirect(ctx, cfg, topic)
-		if allowed && err == nil || !allowed && errors.Is(err, kafkago.TopicAuthorizationFailed) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s producing to %s 30s on: %v, want allowed=%v", cfg.SASL.Username, topic, err, allowed)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testenv.WaitProduce(ctx, t, a.cfg, a.requests, true)
 }
 
 // TestRealKafkaSecureWrongPassword: a wrong SCRAM password fails Ping with

@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -125,7 +123,7 @@ func TestAgencyDockOnSecureKafka(t *testing.T) {
 	}
 
 	// The credential and ACLs reach the broker through the metadata log.
-	waitAgencyProduce(ctx, t, me, acc.RequestsTopic, true)
+	testenv.WaitProduce(ctx, t, me, acc.RequestsTopic, true)
 
 	t.Run("produces to its requests", func(t *testing.T) {
 		p, err := bkafka.NewProducer(me, bkafka.ProducerOptions{})
@@ -170,7 +168,7 @@ func TestAgencyDockOnSecureKafka(t *testing.T) {
 		if err := bkafka.EnsureTopics(ctx, admin, bkafka.TopicSpec{Name: other, Partitions: 1}); err != nil {
 			t.Fatal(err)
 		}
-		err := agencyProduce(ctx, me, other)
+		err := testenv.ProduceDirect(ctx, me, other)
 		if !errors.Is(err, kafkago.TopicAuthorizationFailed) {
 			t.Fatalf("produce to %s: %v, want %v", other, err, kafkago.TopicAuthorizationFailed)
 		}
@@ -216,7 +214,7 @@ func TestAgencyDockOnSecureKafka(t *testing.T) {
 		if n := aclCount(); n != 0 {
 			t.Errorf("suspended: %d ACLs, want 0", n)
 		}
-		waitAgencyProduce(ctx, t, me, acc.RequestsTopic, false)
+		testenv.WaitProduce(ctx, t, me, acc.RequestsTopic, false)
 
 		// Docking a suspended agency again does not give it ACLs back.
 		if code, out, errOut := agency(dock...); code != exitOK {
@@ -233,7 +231,7 @@ func TestAgencyDockOnSecureKafka(t *testing.T) {
 		if n := aclCount(); n != want {
 			t.Errorf("resumed: %d ACLs, want %d", n, want)
 		}
-		waitAgencyProduce(ctx, t, me, acc.RequestsTopic, true)
+		testenv.WaitProduce(ctx, t, me, acc.RequestsTopic, true)
 	})
 
 	t.Run("rotate-password replaces the password", func(t *testing.T) {
@@ -247,7 +245,7 @@ func TestAgencyDockOnSecureKafka(t *testing.T) {
 		}
 		me2 := me
 		me2.SASL.Password = pw2
-		waitAgencyProduce(ctx, t, me2, acc.RequestsTopic, true)
+		testenv.WaitProduce(ctx, t, me2, acc.RequestsTopic, true)
 	})
 }
 
@@ -314,7 +312,7 @@ func TestAgencyDockPrintsPasswordOnce(t *testing.T) {
 	if !ok || len(pw) != 43 {
 		t.Fatalf("dock did not print a 43-character password:\n%s", out)
 	}
-	waitAgencyProduce(ctx, t, bkafka.Config{
+	testenv.WaitProduce(ctx, t, bkafka.Config{
 		Brokers: []string{s.Addr},
 		TLS:     bkafka.TLS{Enabled: true, CAFile: s.CAFile},
 		SASL:    bkafka.SASL{Mechanism: bkafka.MechanismSCRAMSHA512, Username: id, Password: pw},
@@ -399,55 +397,4 @@ func readPassword(t *testing.T, path string) string {
 		t.Fatalf("%s is empty", path)
 	}
 	return pw
-}
-
-// agencyProduce sends one produce request as cfg's user straight to the
-// leader of partition 0 of topic (the only broker), without a metadata
-// lookup (which hides topics the user may not describe), and returns the
-// broker's answer.
-func agencyProduce(ctx context.Context, cfg bkafka.Config, topic string) error {
-	d, err := cfg.Dialer()
-	if err != nil {
-		return err
-	}
-	host, port, err := net.SplitHostPort(cfg.Brokers[0])
-	if err != nil {
-		return err
-	}
-	n, err := strconv.Atoi(port)
-	if err != nil {
-		return err
-	}
-	conn, err := d.DialPartition(ctx, "tcp", cfg.Brokers[0], kafkago.Partition{
-		Topic: topic, ID: 0, Leader: kafkago.Broker{Host: host, Port: n, ID: 1},
-	})
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	_, err = conn.WriteMessages(kafkago.Message{Key: []byte("k"), Value: []byte("probe")})
-	return err
-}
-
-// waitAgencyProduce polls, for at most 30s, until cfg's user can
-// (allowed) or cannot (refused with TOPIC_AUTHORIZATION_FAILED) produce to
-// topic.
-func waitAgencyProduce(ctx context.Context, t *testing.T, cfg bkafka.Config, topic string, allowed bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := agencyProduce(ctx, cfg, topic)
-		if allowed && err == nil || !allowed && errors.Is(err, kafkago.TopicAuthorizationFailed) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s producing to %s for 30s: %v, want allowed=%v", cfg.SASL.Username, topic, err, allowed)
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%s producing to %s: %v (last: %v)", cfg.SASL.Username, topic, ctx.Err(), err)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }

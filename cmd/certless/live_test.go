@@ -5,6 +5,7 @@ import (
 	"crypto/elliptic"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/big"
 	"os"
@@ -22,6 +23,7 @@ import (
 	"github.com/certless/certless/client"
 	"github.com/certless/certless/config"
 	"github.com/certless/certless/envelope"
+	"github.com/certless/certless/internal/testenv"
 	bkafka "github.com/certless/certless/kafka"
 	"github.com/certless/certless/keys"
 	"github.com/certless/certless/schemas"
@@ -126,14 +128,16 @@ func (r *liveRig) noPersonalData(secrets ...string) {
 func waitFor(ctx context.Context, t *testing.T, what string, within time.Duration, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
-	for !cond() {
-		if time.Since(start) > within {
-			t.Fatalf("%s: not within %v", what, within)
+	testenv.Eventually(ctx, t, what, within, func() error {
+		if cond() {
+			return nil
 		}
-		waitABit(ctx, 50*time.Millisecond)
-	}
+		return errNotYet
+	})
 	return time.Since(start)
 }
+
+var errNotYet = errors.New("condition does not hold yet")
 
 // TestRealKafkaKeysTakeEffectLive: a key generated beside a running broker
 // verifies within seconds, without a restart; revoked, it verifies nothing

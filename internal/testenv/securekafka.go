@@ -1,9 +1,19 @@
 package testenv
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/certless/certless/kafka"
 )
 
 // SecureListener is the real Kafka broker's SASL_SSL listener that
@@ -52,4 +62,50 @@ func SecureKafka(t testing.TB) SecureListener {
 	// listener (make test counts these lines).
 	t.Logf("real secured Kafka at %s (SASL_SSL, SCRAM-SHA-512, CA %s)", s.Addr, s.CAFile)
 	return s
+}
+
+// ProduceDirect sends one produce request as cfg's user straight to the
+// leader of partition 0 of topic (the test cluster's only broker, id 1),
+// without a metadata lookup (which hides topics the user may not
+// describe), and returns the broker's answer.
+func ProduceDirect(ctx context.Context, cfg kafka.Config, topic string) error {
+	d, err := cfg.Dialer()
+	if err != nil {
+		return err
+	}
+	host, port, err := net.SplitHostPort(cfg.Brokers[0])
+	if err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		return err
+	}
+	conn, err := d.DialPartition(ctx, "tcp", cfg.Brokers[0], kafkago.Partition{
+		Topic: topic, ID: 0, Leader: kafkago.Broker{Host: host, Port: n, ID: 1},
+	})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	_, err = conn.WriteMessages(kafkago.Message{Key: []byte("k"), Value: []byte("probe")})
+	return err
+}
+
+// WaitProduce waits, for at most 30 s, until cfg's user can (allowed) or
+// cannot (refused with TOPIC_AUTHORIZATION_FAILED) produce to topic: ACL
+// changes reach the broker through its metadata log.
+func WaitProduce(ctx context.Context, t testing.TB, cfg kafka.Config, topic string, allowed bool) {
+	t.Helper()
+	Eventually(ctx, t, fmt.Sprintf("%s producing to %s, want allowed=%v", cfg.SASL.Username, topic, allowed), 30*time.Second, func() error {
+		err := ProduceDirect(ctx, cfg, topic)
+		switch {
+		case allowed && err == nil, !allowed && errors.Is(err, kafkago.TopicAuthorizationFailed):
+			return nil
+		case err == nil:
+			return errors.New("produce was allowed")
+		}
+		return err
+	})
 }
