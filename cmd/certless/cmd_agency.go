@@ -292,13 +292,28 @@ func printDirectoryChange(w io.Writer, ch directory.Change) {
 }
 
 func (c *agencyCtx) suspendCmd() *cobra.Command {
+	return c.statusCmd("suspend ID --reason TEXT",
+		"Suspend an agency in the directory and remove its Kafka ACLs until it is resumed (running brokers do not yet read the directory: issue 10)",
+		true, false, (*directory.Directory).Suspend)
+}
+
+func (c *agencyCtx) resumeCmd() *cobra.Command {
+	return c.statusCmd("resume ID [--reason TEXT]", "Lift an agency's suspension and restore its Kafka ACLs",
+		false, true, (*directory.Directory).Resume)
+}
+
+// statusCmd is suspend or resume: change the agency's status in the
+// directory, then its Kafka access (allow), even when the change is
+// recorded but not yet logged (ErrNotLogged, returned after).
+func (c *agencyCtx) statusCmd(use, short string, needReason, allow bool,
+	apply func(*directory.Directory, context.Context, string, string, string) (directory.Change, error)) *cobra.Command {
 	var reason string
 	cmd := &cobra.Command{
-		Use:   "suspend ID --reason TEXT",
-		Short: "Suspend an agency: the broker refuses its requests and its Kafka ACLs are removed until it is resumed",
+		Use:   use,
+		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if reason == "" {
+			if needReason && reason == "" {
 				return usagef("--reason is required")
 			}
 			dir, done, err := c.open(cmd.Context())
@@ -306,43 +321,12 @@ func (c *agencyCtx) suspendCmd() *cobra.Command {
 				return err
 			}
 			defer done()
-			ch, err := dir.Suspend(cmd.Context(), args[0], c.who(), reason)
-			// A change recorded but not yet logged (ErrNotLogged) is
-			// still applied on Kafka; the error is returned after.
+			ch, err := apply(dir, cmd.Context(), args[0], c.who(), reason)
 			rerr := c.report(ch, err, args[0])
 			if rerr != nil && !errors.Is(rerr, directory.ErrNotLogged) {
 				return rerr
 			}
-			if err := c.setAccess(cmd.Context(), args[0], false); err != nil {
-				return err
-			}
-			return rerr
-		},
-	}
-	cmd.Flags().StringVar(&reason, "reason", "", "why, as recorded in the change")
-	return cmd
-}
-
-func (c *agencyCtx) resumeCmd() *cobra.Command {
-	var reason string
-	cmd := &cobra.Command{
-		Use:   "resume ID [--reason TEXT]",
-		Short: "Lift an agency's suspension and restore its Kafka ACLs",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			dir, done, err := c.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer done()
-			ch, err := dir.Resume(cmd.Context(), args[0], c.who(), reason)
-			// A change recorded but not yet logged (ErrNotLogged) is
-			// still applied on Kafka; the error is returned after.
-			rerr := c.report(ch, err, args[0])
-			if rerr != nil && !errors.Is(rerr, directory.ErrNotLogged) {
-				return rerr
-			}
-			if err := c.setAccess(cmd.Context(), args[0], true); err != nil {
+			if err := c.setAccess(cmd.Context(), args[0], allow); err != nil {
 				return err
 			}
 			return rerr
