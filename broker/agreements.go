@@ -79,6 +79,7 @@ func (a *Agreements) Authorise(ctx context.Context, r AuthRequest, now time.Time
 func (a *Agreements) authorise(ctx context.Context, set *policies.Set, r AuthRequest, now time.Time) (Authorisation, error) {
 	d, err := set.Authorise(ctx, policies.Request{
 		Agency: r.Agency, Query: r.Query, Purpose: r.Purpose, CaseRef: r.CaseRef, SubjectRegion: r.SubjectRegion,
+		AgencyRegion: r.AgencyRegion,
 	}, now, a.Usage)
 	if err != nil {
 		return Authorisation{}, err

@@ -44,6 +44,9 @@ type AuthRequest struct {
 	CaseRef string
 	// SubjectRegion is the GB/T 2260 code of the subject's ID number.
 	SubjectRegion string
+	// AgencyRegion is the requester's region in the docking directory (set
+	// by Docked); see policies.Request.
+	AgencyRegion string
 	// Digest is the request's digest: an Authoriser may remember its
 	// answer for a retry of the same request.
 	Digest string

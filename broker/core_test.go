@@ -371,7 +371,7 @@ func TestConfidentialWithoutKeyIsDeadLettered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sealer.Confidential, sealer.Encryption = map[string]bool{"court-changchun": true}, reg
+	sealer.Confidential, sealer.Encryption = func(a string) bool { return a == "court-changchun" }, reg
 	p := f.person(t, func(records.Person) bool { return true })
 	s := f.sign(t, f.court, "identity", schemas.Subject{IDNumber: p.IDNumber, Name: p.Name}, f.now)
 	res := f.handle(t, f.topics.Requests("court-changchun"), s.Bytes)

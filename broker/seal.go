@@ -42,8 +42,9 @@ func (k StaticKey) SigningKey() *keys.Private { return k.Key }
 type ReceiptSealer struct {
 	Keys    SigningKeys
 	Schemas *schemas.Set
-	// Confidential lists the agencies whose receipts are encrypted.
-	Confidential map[string]bool
+	// Confidential reports whether an agency's receipts are encrypted (it
+	// follows the docking directory); nil: none are.
+	Confidential func(agency string) bool
 	Encryption   EncryptionKeys
 	Now          func() time.Time
 }
@@ -79,7 +80,7 @@ func (s *ReceiptSealer) Seal(ctx context.Context, p envelope.Payload, to string)
 	if len(jws) > envelope.DefaultMaxBytes {
 		return nil, fault.Permanentf(adapters.ReasonAnswerInvalid, "the signed receipt is %d bytes, over the %d an agency verifies", len(jws), envelope.DefaultMaxBytes)
 	}
-	if !s.Confidential[to] {
+	if s.Confidential == nil || !s.Confidential(to) {
 		return jws, nil
 	}
 	pub, err := s.Encryption.EncryptionKey(to, now)

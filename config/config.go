@@ -56,8 +56,16 @@ type Config struct {
 	Limits     Limits    `yaml:"limits" json:"limits"`
 	Agencies   []Agency  `yaml:"agencies" json:"agencies,omitempty"`
 	Adapters   []Adapter `yaml:"adapters" json:"adapters,omitempty"`
+	// Directory is how the broker follows the docking directory.
+	Directory Directory `yaml:"directory" json:"directory"`
 	// Transparency is the transparency log every decision is appended to.
 	Transparency Transparency `yaml:"transparency" json:"transparency"`
+}
+
+// Directory configures how a running broker follows the docking directory.
+type Directory struct {
+	// Poll is how often it looks for changes; default 1s.
+	Poll Duration `yaml:"poll" json:"poll,omitempty"`
 }
 
 // Transparency configures the transparency log.

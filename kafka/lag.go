@@ -56,14 +56,12 @@ type LagCollector struct {
 
 var _ prometheus.Collector = (*LagCollector)(nil)
 
-// NewLagCollector returns a collector of the lag of group on topics. It does
+// NewLagCollector returns a collector of the lag of group on topics (none
+// yet is allowed: see SetTopics). It does
 // not connect until the first scrape.
 func NewLagCollector(cfg Config, group string, topics []string, opts LagOptions) (*LagCollector, error) {
 	if group == "" {
 		return nil, errors.New("kafka: lag collector needs a group id")
-	}
-	if len(topics) == 0 {
-		return nil, errors.New("kafka: lag collector needs at least one topic")
 	}
 	if opts.Timeout < 0 || opts.CacheFor < 0 {
 		return nil, errors.New("kafka: lag collector timeout and cache duration must not be negative")
@@ -100,6 +98,16 @@ func NewLagCollector(cfg Config, group string, topics []string, opts LagOptions)
 	}, nil
 }
 
+// SetTopics replaces the topics measured (the broker follows the docking
+// directory); the next scrape asks the cluster afresh.
+func (c *LagCollector) SetTopics(topics []string) {
+	topics = slices.Clone(topics)
+	slices.Sort(topics)
+	c.mu.Lock()
+	c.topics, c.at = slices.Compact(topics), time.Time{}
+	c.mu.Unlock()
+}
+
 // Describe implements prometheus.Collector.
 func (c *LagCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.lagDesc
@@ -120,11 +128,11 @@ func (c *LagCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		c.lag, c.at = lag, time.Now()
 	}
-	lag, errs := c.lag, c.errors
+	lag, errs, topics := c.lag, c.errors, c.topics
 	c.mu.Unlock()
 
 	ch <- prometheus.MustNewConstMetric(c.errDesc, prometheus.CounterValue, errs)
-	for _, t := range c.topics {
+	for _, t := range topics {
 		if n, ok := lag[t]; ok {
 			ch <- prometheus.MustNewConstMetric(c.lagDesc, prometheus.GaugeValue, float64(n), t)
 		}
@@ -140,6 +148,9 @@ type topicPartition struct {
 // naming what failed. Connections are closed afterwards: between scrapes the
 // collector holds none.
 func (c *LagCollector) query(ctx context.Context) (map[string]int64, error) {
+	if len(c.topics) == 0 {
+		return map[string]int64{}, nil // no topic: the request would ask for all
+	}
 	defer c.transport.CloseIdleConnections()
 
 	md, err := c.client.Metadata(ctx, &kafka.MetadataRequest{Topics: c.topics})

@@ -46,6 +46,12 @@ type Request struct {
 	// SubjectRegion is the region part of the subject's ID number (its
 	// first 6 digits).
 	SubjectRegion string
+	// AgencyRegion is the requester's GB/T 2260 region in the docking
+	// directory. A query type whose terms set no scope reaches the
+	// residents of that region only (a county bureau its county); an
+	// agreement widens (or narrows) that with an explicit scope. Empty: no
+	// default scope.
+	AgencyRegion string
 }
 
 // Decision is Authorise's answer.
@@ -243,8 +249,12 @@ func check(e *Info, r Request, now time.Time) (Decision, bool) {
 	if t.CaseRefRequired && !CaseRefPresent(r.CaseRef) {
 		return deny(e, DenyCaseRefMissing, fmt.Sprintf("%s needs a case reference for %s", e.Ref.ID, r.Query)), false
 	}
-	if len(t.Scope) > 0 && !InScope(r.SubjectRegion, t.Scope) {
-		return deny(e, DenyOutsideScope, fmt.Sprintf("subject region %s is outside %s", r.SubjectRegion, strings.Join(t.Scope, ", "))), false
+	scope := t.Scope
+	if len(scope) == 0 && r.AgencyRegion != "" {
+		scope = []string{r.AgencyRegion}
+	}
+	if len(scope) > 0 && !InScope(r.SubjectRegion, scope) {
+		return deny(e, DenyOutsideScope, fmt.Sprintf("subject region %s is outside %s", r.SubjectRegion, strings.Join(scope, ", "))), false
 	}
 	if h := e.Agreement.ServiceHours; h != nil && !h.Open(now) {
 		return deny(e, DenyOutsideServiceHours, fmt.Sprintf("%s Beijing time is outside %s–%s%s", now.In(Beijing).Format("Mon 15:04"), h.From, h.To, weekdaysText(h.Weekdays))), false

@@ -39,6 +39,7 @@ type caseFile struct {
 			Purpose       string `yaml:"purpose"`
 			CaseRef       string `yaml:"case_ref"`
 			SubjectRegion string `yaml:"subject_region"`
+			AgencyRegion  string `yaml:"agency_region"`
 		} `yaml:"request"`
 		// Used is the usage before the request, per window; UsageError
 		// makes Take fail.
@@ -112,7 +113,7 @@ func TestAuthoriseTable(t *testing.T) {
 				t.Run(c.Name, func(t *testing.T) {
 					u := &fakeUsage{used: c.Used, fail: c.UsageError}
 					r := c.Request
-					d, err := set.Authorise(context.Background(), Request{Agency: r.Agency, Query: r.Query, Purpose: r.Purpose, CaseRef: r.CaseRef, SubjectRegion: r.SubjectRegion}, c.Now, u)
+					d, err := set.Authorise(context.Background(), Request{Agency: r.Agency, Query: r.Query, Purpose: r.Purpose, CaseRef: r.CaseRef, SubjectRegion: r.SubjectRegion, AgencyRegion: r.AgencyRegion}, c.Now, u)
 					if c.Want.Error {
 						if err == nil {
 							t.Fatalf("want an error, got %+v", d)

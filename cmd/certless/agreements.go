@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/certless/certless/adapters"
+	"github.com/certless/certless/adapters/regions"
 	"github.com/certless/certless/broker"
 	"github.com/certless/certless/broker/store"
 	"github.com/certless/certless/config"
@@ -34,7 +35,7 @@ var samplePurposes = map[string][]string{
 // police data owner: the agency's allow entries as agreed terms, the
 // court's criminal records only with a case reference, the county
 // education bureau's household and residence queries only about residents
-// of its county.
+// of its county, every other query about residents of the whole province.
 func sampleAgreement(a config.Agency, from time.Time) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "id: %s/records\nversion: 1\ntitle: %q\n", a.ID, a.Name+" — police records for its lawful purposes")
@@ -53,8 +54,14 @@ func sampleAgreement(a config.Agency, from time.Time) []byte {
 		if a.ID == "court-changchun" && al.Query == string(adapters.QueryCriminalRecord) {
 			b.WriteString("    case_ref_required: true\n")
 		}
+		// Without a scope an agency reaches the residents of its own
+		// region in the directory only; the samples widen that to the
+		// province, but for a county bureau's household and residence
+		// queries, which stay with its county.
 		if a.Level == "county" && (al.Query == string(adapters.QueryHousehold) || al.Query == string(adapters.QueryResidence)) {
 			fmt.Fprintf(&b, "    scope: [%q]\n", a.Region)
+		} else {
+			fmt.Fprintf(&b, "    scope: [%q]\n", regions.Jilin)
 		}
 	}
 	fmt.Fprintf(&b, "quotas:\n  per_day: 1000000\nvalidity:\n  from: %q\n  until: %q\nstatus: active\n",
@@ -141,9 +148,9 @@ func demoAgreements(ctx context.Context, cfg *config.Config, svc *service, now t
 		name, requester, body string
 		suspend               bool
 	}{
-		{"demo-suspended", "notary-dunhua", "queries:\n  - query: residence\n    purposes: [notarisation]\n    fields: [as_of, residences]\n", true},
-		{"demo-hours", "notary-dunhua", fmt.Sprintf("queries:\n  - query: household\n    purposes: [notarisation]\n    fields: [as_of, registered, members]\nservice_hours:\n  from: \"%02d:00\"\n  to: %q\n", h, to), false},
-		{"demo-quota", "court-changchun", "queries:\n  - query: former_names\n    purposes: [case-handling]\n    fields: [as_of, has_former_names, former_names]\nquotas:\n  per_day: 1\n", false},
+		{"demo-suspended", "notary-dunhua", "queries:\n  - query: residence\n    purposes: [notarisation]\n    fields: [as_of, residences]\n    scope: [\"220000\"]\n", true},
+		{"demo-hours", "notary-dunhua", fmt.Sprintf("queries:\n  - query: household\n    purposes: [notarisation]\n    fields: [as_of, registered, members]\n    scope: [\"220000\"]\nservice_hours:\n  from: \"%02d:00\"\n  to: %q\n", h, to), false},
+		{"demo-quota", "court-changchun", "queries:\n  - query: former_names\n    purposes: [case-handling]\n    fields: [as_of, has_former_names, former_names]\n    scope: [\"220000\"]\nquotas:\n  per_day: 1\n", false},
 	}
 	for _, d := range docs {
 		id := fmt.Sprintf("%s/%s-%s", d.requester, d.name, stamp)

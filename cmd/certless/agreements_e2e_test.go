@@ -269,7 +269,8 @@ func countDiff(a, b []byte) int {
 var householdFields = []string{"as_of", "registered", "household_id"}
 
 // householdAgreement is an agreement the court's sample agreement does not
-// cover: household queries for litigation, three fields, 7 a day.
+// cover: household queries for litigation about residents of the province
+// (wider than the court's prefecture), three fields, 7 a day.
 func householdAgreement(id string, now time.Time) []byte {
 	return fmt.Appendf(nil, `id: %s
 version: 1
@@ -281,6 +282,7 @@ queries:
   - query: household
     purposes: [litigation]
     fields: [%s]
+    scope: ["220000"]
 quotas:
   per_day: 7
 validity:

@@ -22,6 +22,7 @@ import (
 	"github.com/certless/certless/broker/checkpoint"
 	"github.com/certless/certless/broker/store"
 	"github.com/certless/certless/config"
+	"github.com/certless/certless/directory"
 	"github.com/certless/certless/envelope"
 	bkafka "github.com/certless/certless/kafka"
 	"github.com/certless/certless/keys"
@@ -48,9 +49,16 @@ type service struct {
 	agreements *policies.Watcher
 	agrMetrics *agreementMetrics
 	sources    *sources
-	consumer   *bkafka.Consumer
-	producer   *bkafka.Producer
-	runner     *broker.Runner
+	// dir is the docking directory, docking the broker's view of it; lag
+	// follows its request topics.
+	dir      *directory.Directory
+	docking  *docking
+	lag      *bkafka.LagCollector
+	producer *bkafka.Producer
+	// runner is the template of every consumer generation (consume): the
+	// group is rejoined with a new consumer whenever the request topics
+	// change.
+	runner *broker.Runner
 	http       *http.Server
 	httpLn     net.Listener
 	// logKey signs checkpoints; checkpointer keeps the transparency log
@@ -58,6 +66,8 @@ type service struct {
 	logKey       *logSigner
 	logMetrics   *logMetrics
 	checkpointer *checkpoint.Checkpointer
+	// directoryPoll is how often the docking directory is polled.
+	directoryPoll time.Duration
 	// keysPoll is how often the keys folder is polled; keysWatching is
 	// closed once SIGHUP is handled and the folder's state is known.
 	keysPoll     time.Duration
@@ -79,6 +89,8 @@ type serviceOptions struct {
 	// rounds themselves).
 	checkpointClock    func() time.Time
 	checkpointInterval time.Duration
+	// directoryPoll overrides how often the docking directory is polled.
+	directoryPoll time.Duration
 }
 
 func kafkaConfig(c config.Kafka) bkafka.Config {
@@ -96,7 +108,8 @@ func kafkaConfig(c config.Kafka) bkafka.Config {
 // startService builds every part. On error it closes what it opened.
 func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts serviceOptions) (_ *service, err error) {
 	s := &service{cfg: cfg, log: log, registry: prometheus.NewRegistry(), topics: broker.Topics{Prefix: cfg.Kafka.TopicPrefix},
-		keysPoll: cmp.Or(opts.keysPoll, keysPollInterval), keysWatching: make(chan struct{})}
+		keysPoll: cmp.Or(opts.keysPoll, keysPollInterval), keysWatching: make(chan struct{}),
+		directoryPoll: cmp.Or(opts.directoryPoll, cfg.Directory.Poll.D(), directory.DefaultFollowInterval)}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -135,27 +148,36 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 		s.kafka = s.embedded.Config()
 		log.Info("embedded Kafka cluster started", zap.Strings("brokers", s.kafka.Brokers))
 	}
-	var specs []bkafka.TopicSpec
-	var requestTopics []string
-	for _, a := range cfg.Agencies {
-		specs = append(specs,
-			bkafka.TopicSpec{Name: s.topics.Requests(a.ID), Partitions: cfg.Kafka.Partitions, ReplicationFactor: cfg.Kafka.ReplicationFactor},
-			bkafka.TopicSpec{Name: s.topics.Receipts(a.ID), Partitions: cfg.Kafka.Partitions, ReplicationFactor: cfg.Kafka.ReplicationFactor})
-		requestTopics = append(requestTopics, s.topics.Requests(a.ID))
-	}
-	specs = append(specs, bkafka.TopicSpec{Name: s.topics.DeadLetter(), Partitions: 1, ReplicationFactor: cfg.Kafka.ReplicationFactor})
-	if len(requestTopics) == 0 {
-		return nil, errors.New("no agencies registered: nothing to consume (add agencies to the config)")
-	}
-	if err = bkafka.EnsureTopics(ctx, s.kafka, specs...); err != nil {
-		return nil, fmt.Errorf("create topics: %w", err)
-	}
-
 	// Decision store.
 	if s.store, err = store.Open(ctx, cfg.Store.DSN, store.Options{BatchSize: cfg.Store.BatchSize, BatchWait: cfg.Store.BatchWait.D()}); err != nil {
 		return nil, fmt.Errorf("decision store: %w", err)
 	}
 	log.Info("decision store open", zap.Bool("postgres", cfg.Store.IsPostgres()))
+
+	// Docking directory: which agencies may ask, their keys and status,
+	// followed while the broker runs (followDirectory); the configuration's
+	// agencies are imported once, into an empty directory.
+	if s.dir, err = openDirectory(ctx, cfg.Store.DSN, s.store, func(ctx context.Context, d *directory.Directory) ([]directory.Change, error) {
+		return d.ImportConfig(ctx, cfg.Agencies, cfg.Adapters, s.keys, "config")
+	}, log); err != nil {
+		return nil, err
+	}
+	s.docking = newDocking(s.keys, s.topics.Requests)
+	snap, err := s.dir.Snapshot(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("docking directory: %w", err)
+	}
+	s.applyDirectory(snap)
+	if err = bkafka.EnsureTopics(ctx, s.kafka, bkafka.TopicSpec{Name: s.topics.DeadLetter(), Partitions: 1, ReplicationFactor: cfg.Kafka.ReplicationFactor}); err != nil {
+		return nil, fmt.Errorf("create topics: %w", err)
+	}
+	if err = s.ensureAgencyTopics(ctx); err != nil {
+		return nil, err
+	}
+	requestTopics := s.docking.topics()
+	if len(requestTopics) == 0 {
+		log.Warn("no agency is docked: nothing to consume until one is (certless agency dock)")
+	}
 
 	// Transparency log: every decision's leaf is appended by the store in
 	// the decision's own transaction; the checkpointer signs and serves it.
@@ -169,7 +191,7 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 	// agreements of the policies folder, reloaded while the broker runs.
 	s.agrMetrics = newAgreementMetrics(s.registry)
 	var loaded policies.ReloadResult
-	s.agreements, loaded = policies.NewWatcherFor(cfg.PoliciesDir, s.keys, cfg.DataOwners)
+	s.agreements, loaded = policies.NewWatcherFor(cfg.PoliciesDir, s.docking, cfg.DataOwners)
 	s.agrMetrics.watch(s.agreements.Set, s.store)
 	s.reportAgreements(loaded)
 
@@ -182,31 +204,21 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 	if err != nil {
 		return nil, err
 	}
-	// An agency that asked for confidential receipts must have an encryption
-	// key now; finding out per message would stall its partitions.
-	confidential := map[string]bool{}
-	for _, a := range cfg.Agencies {
-		confidential[a.ID] = a.EncryptReceipts
-		if a.EncryptReceipts {
-			if _, err := s.keys.EncryptionKey(a.ID, time.Now()); err != nil {
-				return nil, fmt.Errorf("agency %s asks for encrypted receipts but has no usable encryption key (certless keys generate --agency %s --alg ECDH-ES+A256KW): %w", a.ID, a.ID, err)
-			}
-		}
-	}
 	pipeline := &broker.Pipeline{
 		Topics:   s.topics,
 		BrokerID: cfg.BrokerID,
 		Verify: &envelope.Verifier{
-			Keys: s.keys, Schemas: set, MaxBytes: cfg.Limits.MaxMessageBytes,
+			Keys: s.docking, Schemas: set, MaxBytes: cfg.Limits.MaxMessageBytes,
 			ClockSkew: cfg.Limits.ClockSkew.D(), MaxLifetime: cfg.Limits.MaxLifetime.D(),
 		},
 		Handlers: map[string]broker.TypeHandler{
 			schemas.TypeVerificationRequest: &broker.RequestHandler{
-				Auth:    &broker.Agreements{Agreements: s.agreements, Usage: broker.StoreUsage{Quotas: s.store}},
+				Auth: &broker.Docked{Directory: s.docking,
+					Next: &broker.Agreements{Agreements: s.agreements, Usage: broker.StoreUsage{Quotas: s.store}}},
 				Records: s.sources.router, ClockSkew: cfg.Limits.ClockSkew.D(),
 			},
 		},
-		Seal:      &broker.ReceiptSealer{Keys: s.key, Schemas: set, Confidential: confidential, Encryption: s.keys},
+		Seal:      &broker.ReceiptSealer{Keys: s.key, Schemas: set, Confidential: s.docking.Confidential, Encryption: s.docking},
 		Decisions: s.store,
 		Leaves:    s.store,
 		Gate:      s.checkpointer,
@@ -215,24 +227,15 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 	metrics := broker.NewMetrics(s.registry)
 	// Consumer lag is asked of the cluster at scrape time, not measured in
 	// the pipeline: it shows also when the pipeline is stalled.
-	lag, err := bkafka.NewLagCollector(s.kafka, cfg.Kafka.GroupID, requestTopics, bkafka.LagOptions{Logger: log.Named("kafka")})
-	if err != nil {
+	if s.lag, err = bkafka.NewLagCollector(s.kafka, cfg.Kafka.GroupID, requestTopics, bkafka.LagOptions{Logger: log.Named("kafka")}); err != nil {
 		return nil, err
 	}
-	s.registry.MustRegister(lag)
+	s.registry.MustRegister(s.lag)
 	handler := broker.Chain(pipeline, s.middleware(pipeline, metrics)...)
 	if s.producer, err = bkafka.NewProducer(s.kafka, bkafka.ProducerOptions{Logger: log.Named("kafka")}); err != nil {
 		return nil, err
 	}
-	if s.consumer, err = bkafka.NewConsumer(s.kafka, bkafka.ConsumerOptions{
-		GroupID: cfg.Kafka.GroupID, Topics: requestTopics,
-		SessionTimeout: cfg.Kafka.SessionTimeout.D(), RebalanceTimeout: cfg.Kafka.RebalanceTimeout.D(),
-		MaxBytes: cfg.Limits.MaxMessageBytes * 4, Logger: log.Named("kafka"),
-	}); err != nil {
-		return nil, err
-	}
 	s.runner = &broker.Runner{
-		Consumer: consumerAdapter{s.consumer},
 		Producer: producerAdapter{s.producer},
 		Handler:  handler,
 		InFlight: cfg.Limits.InFlight,
@@ -312,7 +315,7 @@ func (s *service) middleware(p *broker.Pipeline, metrics *broker.Metrics) []brok
 // keeps the keys current: the keys folder is polled, and SIGHUP reloads it
 // at once.
 func (s *service) run(ctx context.Context) error {
-	s.log.Info("broker consuming", zap.Int("agencies", len(s.cfg.Agencies)), zap.String("group", s.cfg.Kafka.GroupID))
+	s.log.Info("broker consuming", zap.Int("agencies", len(s.docking.topics())), zap.String("group", s.cfg.Kafka.GroupID))
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	watched := make(chan struct{})
 	go func() { defer close(watched); s.watchKeys(watchCtx) }()
@@ -329,8 +332,11 @@ func (s *service) run(ctx context.Context) error {
 		// decisions made is under a checkpoint.
 		_ = s.checkpointer.Run(cpCtx)
 	}()
-	err := s.runner.Run(ctx)
+	dirWatched := make(chan struct{})
+	go func() { defer close(dirWatched); s.followDirectory(watchCtx) }()
+	err := s.consume(ctx)
 	stopWatch()
+	<-dirWatched
 	<-watched
 	<-agreementsWatched
 	stopCheckpoints()
@@ -432,11 +438,11 @@ func (k *brokerKey) SigningKey() *keys.Private { return k.Load() }
 func (s *service) httpAddr() string { return s.httpLn.Addr().String() }
 
 func (s *service) close() {
-	if s.consumer != nil {
-		_ = s.consumer.Close()
-	}
 	if s.producer != nil {
 		_ = s.producer.Close()
+	}
+	if s.dir != nil {
+		_ = s.dir.Close()
 	}
 	if s.store != nil {
 		if err := s.store.Close(); err != nil {
