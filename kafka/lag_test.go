@@ -167,7 +167,7 @@ func TestLagSilentClusterKeepsScrapeAlive(t *testing.T) {
 func TestNewLagCollectorRefusesIncompleteSetup(t *testing.T) {
 	cfg := kafka.Config{Brokers: []string{"127.0.0.1:9092"}}
 	for name, f := range map[string]func() error{
-		"no group":  func() error { _, err := kafka.NewLagCollector(cfg, "", []string{"t"}, kafka.LagOptions{}); return err },
+		"no group": func() error { _, err := kafka.NewLagCollector(cfg, "", []string{"t"}, kafka.LagOptions{}); return err },
 		"no brokers": func() error {
 			_, err := kafka.NewLagCollector(kafka.Config{}, "g", []string{"t"}, kafka.LagOptions{})
 			return err

@@ -59,8 +59,8 @@ type service struct {
 	// group is rejoined with a new consumer whenever the request topics
 	// change.
 	runner *broker.Runner
-	http       *http.Server
-	httpLn     net.Listener
+	http   *http.Server
+	httpLn net.Listener
 	// logKey signs checkpoints; checkpointer keeps the transparency log
 	// checkpointed and gates the record step when it cannot.
 	logKey       *logSigner
