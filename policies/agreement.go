@@ -80,7 +80,8 @@ type Terms struct {
 	// AnswerMismatch (identity only) lets the answer say that the ID
 	// number exists under another name.
 	AnswerMismatch bool `json:"answer_mismatch,omitempty"`
-	// Scope lists GB/T 2260 codes; empty means every region.
+	// Scope lists GB/T 2260 codes; empty means the requester's own region in
+	// the docking directory (Request.AgencyRegion).
 	Scope []string `json:"scope,omitempty"`
 }
 

@@ -11,7 +11,7 @@ import (
 
 // Field is one term of an agreement as a reader sees it: a dotted name
 // ("quotas.per_day", "queries[identity].scope") and a readable value
-// ("no limit", "every region", "always" where the document leaves it out).
+// ("no limit", "the requester's own region", "always" where the document leaves it out).
 type Field struct{ Name, Value string }
 
 // Change is one field that differs between two agreements. A field only
@@ -72,7 +72,7 @@ func flatten(a *Agreement) []keyed {
 			"scope":             strings.Join(q.Scope, ", "),
 		}
 		if vals["scope"] == "" {
-			vals["scope"] = "every region"
+			vals["scope"] = "the requester's own region"
 		}
 		if q.LegalBasis != "" {
 			vals["legal_basis"] = q.LegalBasis

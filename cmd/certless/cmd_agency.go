@@ -293,7 +293,7 @@ func printDirectoryChange(w io.Writer, ch directory.Change) {
 
 func (c *agencyCtx) suspendCmd() *cobra.Command {
 	return c.statusCmd("suspend ID --reason TEXT",
-		"Suspend an agency in the directory and remove its Kafka ACLs until it is resumed (running brokers do not yet read the directory: issue 10)",
+		"Suspend an agency in the directory and remove its Kafka ACLs until it is resumed: running brokers answer its requests denied/agency_suspended within seconds",
 		true, false, (*directory.Directory).Suspend)
 }
 
@@ -497,7 +497,7 @@ func (c *agencyCtx) kafkaAccess(id string) (bkafka.Config, bkafka.AgencyAccess, 
 	case c.noKafka:
 		return bkafka.Config{}, bkafka.AgencyAccess{}, false
 	case k.Embedded:
-		fmt.Fprintf(c.g.stdout, "%s: kafka is the embedded dev cluster: its topics are created when the broker starts, nothing provisioned\n", id)
+		fmt.Fprintf(c.g.stdout, "%s: kafka is the embedded dev cluster: a running broker creates its topics within seconds; no credential or ACL to provision\n", id)
 		return bkafka.Config{}, bkafka.AgencyAccess{}, false
 	case len(k.Brokers) == 0:
 		fmt.Fprintf(c.g.stdout, "%s: no kafka brokers configured, nothing provisioned\n", id)

@@ -173,7 +173,7 @@ fields). The file is <dir>/<id with / and : as ->.v<version>.yaml unless
 	fl.StringSliceVar(&f.purposes, "purpose", nil, "lawful purpose codes")
 	fl.StringSliceVar(&f.fields, "fields", nil, "answer fields that may be returned (default: every documented field of each query)")
 	fl.BoolVar(&f.caseRef, "case-ref-required", false, "a request must carry a case reference")
-	fl.StringSliceVar(&f.scope, "scope", nil, "GB/T 2260 region codes whose residents it covers (default: every region)")
+	fl.StringSliceVar(&f.scope, "scope", nil, "GB/T 2260 region codes whose residents it covers (default: the residents of the requester's own region in the docking directory; 220000 for the whole province)")
 	fl.StringVar(&f.legalBasis, "legal-basis", "", "the law that allows it, for readers")
 	fl.Int64Var(&f.perMinute, "per-minute", 0, "quota per minute (0: no limit)")
 	fl.Int64Var(&f.perDay, "per-day", 0, "quota per day (0: no limit)")

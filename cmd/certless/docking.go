@@ -250,10 +250,16 @@ func (s *service) consume(ctx context.Context) error {
 		}
 		gen, stop := context.WithCancel(ctx)
 		go func() {
-			select {
-			case <-s.docking.topicsChanged:
-				stop()
-			case <-gen.Done():
+			for {
+				select {
+				case <-s.docking.topicsChanged:
+					if !slices.Equal(s.docking.topics(), topics) {
+						stop()
+						return
+					}
+				case <-gen.Done():
+					return
+				}
 			}
 		}()
 		r := *s.runner
