@@ -140,3 +140,47 @@ func (b *Batch) Rows() int {
 
 // DateLayout formats the dates of the record model and of answers.
 const DateLayout = "2006-01-02"
+
+// Where returns the part of b a police bureau of a region holds: the
+// households registered in a region keep says yes to, their members, and
+// the members' kinship (both relatives held), former names, residences and
+// criminal records. A prefecture's bureau keeps its counties' households:
+// keep(r) = r[:4] == "2201".
+func (b *Batch) Where(keep func(region string) bool) Batch {
+	var out Batch
+	households := map[string]bool{}
+	for _, h := range b.Households {
+		if keep(h.RegionCode) {
+			households[h.ID] = true
+			out.Households = append(out.Households, h)
+		}
+	}
+	persons := map[string]bool{}
+	for _, p := range b.Persons {
+		if households[p.HouseholdID] {
+			persons[p.IDNumber] = true
+			out.Persons = append(out.Persons, p)
+		}
+	}
+	for _, k := range b.Kinship {
+		if persons[k.PersonID] && persons[k.RelativeID] {
+			out.Kinship = append(out.Kinship, k)
+		}
+	}
+	for _, f := range b.FormerNames {
+		if persons[f.PersonID] {
+			out.FormerNames = append(out.FormerNames, f)
+		}
+	}
+	for _, r := range b.Residences {
+		if persons[r.PersonID] {
+			out.Residences = append(out.Residences, r)
+		}
+	}
+	for _, c := range b.CriminalRecords {
+		if persons[c.PersonID] {
+			out.CriminalRecords = append(out.CriminalRecords, c)
+		}
+	}
+	return out
+}

@@ -22,6 +22,13 @@ const seedChunk = 5000
 // It refuses a database that already holds records (ErrNotEmpty). dsn must
 // allow writing: for PostgreSQL an owner of the tables, not the reader role.
 func Seed(ctx context.Context, dsn string, persons int, seed int64, progress func(done, total int)) error {
+	return SeedWhere(ctx, dsn, persons, seed, nil, progress)
+}
+
+// SeedWhere is Seed loading only the records a bureau of the regions keep
+// accepts holds (records.Batch.Where): a prefecture's own database. A nil
+// keep loads everything.
+func SeedWhere(ctx context.Context, dsn string, persons int, seed int64, keep func(region string) bool, progress func(done, total int)) error {
 	if progress == nil {
 		progress = func(int, int) {}
 	}
@@ -59,6 +66,9 @@ func Seed(ctx context.Context, dsn string, persons int, seed int64, progress fun
 		b, ok := g.Next()
 		if !ok {
 			break
+		}
+		if keep != nil {
+			b = b.Where(keep)
 		}
 		chunk.Append(&b)
 		if len(chunk.Persons) >= seedChunk {

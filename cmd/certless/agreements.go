@@ -31,6 +31,10 @@ var samplePurposes = map[string][]string{
 	"notary-dunhua":   {"case-handling", "notarisation"},
 }
 
+// defaultScope are the sample agencies whose agreements set no scope: they
+// reach the residents of their own region in the directory only.
+var defaultScope = map[string]bool{"social-security-baicheng": true, "civil-affairs-shulan": true}
+
 // sampleAgreement is the co-signed agreement of a sample agency with the
 // police data owner: the agency's allow entries as agreed terms, the
 // court's criminal records only with a case reference, the county
@@ -58,9 +62,11 @@ func sampleAgreement(a config.Agency, from time.Time) []byte {
 		// region in the directory only; the samples widen that to the
 		// province, but for a county bureau's household and residence
 		// queries, which stay with its county.
-		if a.Level == "county" && (al.Query == string(adapters.QueryHousehold) || al.Query == string(adapters.QueryResidence)) {
+		switch {
+		case defaultScope[a.ID]:
+		case a.Level == "county" && (al.Query == string(adapters.QueryHousehold) || al.Query == string(adapters.QueryResidence)):
 			fmt.Fprintf(&b, "    scope: [%q]\n", a.Region)
-		} else {
+		default:
 			fmt.Fprintf(&b, "    scope: [%q]\n", regions.Jilin)
 		}
 	}

@@ -69,7 +69,7 @@ func TestRealKafkaInternalErrorFiresAlert(t *testing.T) {
 		t.Fatal(err)
 	}
 	src := &panickySource{}
-	svc.sources.router.Add(county, "panicky", src)
+	svc.sources.router.Load().Add(county, "panicky", src)
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- svc.run(runCtx) }()

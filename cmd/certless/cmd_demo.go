@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -28,7 +29,7 @@ func newDemoCmd(g *globals) *cobra.Command {
 	var verbose bool
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Run the whole exchange on embedded defaults with three sample agencies and check every receipt",
+		Short: "Run the whole exchange on embedded defaults with the sample agencies of three levels and check every receipt",
 		Long: `Start a broker on embedded defaults (in-process Kafka, SQLite, synthetic
 records, keys in the data folder), then let a court, an education bureau and
 a notary office send a mix of requests: answered, not found, denied, invalid
@@ -87,6 +88,7 @@ func runDemo(ctx context.Context, g *globals, dataDir string, log *zap.Logger) e
 		return err
 	}
 	rep.print(g.stdout)
+	printSourceCalls(g.stdout, svc)
 	fmt.Fprintf(g.stdout, "Decisions are stored in %s; broker JWKS: http://%s/.well-known/jwks.json (while running).\n", cfg.Store.DSN, svc.httpAddr())
 	if err := rep.printLog(ctx, g.stdout, svc, dataDir); err != nil {
 		return err
@@ -152,7 +154,7 @@ func (r *scenarioReport) printLog(ctx context.Context, w io.Writer, svc *service
 }
 
 // runScenarios sends the demo's requests through a running service as the
-// three sample agencies and checks what comes back. It is the demo on
+// sample agencies and checks what comes back. It is the demo on
 // embedded defaults and an integration test on a real Kafka and PostgreSQL.
 func runScenarios(ctx context.Context, cfg *config.Config, svc *service) (*scenarioReport, error) {
 	kcfg := svc.kafka
@@ -169,6 +171,7 @@ func runScenarios(ctx context.Context, cfg *config.Config, svc *service) (*scena
 	}
 	court, edu, notary := signer("court-changchun"), signer("edu-jian"), signer("notary-dunhua")
 	civil := signer("civil-affairs-jilin")
+	pension, marriage := signer("social-security-baicheng"), signer("civil-affairs-shulan")
 	if err := demoAgreements(ctx, cfg, svc, now); err != nil {
 		return nil, fmt.Errorf("demo agreements: %w", err)
 	}
@@ -201,6 +204,9 @@ func runScenarios(ctx context.Context, cfg *config.Config, svc *service) (*scena
 		{agency: "edu-jian", label: "residence for a purpose not agreed", signed: build(edu, client.Request{Query: "residence", Subject: subj(pick.jian), Basis: "curiosity", CaseRef: "X-1"}, now), want: "denied/purpose_not_allowed"},
 		{agency: "notary-dunhua", label: "residence under a suspended agreement", signed: build(notary, client.Request{Query: "residence", Subject: subj(pick.clean), Basis: "notarisation", CaseRef: "N-1"}, now), want: "denied/agreement_not_in_force"},
 		{agency: "notary-dunhua", label: "household outside the agreed service hours", signed: build(notary, client.Request{Query: "household", Subject: subj(pick.clean), Basis: "notarisation", CaseRef: "N-2"}, now), want: "denied/outside_service_hours"},
+		{agency: "social-security-baicheng", label: "hukou cancellation of a Baicheng resident, for a pension (prefecture level)", signed: build(pension, client.Request{Query: "hukou_cancellation", Subject: subj(pick.baicheng), Basis: "pension-eligibility", CaseRef: "PEN-2026-117"}, now), want: "answered"},
+		{agency: "social-security-baicheng", label: "identity of a resident of another prefecture (its agreement keeps the default scope)", signed: build(pension, client.Request{Query: "identity", Subject: subj(pick.jian), Basis: "pension-eligibility", CaseRef: "PEN-2026-118"}, now), want: "denied/outside_scope"},
+		{agency: "civil-affairs-shulan", label: "identity of a Shulan resident, for marriage registration (county level)", signed: build(marriage, client.Request{Query: "identity", Subject: subj(pick.shulan), Basis: "marriage-registration", CaseRef: "MR-2026-0031"}, now), want: "answered"},
 		{agency: "edu-jian", label: "expired request", signed: build(edu, client.Request{Query: "identity", Subject: subj(pick.clean), Lifetime: time.Minute}, now.Add(-time.Hour)), want: "rejected/expired"},
 		{agency: "notary-dunhua", label: "kinship of two relatives", signed: build(notary, client.Request{Query: "kinship", Subject: subj(pick.kinA), Related: ptr(subj(pick.kinB))}, now), want: "answered"},
 		{agency: "notary-dunhua", label: "former names", signed: build(notary, client.Request{Query: "former_names", Subject: subj(pick.renamed)}, now), want: "answered"},
@@ -338,7 +344,10 @@ type demoPicks struct {
 	// jian is a resident of Ji'an (220582), the education bureau's scope;
 	// outsider one of elsewhere.
 	jian, outsider records.Person
-	unknownID      string
+	// baicheng and shulan are registered in Baicheng (220800) and Shulan
+	// (220283), each under an ID number of their own region.
+	baicheng, shulan records.Person
+	unknownID        string
 }
 
 // demoSubjects picks subjects for each scenario from the seeded dataset.
@@ -357,8 +366,16 @@ func demoSubjects(ds *records.Dataset) demoPicks {
 	for _, f := range ds.FormerNames {
 		renamed[f.PersonID] = true
 	}
+	registered := map[string]string{}
+	for _, h := range ds.Households {
+		registered[h.ID] = h.RegionCode
+	}
 	for _, x := range ds.Persons {
 		switch {
+		case p.baicheng.IDNumber == "" && active(x) && strings.HasPrefix(x.IDNumber, "2208") && strings.HasPrefix(registered[x.HouseholdID], "2208"):
+			p.baicheng = x
+		case p.shulan.IDNumber == "" && active(x) && strings.HasPrefix(x.IDNumber, "220283") && registered[x.HouseholdID] == "220283":
+			p.shulan = x
 		case p.clean.IDNumber == "" && active(x) && !crimes[x.IDNumber] && !renamed[x.IDNumber]:
 			p.clean = x
 		case p.offender.IDNumber == "" && active(x) && crimes[x.IDNumber]:
@@ -428,4 +445,44 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// printSourceCalls prints how often each record source was asked and what
+// it said (certless_source_answers_total): a prefecture's own database
+// answers its residents, the province those it does not hold.
+func printSourceCalls(w io.Writer, svc *service) {
+	fams, err := svc.registry.Gather()
+	if err != nil {
+		return
+	}
+	calls := map[string]map[string]float64{}
+	for _, f := range fams {
+		if f.GetName() != "certless_source_answers_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			var src, outcome string
+			for _, l := range m.GetLabel() {
+				switch l.GetName() {
+				case "source":
+					src = l.GetValue()
+				case "outcome":
+					outcome = l.GetValue()
+				}
+			}
+			if calls[src] == nil {
+				calls[src] = map[string]float64{}
+			}
+			calls[src][outcome] += m.GetCounter().GetValue()
+		}
+	}
+	names := make([]string, 0, len(calls))
+	for n := range calls {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	fmt.Fprintln(w, "Record sources asked (county → prefecture → province; the first that holds the subject answers):")
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-20s found %3.0f  not held %3.0f\n", n, calls[n]["found"], calls[n]["not_found"])
+	}
 }

@@ -15,8 +15,10 @@ func newDevCmd(g *globals) *cobra.Command {
 		Short: "Run the broker on embedded defaults: in-process Kafka, SQLite, generated keys, sample agencies",
 		Long: `Run a complete Certless on this machine with no external service: an
 in-process Kafka-protocol cluster, an SQLite decision store, synthetic Jilin
-police records, keys generated on first run and three sample agencies. State
-lives in the data folder (--data, $CERTLESS_DATA, default ./.certless).
+police records (a provincial database and five prefecture bureaus' own),
+keys generated on first run and six sample agencies at province, prefecture
+and county level. State lives in the data folder (--data, $CERTLESS_DATA,
+default ./.certless).
 
 In another terminal:  certless request --as court-changchun --query criminal_record --subject <ID> --name <NAME>
                       certless records sample   (prints seeded subjects to ask about)`,

@@ -155,13 +155,27 @@ func ensureSeededRecords(ctx context.Context, cfg *config.Config, log *zap.Logge
 		if _, err := os.Stat(o.DSN); err == nil {
 			continue
 		}
-		log.Info("seeding synthetic records (first run)", zap.Int("persons", devPersons), zap.String("db", o.DSN))
-		err := sqlsource.Seed(ctx, o.DSN, devPersons, devSeed, nil)
+		log.Info("seeding synthetic records (first run)", zap.Int("persons", devPersons), zap.String("db", o.DSN), zap.String("region", a.Region))
+		err := sqlsource.SeedWhere(ctx, o.DSN, devPersons, devSeed, heldBy(a.Region), nil)
 		if err != nil && !errors.Is(err, sqlsource.ErrNotEmpty) {
 			return fmt.Errorf("seed %s: %w", o.DSN, err)
 		}
 	}
 	return nil
+}
+
+// heldBy is what a bureau of region holds of the synthetic records of
+// Jilin: a prefecture's or county's bureau the households registered under
+// its code, the province all of them (nil).
+func heldBy(region string) func(string) bool {
+	switch {
+	case len(region) != 6 || region[2:] == "0000":
+		return nil
+	case region[4:] == "00":
+		return func(r string) bool { return r[:4] == region[:4] }
+	default:
+		return func(r string) bool { return r == region }
+	}
 }
 
 // redactDSN hides a password in a DSN before it is printed.

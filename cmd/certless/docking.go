@@ -165,6 +165,9 @@ func (s *service) applyDirectory(snap *directory.Snapshot) {
 	if s.lag != nil {
 		s.lag.SetTopics(s.docking.topics())
 	}
+	if s.sources != nil {
+		s.sources.route(snap, s.log)
+	}
 }
 
 // ensureAgencyTopics creates the requests and receipts topics of every

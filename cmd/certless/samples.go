@@ -14,8 +14,11 @@ import (
 	"github.com/certless/certless/keys"
 )
 
-// Sample agencies of `certless dev` and `certless demo`: a court, an
-// education bureau and a notary office at the three levels of Jilin.
+// Sample agencies of `certless dev` and `certless demo`, at the three levels
+// of Jilin and across five of its prefectures: the provincial civil affairs
+// department; Changchun's intermediate court and Baicheng's social security
+// bureau (prefectures); Ji'an's education bureau (Tonghua), Dunhua's notary
+// office (Yanbian) and Shulan's civil affairs bureau (Jilin City), counties.
 func sampleAgencies() []config.Agency {
 	return []config.Agency{
 		{ID: "court-changchun", Name: "Changchun Intermediate People's Court", Kind: "court", Level: "prefecture", Region: "220100",
@@ -39,7 +42,41 @@ func sampleAgencies() []config.Agency {
 				{Query: "hukou_cancellation", Fields: []string{"cancelled", "reason", "date", "as_of"}},
 				{Query: "identity", Fields: []string{"id_name_match", "status", "as_of"}},
 			}},
+		// Pension checks: its agreement keeps the default scope, the
+		// residents of its own prefecture.
+		{ID: "social-security-baicheng", Name: "Baicheng Human Resources and Social Security Bureau", Kind: "social_security", Level: "prefecture", Region: "220800",
+			Allow: []config.Allow{
+				{Query: "hukou_cancellation", Purposes: []string{"pension-eligibility"}},
+				{Query: "identity", Fields: []string{"id_name_match", "status", "as_of"}, Purposes: []string{"pension-eligibility"}},
+			}},
+		// Marriage registration: its own county's residents (default scope).
+		{ID: "civil-affairs-shulan", Name: "Shulan Civil Affairs Bureau", Kind: "civil_affairs", Level: "county", Region: "220283",
+			Allow: []config.Allow{
+				{Query: "identity", Fields: []string{"id_name_match", "status", "as_of"}, Purposes: []string{"marriage-registration"}},
+				{Query: "kinship", Purposes: []string{"marriage-registration"}},
+			}},
 	}
+}
+
+// sampleSources are the record sources of dev and demo: the provincial
+// population database holding every Jilin resident, and the databases of
+// five prefecture bureaus holding the residents registered in their
+// prefecture (each its own SQLite file seeded with that part of the
+// synthetic records). A request goes to the subject's prefecture first and
+// falls back to the province (see broker.Router).
+func sampleSources(dataDir string) []config.Adapter {
+	out := []config.Adapter{{
+		Name: "jilin-records", Type: "sql", Level: "province", Region: "220000",
+		Options: map[string]any{"dsn": filepath.Join(dataDir, "records.db")},
+	}}
+	for _, p := range []struct{ name, region string }{
+		{"changchun-records", "220100"}, {"jilin-city-records", "220200"}, {"tonghua-records", "220500"},
+		{"baicheng-records", "220800"}, {"yanbian-records", "222400"},
+	} {
+		out = append(out, config.Adapter{Name: p.name, Type: "sql", Level: "prefecture", Region: p.region,
+			Options: map[string]any{"dsn": filepath.Join(dataDir, "records-"+p.region+".db")}})
+	}
+	return out
 }
 
 // devPersons and devSeed fix the synthetic records dev and demo seed, so
@@ -61,10 +98,7 @@ func ensureDevData(ctx context.Context, dataDir string, log *zap.Logger) (*confi
 		cfg := config.Default(dataDir)
 		cfg.Log.Format = "console"
 		cfg.Agencies = sampleAgencies()
-		cfg.Adapters = []config.Adapter{{
-			Name: "jilin-records", Type: "sql", Level: "province", Region: "220000",
-			Options: map[string]any{"dsn": filepath.Join(dataDir, "records.db")},
-		}}
+		cfg.Adapters = sampleSources(dataDir)
 		if err := cfg.Validate(); err != nil {
 			return nil, fmt.Errorf("generated config: %w", err)
 		}

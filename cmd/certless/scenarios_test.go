@@ -118,6 +118,10 @@ func realConfigAndRecords(ctx context.Context, t *testing.T) (*config.Config, st
 	cfg.Kafka.TopicPrefix = "t" + suffix + "."
 	cfg.Kafka.GroupID = "certless-" + suffix
 	cfg.Store.DSN = decisions
+	// The provincial source on the real PostgreSQL holds every resident;
+	// the prefecture sources of dev (SQLite files) are left out here, and
+	// TestRealKafkaThreeLevelRouting seeds them in PostgreSQL.
+	cfg.Adapters = cfg.Adapters[:1]
 	cfg.Adapters[0].Options = map[string]any{"dsn": u.String()}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)

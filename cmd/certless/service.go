@@ -199,6 +199,7 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 	if s.sources, err = openSources(ctx, cfg, log, broker.NewSourceMetrics(s.registry)); err != nil {
 		return nil, err
 	}
+	s.sources.route(s.docking.state().snap, log)
 
 	set, err := schemas.Default()
 	if err != nil {
@@ -215,7 +216,7 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 			schemas.TypeVerificationRequest: &broker.RequestHandler{
 				Auth: &broker.Docked{Directory: s.docking,
 					Next: &broker.Agreements{Agreements: s.agreements, Usage: broker.StoreUsage{Quotas: s.store}}},
-				Records: s.sources.router, ClockSkew: cfg.Limits.ClockSkew.D(),
+				Records: s.sources, ClockSkew: cfg.Limits.ClockSkew.D(),
 			},
 		},
 		Seal:      &broker.ReceiptSealer{Keys: s.key, Schemas: set, Confidential: s.docking.Confidential, Encryption: s.docking},

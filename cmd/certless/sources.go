@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 
@@ -13,18 +14,60 @@ import (
 	"github.com/certless/certless/adapters/sqlsource"
 	"github.com/certless/certless/broker"
 	"github.com/certless/certless/config"
+	"github.com/certless/certless/directory"
 )
 
-// sources are the opened record sources and the router over them.
+// sources are the opened record sources and the router over them. The
+// configuration's adapters say how to reach each source; the docking
+// directory says where it sits (level, region) and whether it is in
+// service: route rebuilds the router from both whenever the directory
+// changes, and Answer always uses one whole router.
 type sources struct {
-	router  *broker.Router
+	opened  []openedSource
+	router  atomic.Pointer[broker.Router]
 	closers []func() error
+}
+
+type openedSource struct {
+	cfg config.Adapter
+	src broker.RecordSource
 }
 
 func (s *sources) close() {
 	for _, c := range s.closers {
 		_ = c()
 	}
+}
+
+// Answer implements broker.RecordSource with the router in force.
+func (s *sources) Answer(ctx context.Context, q adapters.Query) (adapters.Answer, error) {
+	return s.router.Load().Answer(ctx, q)
+}
+
+// route builds the router for a directory snapshot: a source docked in the
+// directory is routed at its directory region unless suspended there; an
+// adapter of the configuration the directory does not hold is routed at
+// its configured region, with a warning (dock it to place it).
+func (s *sources) route(snap *directory.Snapshot, log *zap.Logger) {
+	r := broker.NewRouter()
+	for _, o := range s.opened {
+		region, level := o.cfg.Region, o.cfg.Level
+		if d, ok := snap.Sources[o.cfg.Name]; ok {
+			if d.Status == directory.Suspended {
+				log.Warn("record source suspended in the docking directory: not routed", zap.String("name", o.cfg.Name))
+				continue
+			}
+			region, level = d.Region, d.Level
+		} else if snap.Version > 0 {
+			log.Warn("record source of the configuration is not in the docking directory: routed at its configured region", zap.String("name", o.cfg.Name), zap.String("region", region))
+		}
+		r.Add(region, o.cfg.Name, o.src)
+		log.Debug("record source routed", zap.String("name", o.cfg.Name), zap.String("region", region), zap.String("level", level))
+	}
+	if len(r.Regions()) == 0 {
+		log.Warn("no record source is routed: every request will be answered not_found/no_jurisdiction")
+	}
+	s.router.Store(r)
 }
 
 // sqlOptions is the options block of an adapter of type "sql".
@@ -49,10 +92,11 @@ type httpOptions struct {
 	AuthorizationEnv string `yaml:"authorization_env"`
 }
 
-// openSources opens every configured adapter, wraps it with metrics and
-// registers it with the router under its region code.
+// openSources opens every configured adapter and wraps it with metrics;
+// route places them.
 func openSources(ctx context.Context, cfg *config.Config, log *zap.Logger, m *broker.SourceMetrics) (*sources, error) {
-	s := &sources{router: broker.NewRouter()}
+	s := &sources{}
+	s.router.Store(broker.NewRouter())
 	for _, a := range cfg.Adapters {
 		src, closeFn, err := openSource(ctx, a, m)
 		if err != nil {
@@ -60,11 +104,8 @@ func openSources(ctx context.Context, cfg *config.Config, log *zap.Logger, m *br
 			return nil, fmt.Errorf("adapter %s: %w", a.Name, err)
 		}
 		s.closers = append(s.closers, closeFn)
-		s.router.Add(a.Region, a.Name, m.Wrap(a.Name, src))
+		s.opened = append(s.opened, openedSource{cfg: a, src: m.Wrap(a.Name, src)})
 		log.Info("record source ready", zap.String("name", a.Name), zap.String("type", a.Type), zap.String("region", a.Region), zap.String("level", a.Level))
-	}
-	if len(cfg.Adapters) == 0 {
-		log.Warn("no record sources configured: every request will be answered not_found/no_jurisdiction")
 	}
 	return s, nil
 }
