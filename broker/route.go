@@ -18,8 +18,28 @@ type RecordSource interface {
 var ErrNoSource = errors.New("broker: no record source for the region")
 
 // Router sends a query to the source of the most specific jurisdiction that
-// holds the subject's records: county, then prefecture, then province. A
-// source that does not know the subject passes the query up a level.
+// holds the subject's records: county, then prefecture, then province.
+//
+// The rule:
+//
+//   - The region that decides is the region code of the subject's ID
+//     number (its first six digits, GB/T 11643: the county that issued
+//     it), through Jurisdictions: 220582 → 220582, 220500, 220000. It is the
+//     only region known before any record is read and never changes for a
+//     person; a code since retired (Jiutai's 220181) still names its
+//     prefecture and province.
+//   - At each level every source registered for that code is asked in
+//     registration order; the first that holds the subject answers.
+//   - A source that does not hold the subject (registered residence moved
+//     to another county or prefecture since the number was issued) passes
+//     the query up a level; the provincial population database, which holds
+//     every resident of the province, answers last. When no source holds
+//     the subject, the last not-found answer is the answer (not_found).
+//   - No source at any level of the chain: ErrNoSource (the broker answers
+//     a signed not_found/no_jurisdiction).
+//   - A source that fails is not skipped: the error is returned (the broker
+//     retries and then answers unavailable), since asking a higher level in
+//     its place could answer from records the nearer bureau has corrected.
 type Router struct {
 	sources map[string][]namedSource // region code → sources
 }

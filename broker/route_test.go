@@ -184,3 +184,70 @@ func TestAllowList(t *testing.T) {
 		}
 	}
 }
+
+// TestRouterRuleEveryStep walks the written rule of Router step by step:
+// which sources are asked, in which order, and who answers.
+func TestRouterRuleEveryStep(t *testing.T) {
+	type src struct {
+		region, name string
+		holds        bool
+		err          error
+	}
+	down := errors.New("county database down")
+	cases := []struct {
+		name    string
+		sources []src
+		id      string
+		asked   []string
+		answer  string // source that answered; "" for none
+		err     error
+	}{
+		{"county holds the subject", []src{{"220582", "jian", true, nil}, {"220500", "tonghua", true, nil}, {"220000", "jilin", true, nil}},
+			"220582199001011234", []string{"jian"}, "jian", nil},
+		{"county does not hold: prefecture", []src{{"220582", "jian", false, nil}, {"220500", "tonghua", true, nil}, {"220000", "jilin", true, nil}},
+			"220582199001011234", []string{"jian", "tonghua"}, "tonghua", nil},
+		{"neither county nor prefecture: province", []src{{"220582", "jian", false, nil}, {"220500", "tonghua", false, nil}, {"220000", "jilin", true, nil}},
+			"220582199001011234", []string{"jian", "tonghua", "jilin"}, "jilin", nil},
+		{"no county source: prefecture first", []src{{"220500", "tonghua", true, nil}, {"220000", "jilin", true, nil}},
+			"220521199001011234", []string{"tonghua"}, "tonghua", nil},
+		{"no county or prefecture source: province", []src{{"220500", "tonghua", true, nil}, {"220000", "jilin", true, nil}},
+			"222403199001011234", []string{"jilin"}, "jilin", nil},
+		{"a neighbouring county's source is not asked", []src{{"220581", "meihekou", true, nil}, {"220000", "jilin", true, nil}},
+			"220582199001011234", []string{"jilin"}, "jilin", nil},
+		{"two sources at one level, in registration order", []src{{"220500", "tonghua-a", false, nil}, {"220500", "tonghua-b", true, nil}, {"220000", "jilin", true, nil}},
+			"220582199001011234", []string{"tonghua-a", "tonghua-b"}, "tonghua-b", nil},
+		{"a retired county code still reaches its prefecture", []src{{"220100", "changchun", true, nil}},
+			"220181199001011234", []string{"changchun"}, "changchun", nil},
+		{"nobody holds the subject: the last not-found", []src{{"220582", "jian", false, nil}, {"220000", "jilin", false, nil}},
+			"220582199001011234", []string{"jian", "jilin"}, "", nil},
+		{"no source on the chain: no jurisdiction", []src{{"220582", "jian", true, nil}},
+			"222403199001011234", nil, "", ErrNoSource},
+		{"another province: no jurisdiction", []src{{"220000", "jilin", true, nil}},
+			"110101199001011234", nil, "", ErrNoSource},
+		{"a failing county source is not skipped", []src{{"220582", "jian", false, down}, {"220000", "jilin", true, nil}},
+			"220582199001011234", []string{"jian"}, "", down},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var calls []string
+			r := NewRouter()
+			for _, s := range c.sources {
+				r.Add(s.region, s.name, fakeSource{name: s.name, found: s.holds, err: s.err, calls: &calls})
+			}
+			a, err := r.Answer(context.Background(), adapters.Query{Type: adapters.QueryIdentity, Subject: adapters.Subject{IDNumber: c.id, Name: "x"}})
+			if c.err != nil {
+				if !errors.Is(err, c.err) {
+					t.Fatalf("error %v, want %v", err, c.err)
+				}
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(calls, c.asked) {
+				t.Fatalf("asked %v, want %v", calls, c.asked)
+			}
+			if c.err == nil && (a.Found != (c.answer != "") || (c.answer != "" && a.Source != c.answer)) {
+				t.Fatalf("answer %+v, want from %q", a, c.answer)
+			}
+		})
+	}
+}

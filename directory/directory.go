@@ -566,3 +566,43 @@ func (d *Directory) DockSource(ctx context.Context, s Source, actor string) (Cha
 		return p, nil
 	})
 }
+
+// SuspendSource takes record source name out of routing, for reason
+// (required): a running broker stops asking it and falls back to the next
+// level. A source already suspended records nothing.
+func (d *Directory) SuspendSource(ctx context.Context, name, actor, reason string) (Change, error) {
+	if err := checkText("suspension reason", reason, true, 500); err != nil {
+		return Change{}, err
+	}
+	return d.setSourceStatus(ctx, name, actor, reason, Suspended, SuspendedC)
+}
+
+// ResumeSource puts record source name back into routing; reason may be
+// empty.
+func (d *Directory) ResumeSource(ctx context.Context, name, actor, reason string) (Change, error) {
+	if err := checkText("resumption reason", reason, false, 500); err != nil {
+		return Change{}, err
+	}
+	return d.setSourceStatus(ctx, name, actor, reason, Active, Resumed)
+}
+
+func (d *Directory) setSourceStatus(ctx context.Context, name, actor, note, status, change string) (Change, error) {
+	return d.one(ctx, actor, func(tx *sql.Tx, at time.Time) (*pending, error) {
+		old, exists, err := d.getSourceTx(ctx, tx, name)
+		if err != nil {
+			return nil, err
+		}
+		if !exists {
+			return nil, fmt.Errorf("%w: record source %q", ErrNotFound, name)
+		}
+		if old.Status == status {
+			return nil, nil
+		}
+		s := old
+		s.Status, s.UpdatedAt, s.Version = status, at, old.Version+1
+		if err := d.putSource(ctx, tx, s, true); err != nil {
+			return nil, err
+		}
+		return &pending{entity: EntitySource, id: name, change: change, note: note, before: old, after: s}, nil
+	})
+}

@@ -103,7 +103,8 @@ resume restores them.`,
 	}
 	cmd.PersistentFlags().StringVar(&c.actor, "actor", "", "who makes the change, as recorded (default: the OS user)")
 	cmd.PersistentFlags().BoolVar(&c.noKafka, "no-kafka", false, "change the directory only: leave the Kafka cluster's topics, credentials and ACLs alone (dock, suspend, resume)")
-	cmd.AddCommand(c.listCmd(), c.showCmd(), c.dockCmd(), c.suspendCmd(), c.resumeCmd(), c.rotateKeyCmd(), c.exportCmd(), c.importCmd(), c.changesCmd())
+	cmd.AddCommand(c.listCmd(), c.showCmd(), c.dockCmd(), c.suspendCmd(), c.resumeCmd(), c.rotateKeyCmd(), c.exportCmd(), c.importCmd(), c.changesCmd(),
+		c.suspendSourceCmd(), c.resumeSourceCmd())
 	return cmd
 }
 
@@ -294,18 +295,30 @@ func printDirectoryChange(w io.Writer, ch directory.Change) {
 func (c *agencyCtx) suspendCmd() *cobra.Command {
 	return c.statusCmd("suspend ID --reason TEXT",
 		"Suspend an agency in the directory and remove its Kafka ACLs until it is resumed: running brokers answer its requests denied/agency_suspended within seconds",
-		true, false, (*directory.Directory).Suspend)
+		true, false, true, (*directory.Directory).Suspend)
+}
+
+func (c *agencyCtx) suspendSourceCmd() *cobra.Command {
+	return c.statusCmd("suspend-source NAME --reason TEXT",
+		"Take a record source out of routing (maintenance, a data problem): running brokers ask the next level up within seconds",
+		true, false, false, (*directory.Directory).SuspendSource)
+}
+
+func (c *agencyCtx) resumeSourceCmd() *cobra.Command {
+	return c.statusCmd("resume-source NAME [--reason TEXT]", "Put a suspended record source back into routing",
+		false, true, false, (*directory.Directory).ResumeSource)
 }
 
 func (c *agencyCtx) resumeCmd() *cobra.Command {
 	return c.statusCmd("resume ID [--reason TEXT]", "Lift an agency's suspension and restore its Kafka ACLs",
-		false, true, (*directory.Directory).Resume)
+		false, true, true, (*directory.Directory).Resume)
 }
 
-// statusCmd is suspend or resume: change the agency's status in the
-// directory, then its Kafka access (allow), even when the change is
-// recorded but not yet logged (ErrNotLogged, returned after).
-func (c *agencyCtx) statusCmd(use, short string, needReason, allow bool,
+// statusCmd is suspend or resume: change the entry's status in the
+// directory, then (an agency's, when access) its Kafka access (allow), even
+// when the change is recorded but not yet logged (ErrNotLogged, returned
+// after).
+func (c *agencyCtx) statusCmd(use, short string, needReason, allow, access bool,
 	apply func(*directory.Directory, context.Context, string, string, string) (directory.Change, error)) *cobra.Command {
 	var reason string
 	cmd := &cobra.Command{
@@ -326,8 +339,10 @@ func (c *agencyCtx) statusCmd(use, short string, needReason, allow bool,
 			if rerr != nil && !errors.Is(rerr, directory.ErrNotLogged) {
 				return rerr
 			}
-			if err := c.setAccess(cmd.Context(), args[0], allow); err != nil {
-				return err
+			if access {
+				if err := c.setAccess(cmd.Context(), args[0], allow); err != nil {
+					return err
+				}
 			}
 			return rerr
 		},

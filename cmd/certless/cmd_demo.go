@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
@@ -451,11 +452,25 @@ func orDash(s string) string {
 // it said (certless_source_answers_total): a prefecture's own database
 // answers its residents, the province those it does not hold.
 func printSourceCalls(w io.Writer, svc *service) {
-	fams, err := svc.registry.Gather()
-	if err != nil {
-		return
+	calls := sourceCalls(svc.registry)
+	names := make([]string, 0, len(calls))
+	for n := range calls {
+		names = append(names, n)
 	}
+	sort.Strings(names)
+	fmt.Fprintln(w, "Record sources asked (county → prefecture → province; the first that holds the subject answers):")
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-20s found %3.0f  not held %3.0f\n", n, calls[n]["found"], calls[n]["not_found"])
+	}
+}
+
+// sourceCalls reads certless_source_answers_total: by source, by outcome.
+func sourceCalls(g prometheus.Gatherer) map[string]map[string]float64 {
 	calls := map[string]map[string]float64{}
+	fams, err := g.Gather()
+	if err != nil {
+		return calls
+	}
 	for _, f := range fams {
 		if f.GetName() != "certless_source_answers_total" {
 			continue
@@ -476,13 +491,5 @@ func printSourceCalls(w io.Writer, svc *service) {
 			calls[src][outcome] += m.GetCounter().GetValue()
 		}
 	}
-	names := make([]string, 0, len(calls))
-	for n := range calls {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	fmt.Fprintln(w, "Record sources asked (county → prefecture → province; the first that holds the subject answers):")
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-20s found %3.0f  not held %3.0f\n", n, calls[n]["found"], calls[n]["not_found"])
-	}
+	return calls
 }
