@@ -9,6 +9,7 @@ import (
 
 	"github.com/certless/certless/adapters/sqlsource"
 	"github.com/certless/certless/broker/store"
+	"github.com/certless/certless/directory"
 )
 
 func newStoreCmd(g *globals) *cobra.Command {
@@ -20,7 +21,7 @@ func newStoreCmd(g *globals) *cobra.Command {
 	var dsn, brokerRole, readerRole, database string
 	migrate := &cobra.Command{
 		Use:   "migrate --db DSN",
-		Short: "Create or upgrade the decision store schema (run as the schema owner)",
+		Short: "Create or upgrade the decision store's and docking directory's schema (run as the schema owner)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if dsn == "" {
@@ -29,7 +30,10 @@ func newStoreCmd(g *globals) *cobra.Command {
 			if err := store.Migrate(cmd.Context(), dsn); err != nil {
 				return err
 			}
-			fmt.Fprintf(g.stdout, "decision store schema ready in %s\n", redactDSN(dsn))
+			if err := directory.Migrate(cmd.Context(), dsn); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "decision store and docking directory schema ready in %s\n", redactDSN(dsn))
 			return nil
 		},
 	}
@@ -37,13 +41,14 @@ func newStoreCmd(g *globals) *cobra.Command {
 
 	brokerGrants := &cobra.Command{
 		Use:   "broker-grants --role NAME",
-		Short: "Print the SQL giving the broker's role SELECT and INSERT on decisions, nothing more",
+		Short: "Print the SQL giving the broker's role what it needs: SELECT and INSERT on decisions and the log, SELECT on the docking directory, nothing more",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if brokerRole == "" {
 				return usagef("--role is required")
 			}
-			fmt.Fprintln(g.stdout, store.PostgresRoleSQL(brokerRole))
+			fmt.Fprint(g.stdout, store.PostgresRoleSQL(brokerRole))
+			fmt.Fprintln(g.stdout, directory.PostgresRoleSQL(brokerRole))
 			return nil
 		},
 	}

@@ -146,10 +146,20 @@ func openDirectory(ctx context.Context, dsn string, st directory.Leaves, imp fun
 	if err != nil {
 		return nil, fmt.Errorf("docking directory: %w", err)
 	}
+	// A directory with a history is not imported into: a broker role that
+	// may only read it (directory.PostgresRoleSQL) starts without writing.
+	v, err := dir.Version(ctx)
+	if err != nil {
+		dir.Close()
+		return nil, fmt.Errorf("docking directory: %w", err)
+	}
+	if v > 0 {
+		return dir, nil
+	}
 	cs, err := imp(ctx, dir)
 	if err != nil && !errors.Is(err, directory.ErrNotLogged) {
 		dir.Close()
-		return nil, fmt.Errorf("docking directory: import the configuration: %w", err)
+		return nil, fmt.Errorf("docking directory: empty, and importing the configuration's agencies failed (dock them with `certless agency import` or `agency dock` as the schema owner): %w", err)
 	}
 	if len(cs) > 0 {
 		log.Info("first start: imported the configuration's agencies and record sources into the docking directory", zap.Int("entries", len(cs)))
