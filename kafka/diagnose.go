@@ -129,3 +129,20 @@ func diagnoseBroker(ctx context.Context, cfg Config, tlsConf *tls.Config, mech s
 func isHangUp(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed)
 }
+
+// Explain returns err, a failure talking to the cluster, with what
+// Diagnose finds wrong with the connection in front (a wrong password, an
+// untrusted certificate, a refused address), or err alone when the
+// connection is fine. kafka-go's admin and produce errors often say only
+// "unexpected EOF"; Explain says why.
+func Explain(ctx context.Context, cfg Config, err error) error {
+	if err == nil {
+		return nil
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), diagnoseTimeout)
+	defer cancel()
+	if d := Diagnose(dctx, cfg); d != nil {
+		return fmt.Errorf("%v: %w", d, err)
+	}
+	return err
+}

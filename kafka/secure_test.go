@@ -2,17 +2,8 @@ package kafka_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
 	"net"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -383,7 +374,7 @@ func TestRealKafkaSecureUntrustedCA(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cfg := secureConfig(s, s.AdminUser, s.AdminPassword)
-	cfg.TLS.CAFile = untrustedCA(t)
+	cfg.TLS.CAFile = testenv.UntrustedCA(t)
 	err := kafka.Ping(ctx, cfg)
 	if err == nil {
 		t.Fatal("Ping trusting another CA succeeded")
@@ -399,32 +390,4 @@ func TestRealKafkaSecureUntrustedCA(t *testing.T) {
 	if err := kafka.Ping(ctx, secureConfig(s, s.AdminUser, s.AdminPassword)); err != nil {
 		t.Fatalf("Ping with the broker's CA: %v", err)
 	}
-}
-
-// untrustedCA writes a fresh self-signed CA certificate, one that signed
-// nothing the broker has, and returns its path.
-func untrustedCA(t *testing.T) string {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "not the certless test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(t.TempDir(), "other-ca.pem")
-	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }

@@ -556,7 +556,7 @@ func (c *agencyCtx) provision(ctx context.Context, a directory.Agency, cred cred
 	if err := bkafka.EnsureTopics(ctx, kc,
 		bkafka.TopicSpec{Name: acc.RequestsTopic, Partitions: k.Partitions, ReplicationFactor: k.ReplicationFactor},
 		bkafka.TopicSpec{Name: acc.ReceiptsTopic, Partitions: k.Partitions, ReplicationFactor: k.ReplicationFactor}); err != nil {
-		return fmt.Errorf("%s: topics: %w", a.ID, err)
+		return fmt.Errorf("%s: topics: %w", a.ID, bkafka.Explain(ctx, kc, err))
 	}
 	fmt.Fprintf(c.g.stdout, "%s: topics %s and %s ready\n", a.ID, acc.RequestsTopic, acc.ReceiptsTopic)
 	if !bkafka.HasSecurity(kc) {

@@ -174,3 +174,42 @@ func TestRealKafkaScenariosSecure(t *testing.T) {
 	}
 	runScenarioTest(ctx, t, loaded, serviceOptions{httpAddr: "127.0.0.1:0"})
 }
+
+// TestRealKafkaServeBadCredentialsSaysWhy: a broker started on the SASL_SSL
+// listener with a wrong password, or a CA that did not sign the cluster's
+// certificate, stops at once with an error naming the cause and the address.
+func TestRealKafkaServeBadCredentialsSaysWhy(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	sec := testenv.SecureKafka(t)
+	otherCA := testenv.UntrustedCA(t)
+	for name, c := range map[string]struct {
+		tls  config.TLS
+		pass string
+		want string
+	}{
+		"wrong password": {config.TLS{Enabled: true, CAFile: sec.CAFile}, sec.AdminPassword + "-wrong", `SASL SCRAM-SHA-512 authentication as "` + sec.AdminUser + `" failed`},
+		"untrusted CA":   {config.TLS{Enabled: true, CAFile: otherCA}, sec.AdminPassword, "certificate"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := realConfig(ctx, t)
+			cfg.Kafka.Brokers = []string{sec.Addr}
+			cfg.Kafka.TLS = &c.tls
+			cfg.Kafka.SASL = &config.SASL{Mechanism: "SCRAM-SHA-512", Username: sec.AdminUser, Password: c.pass}
+			svc, err := startService(ctx, cfg, zap.NewNop(), serviceOptions{httpAddr: "127.0.0.1:0"})
+			if err == nil {
+				svc.close()
+				t.Fatal("the broker started")
+			}
+			for _, want := range []string{sec.Addr, c.want} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("start error does not name %q:\n%v", want, err)
+				}
+			}
+			if strings.Contains(err.Error(), c.pass) {
+				t.Error("the error carries the password")
+			}
+			t.Logf("%s: %v", name, err)
+		})
+	}
+}

@@ -169,7 +169,7 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 	}
 	s.applyDirectory(snap)
 	if err = bkafka.EnsureTopics(ctx, s.kafka, bkafka.TopicSpec{Name: s.topics.DeadLetter(), Partitions: 1, ReplicationFactor: cfg.Kafka.ReplicationFactor}); err != nil {
-		return nil, fmt.Errorf("create topics: %w", err)
+		return nil, fmt.Errorf("create topics: %w", bkafka.Explain(ctx, s.kafka, err))
 	}
 	if err = s.ensureAgencyTopics(ctx); err != nil {
 		return nil, err
