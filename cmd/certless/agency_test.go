@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -92,7 +93,8 @@ func TestAgencyCLI(t *testing.T) {
 
 	// Export validates against its schema; importing it again changes nothing.
 	file := filepath.Join(t.TempDir(), "directory.json")
-	if code, out, _ := agency("export", "--out", file); code != exitOK || !strings.Contains(out, "wrote 5 agencies and 1 record sources") {
+	wrote := fmt.Sprintf("wrote %d agencies and %d record sources", len(cfg.Agencies)+1, len(cfg.Adapters)) // the config's and court-baicheng
+	if code, out, _ := agency("export", "--out", file); code != exitOK || !strings.Contains(out, wrote) {
 		t.Fatalf("export: %d %s", code, out)
 	}
 	raw, err := os.ReadFile(file)
@@ -125,8 +127,10 @@ func TestAgencyCLI(t *testing.T) {
 	if code != exitOK || json.Unmarshal([]byte(out), &cs) != nil {
 		t.Fatalf("changes: %d %s", code, out)
 	}
-	if len(cs) != len(cfg.Agencies)+1+3 {
-		t.Fatalf("%d changes, want %d", len(cs), len(cfg.Agencies)+4)
+	// The imported agencies and sources, court-baicheng docked, notary-dunhua
+	// suspended and resumed.
+	if want := len(cfg.Agencies) + len(cfg.Adapters) + 3; len(cs) != want {
+		t.Fatalf("%d changes, want %d", len(cs), want)
 	}
 	st, err := store.Open(ctx, cfg.Store.DSN, store.Options{})
 	if err != nil {

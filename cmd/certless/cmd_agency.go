@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/user"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -527,6 +528,24 @@ func (c *agencyCtx) kafkaAccess(id string) (bkafka.Config, bkafka.AgencyAccess, 
 	}, true
 }
 
+// embeddedTopics creates agency id's topics on the embedded dev cluster if
+// a `certless dev` is running it, so that the agency can send at once; if
+// none is, the broker creates them when it starts.
+func (c *agencyCtx) embeddedTopics(ctx context.Context, id string) {
+	k := c.cfg.Kafka
+	topics := broker.Topics{Prefix: k.TopicPrefix}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	err := bkafka.EnsureTopics(ctx, bkafka.Config{Brokers: k.Brokers, ClientID: "certless-agency"},
+		bkafka.TopicSpec{Name: topics.Requests(id), Partitions: k.Partitions, ReplicationFactor: 1},
+		bkafka.TopicSpec{Name: topics.Receipts(id), Partitions: k.Partitions, ReplicationFactor: 1})
+	if err != nil {
+		fmt.Fprintf(c.g.stdout, "%s: the embedded dev cluster at %s is not running; `certless dev` creates its topics when it starts\n", id, strings.Join(k.Brokers, ","))
+		return
+	}
+	fmt.Fprintf(c.g.stdout, "%s: topics %s and %s ready on the embedded dev cluster (no credential or ACL to provision); running brokers consume it within seconds\n", id, topics.Requests(id), topics.Receipts(id))
+}
+
 // checkCredentialFlags refuses --password-file and --rotate-password when
 // dock will set no credential, before anything is recorded.
 func (c *agencyCtx) checkCredentialFlags(cred credentialOptions) error {
@@ -546,6 +565,10 @@ const kafkaAdminTimeout = 2 * time.Minute
 // provision creates agency a's topics, and on a cluster with SASL its
 // SCRAM credential and (unless a is suspended) its ACLs; see dock's help.
 func (c *agencyCtx) provision(ctx context.Context, a directory.Agency, cred credentialOptions) error {
+	if k := c.cfg.Kafka; k.Embedded && !c.noKafka && len(k.Brokers) > 0 {
+		c.embeddedTopics(ctx, a.ID)
+		return nil
+	}
 	kc, acc, ok := c.kafkaAccess(a.ID)
 	if !ok {
 		return nil

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/certless/certless/adapters/records"
 	"github.com/certless/certless/config"
+	"github.com/certless/certless/internal/testenv"
 )
 
 // TestRequestAgainstDev runs `certless dev` and then `certless request`
@@ -94,5 +96,89 @@ func waitReady(t *testing.T, url string, exited <-chan int) {
 			t.Fatalf("process exited with %d before it was ready", code)
 		case <-tick.C:
 		}
+	}
+}
+
+// TestDockBesideDev is the README's walk-through on a running `certless
+// dev`, through the CLI only: a county court's key generated, the court
+// docked, its first request answered (signed, denied no_agreement) within
+// seconds with no restart; then an agreement proposed, co-signed,
+// activated and co-signed again, and the court's request answered about a
+// resident of its county and denied outside_scope about anyone else.
+func TestDockBesideDev(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir := t.TempDir()
+	cfg, err := ensureDevData(ctx, dir, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Kafka.Brokers = []string{"127.0.0.1:" + strconv.Itoa(freePort(t))}
+	cfg.HTTP.Addr = "127.0.0.1:" + strconv.Itoa(freePort(t))
+	if err := cfg.Write(filepath.Join(dir, config.FileName)); err != nil {
+		t.Fatal(err)
+	}
+	devDone := make(chan int, 1)
+	go func() {
+		var out, errb strings.Builder
+		devDone <- run(ctx, []string{"--data", dir, "dev"}, &out, &errb)
+	}()
+	waitReady(t, "http://"+cfg.HTTP.Addr+"/readyz", devDone)
+
+	cli := func(args ...string) string {
+		t.Helper()
+		code, out, errs := runCLI(t, append([]string{"--data", dir}, args...)...)
+		if code != exitOK {
+			t.Fatalf("certless %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errs)
+		}
+		return out
+	}
+	persons := records.Generate(devSeed, devPersons).Persons
+	inCounty := pick(t, persons, func(p records.Person) bool { return strings.HasPrefix(p.IDNumber, "220582") })
+	outside := pick(t, persons, func(p records.Person) bool { return strings.HasPrefix(p.IDNumber, "2203") })
+	request := func(p records.Person) string {
+		t.Helper()
+		return cli("request", "--as", "court-jian", "--query", "identity", "--subject", p.IDNumber, "--name", p.Name,
+			"--purpose", "case-handling", "--timeout", "30s")
+	}
+
+	cli("keys", "generate", "--agency", "court-jian")
+	cli("agency", "dock", "--id", "court-jian", "--level", "county", "--region", "220582", "--name", "集安市人民法院",
+		"--kind", "court", "--jwks", filepath.Join(cfg.KeysDir, "court-jian.jwks.json"))
+	start := time.Now()
+	out := request(inCounty)
+	t.Logf("the docked court's first request was answered after %v", time.Since(start).Round(time.Millisecond))
+	for _, want := range []string{"(verified, signed by certless/", "denied", "no_agreement"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("first request of the docked court lacks %q:\n%s", want, out)
+		}
+	}
+
+	cli("agreement", "propose", "--id", "court-jian/identity", "--requester", "court-jian", "--provider", "police-jilin",
+		"--query", "identity", "--purpose", "case-handling")
+	v1 := filepath.Join(cfg.PoliciesDir, "court-jian-identity.v1.yaml")
+	cli("agreement", "sign", v1, "--as", "court-jian")
+	cli("agreement", "sign", v1, "--as", "police-jilin")
+	cli("agreement", "activate", v1)
+	v2 := filepath.Join(cfg.PoliciesDir, "court-jian-identity.v2.yaml")
+	cli("agreement", "sign", v2, "--as", "court-jian")
+	cli("agreement", "sign", v2, "--as", "police-jilin")
+	testenv.Eventually(ctx, t, "the court's request answered under its agreement", 30*time.Second, func() error {
+		if out := request(inCounty); !strings.Contains(out, "answered") || !strings.Contains(out, "court-jian/identity v2") {
+			return fmt.Errorf("not answered yet:\n%s", out)
+		}
+		return nil
+	})
+	if out := request(outside); !strings.Contains(out, "outside_scope") {
+		t.Fatalf("request about a resident of another county:\n%s", out)
+	}
+	cancel()
+	select {
+	case code := <-devDone:
+		if code != exitOK {
+			t.Fatalf("dev exited %d after Ctrl-C", code)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("dev did not stop")
 	}
 }
