@@ -80,18 +80,7 @@ func TestAgencyDockOnSecureKafka(t *testing.T) {
 		}
 	})
 
-	k, err := keys.Generate(id, "", keys.EdDSA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwks, err := keys.MarshalJWKS([]keys.Public{k.Public})
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwksFile := filepath.Join(t.TempDir(), id+".jwks.json")
-	if err := os.WriteFile(jwksFile, jwks, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	_, jwksFile := agencyKeyFile(t, id)
 	pwFile := filepath.Join(t.TempDir(), id+".password")
 	agency := func(args ...string) (int, string, string) {
 		t.Helper()
@@ -397,4 +386,23 @@ func readPassword(t *testing.T, path string) string {
 		t.Fatalf("%s is empty", path)
 	}
 	return pw
+}
+
+// agencyKeyFile generates a signing key for agency id, outside any keys
+// folder, and writes its public JWKS to a file for `agency dock --jwks`.
+func agencyKeyFile(t *testing.T, id string) (*keys.Private, string) {
+	t.Helper()
+	k, err := keys.Generate(id, "", keys.EdDSA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, err := keys.MarshalJWKS([]keys.Public{k.Public})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), id+".jwks.json")
+	if err := os.WriteFile(path, jwks, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return k, path
 }

@@ -45,18 +45,7 @@ func TestRealKafkaDockTakesEffectLive(t *testing.T) {
 	}
 
 	id := "court-jian-" + testenv.Random(3)
-	k, err := keys.Generate(id, "", keys.EdDSA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwks, err := keys.MarshalJWKS([]keys.Public{k.Public})
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwksFile := filepath.Join(t.TempDir(), id+".jwks.json")
-	if err := os.WriteFile(jwksFile, jwks, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	k, jwksFile := agencyKeyFile(t, id)
 	if _, err := os.Stat(keys.JWKSPath(cfg.KeysDir, id)); err == nil {
 		t.Fatal("the agency's key is in the keys folder; the test would not show the directory carries it")
 	}

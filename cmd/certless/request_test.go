@@ -22,25 +22,7 @@ import (
 // exactly as a newcomer would (in-process, on free ports), and checks the
 // printed receipt is verified and answered.
 func TestRequestAgainstDev(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	dir := t.TempDir()
-	cfg, err := ensureDevData(ctx, dir, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Kafka.Brokers = []string{"127.0.0.1:" + strconv.Itoa(freePort(t))}
-	cfg.HTTP.Addr = "127.0.0.1:" + strconv.Itoa(freePort(t))
-	if err := cfg.Write(filepath.Join(dir, config.FileName)); err != nil {
-		t.Fatal(err)
-	}
-
-	devDone := make(chan int, 1)
-	go func() {
-		var out, errb strings.Builder
-		devDone <- run(ctx, []string{"--data", dir, "dev"}, &out, &errb)
-	}()
-	waitReady(t, "http://"+cfg.HTTP.Addr+"/readyz", devDone)
+	dir, _, stop := startDev(t)
 
 	p := demoSubjects(records.Generate(devSeed, devPersons)).offender
 	code, out, errs := runCLI(t, "--data", dir, "request", "--as", "court-changchun", "--query", "criminal_record",
@@ -53,15 +35,7 @@ func TestRequestAgainstDev(t *testing.T) {
 			t.Errorf("request output lacks %q:\n%s", want, out)
 		}
 	}
-	cancel()
-	select {
-	case code := <-devDone:
-		if code != exitOK {
-			t.Fatalf("dev exited %d after Ctrl-C", code)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("dev did not stop")
-	}
+	stop()
 }
 
 func freePort(t *testing.T) int {
@@ -106,24 +80,8 @@ func waitReady(t *testing.T, url string, exited <-chan int) {
 // activated and co-signed again, and the court's request answered about a
 // resident of its county and denied outside_scope about anyone else.
 func TestDockBesideDev(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	dir := t.TempDir()
-	cfg, err := ensureDevData(ctx, dir, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Kafka.Brokers = []string{"127.0.0.1:" + strconv.Itoa(freePort(t))}
-	cfg.HTTP.Addr = "127.0.0.1:" + strconv.Itoa(freePort(t))
-	if err := cfg.Write(filepath.Join(dir, config.FileName)); err != nil {
-		t.Fatal(err)
-	}
-	devDone := make(chan int, 1)
-	go func() {
-		var out, errb strings.Builder
-		devDone <- run(ctx, []string{"--data", dir, "dev"}, &out, &errb)
-	}()
-	waitReady(t, "http://"+cfg.HTTP.Addr+"/readyz", devDone)
+	ctx := context.Background()
+	dir, cfg, stop := startDev(t)
 
 	cli := func(args ...string) string {
 		t.Helper()
@@ -172,13 +130,42 @@ func TestDockBesideDev(t *testing.T) {
 	if out := request(outside); !strings.Contains(out, "outside_scope") {
 		t.Fatalf("request about a resident of another county:\n%s", out)
 	}
-	cancel()
-	select {
-	case code := <-devDone:
-		if code != exitOK {
-			t.Fatalf("dev exited %d after Ctrl-C", code)
+	stop()
+}
+
+// startDev runs `certless dev` in-process on a fresh data folder and free
+// ports, as a newcomer would, and returns once it is ready; stop sends
+// Ctrl-C and fails unless it exits cleanly.
+func startDev(t *testing.T) (dir string, cfg *config.Config, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	dir = t.TempDir()
+	cfg, err := ensureDevData(ctx, dir, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Kafka.Brokers = []string{"127.0.0.1:" + strconv.Itoa(freePort(t))}
+	cfg.HTTP.Addr = "127.0.0.1:" + strconv.Itoa(freePort(t))
+	if err := cfg.Write(filepath.Join(dir, config.FileName)); err != nil {
+		t.Fatal(err)
+	}
+	devDone := make(chan int, 1)
+	go func() {
+		var out, errb strings.Builder
+		devDone <- run(ctx, []string{"--data", dir, "dev"}, &out, &errb)
+	}()
+	waitReady(t, "http://"+cfg.HTTP.Addr+"/readyz", devDone)
+	return dir, cfg, func() {
+		t.Helper()
+		cancel()
+		select {
+		case code := <-devDone:
+			if code != exitOK {
+				t.Fatalf("dev exited %d after Ctrl-C", code)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("dev did not stop")
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("dev did not stop")
 	}
 }
