@@ -298,24 +298,12 @@ func TestRealKafkaSecureAgencyAccessIdempotentAndRevoked(t *testing.T) {
 	defer cancel()
 	a := newAgency(ctx, t, s, admin, ac, "idem")
 
-	count := func() int {
-		t.Helper()
-		acls, err := kafka.DescribeAgencyACLs(ctx, admin, a.name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return len(acls)
-	}
 	want := len(a.access().Bindings())
-	if n := count(); n != want {
-		t.Fatalf("after the first EnsureAgencyAccess: %d ACLs, want %d", n, want)
-	}
+	testenv.WaitACLs(ctx, t, admin, a.name, want)
 	if err := kafka.EnsureAgencyAccess(ctx, admin, a.access()); err != nil {
 		t.Fatalf("second EnsureAgencyAccess: %v", err)
 	}
-	if n := count(); n != want {
-		t.Fatalf("after the second EnsureAgencyAccess: %d ACLs, want %d", n, want)
-	}
+	testenv.WaitACLs(ctx, t, admin, a.name, want)
 	if err := testenv.ProduceDirect(ctx, a.cfg, a.requests); err != nil {
 		t.Fatalf("A produces to its requests: %v", err)
 	}
@@ -323,9 +311,7 @@ func TestRealKafkaSecureAgencyAccessIdempotentAndRevoked(t *testing.T) {
 	if err := kafka.RevokeAgencyAccess(ctx, admin, a.access()); err != nil {
 		t.Fatalf("RevokeAgencyAccess: %v", err)
 	}
-	if n := count(); n != 0 {
-		t.Fatalf("after RevokeAgencyAccess: %d ACLs, want 0", n)
-	}
+	testenv.WaitACLs(ctx, t, admin, a.name, 0)
 	if err := kafka.RevokeAgencyAccess(ctx, admin, a.access()); err != nil {
 		t.Fatalf("RevokeAgencyAccess again: %v", err)
 	}

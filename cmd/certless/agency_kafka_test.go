@@ -163,18 +163,8 @@ func TestAgencyDockOnSecureKafka(t *testing.T) {
 		}
 	})
 
-	aclCount := func() int {
-		t.Helper()
-		acls, err := bkafka.DescribeAgencyACLs(ctx, admin, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return len(acls)
-	}
 	want := len(acc.Bindings())
-	if n := aclCount(); n != want {
-		t.Fatalf("after dock: %d ACLs of User:%s, want %d", n, id, want)
-	}
+	testenv.WaitACLs(ctx, t, admin, id, want)
 
 	t.Run("dock again changes nothing", func(t *testing.T) {
 		code, out, errOut := agency(dock...)
@@ -187,9 +177,7 @@ func TestAgencyDockOnSecureKafka(t *testing.T) {
 		if got := readPassword(t, pwFile); got != pw {
 			t.Errorf("dock again changed the password file")
 		}
-		if n := aclCount(); n != want {
-			t.Errorf("after dock again: %d ACLs, want %d", n, want)
-		}
+		testenv.WaitACLs(ctx, t, admin, id, want)
 		if err := bkafka.Ping(ctx, me); err != nil {
 			t.Errorf("the old password no longer works: %v", err)
 		}
@@ -200,26 +188,20 @@ func TestAgencyDockOnSecureKafka(t *testing.T) {
 		if code != exitOK {
 			t.Fatalf("suspend: exit %d\n%s\n%s", code, out, errOut)
 		}
-		if n := aclCount(); n != 0 {
-			t.Errorf("suspended: %d ACLs, want 0", n)
-		}
+		testenv.WaitACLs(ctx, t, admin, id, 0)
 		testenv.WaitProduce(ctx, t, me, acc.RequestsTopic, false)
 
 		// Docking a suspended agency again does not give it ACLs back.
 		if code, out, errOut := agency(dock...); code != exitOK {
 			t.Fatalf("dock while suspended: exit %d\n%s\n%s", code, out, errOut)
 		}
-		if n := aclCount(); n != 0 {
-			t.Errorf("docked again while suspended: %d ACLs, want 0", n)
-		}
+		testenv.WaitACLs(ctx, t, admin, id, 0)
 
 		code, out, errOut = agency("resume", id)
 		if code != exitOK {
 			t.Fatalf("resume: exit %d\n%s\n%s", code, out, errOut)
 		}
-		if n := aclCount(); n != want {
-			t.Errorf("resumed: %d ACLs, want %d", n, want)
-		}
+		testenv.WaitACLs(ctx, t, admin, id, want)
 		testenv.WaitProduce(ctx, t, me, acc.RequestsTopic, true)
 	})
 

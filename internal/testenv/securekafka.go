@@ -145,3 +145,20 @@ func UntrustedCA(t testing.TB) string {
 	}
 	return p
 }
+
+// WaitACLs waits until the cluster lists want ACLs of principal. The
+// authorizer applies ACL changes from the metadata log after the admin call
+// returns, so a count read once right after a change can be stale.
+func WaitACLs(ctx context.Context, t testing.TB, admin kafka.Config, principal string, want int) {
+	t.Helper()
+	Eventually(ctx, t, fmt.Sprintf("%d ACLs of User:%s", want, principal), 30*time.Second, func() error {
+		acls, err := kafka.DescribeAgencyACLs(ctx, admin, principal)
+		if err != nil {
+			return err
+		}
+		if len(acls) != want {
+			return fmt.Errorf("%d ACLs of User:%s, want %d", len(acls), principal, want)
+		}
+		return nil
+	})
+}
