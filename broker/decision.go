@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 
@@ -78,7 +80,7 @@ const receiptLifetime = 30 * 24 * time.Hour
 // every message type goes through here; it is where the transparency log
 // will append, in the same durable write.
 func (p *Pipeline) record(ctx context.Context, m Message, d Decision) (Result, error) {
-	receipt, err := p.seal(ctx, d)
+	sealed, err := p.seal(ctx, d)
 	if err != nil {
 		switch {
 		case !fault.IsPermanent(err):
@@ -95,7 +97,11 @@ func (p *Pipeline) record(ctx context.Context, m Message, d Decision) (Result, e
 	replay := d.Reason == ReasonReplay
 	row := store.Decision{
 		Digest: d.Request.Digest, Agency: d.Request.Agency, RequestID: d.Request.ID, QueryType: d.Query,
-		Outcome: d.Outcome, Reason: d.Reason, Replay: replay, Receipt: receipt, DecidedAt: p.now(), Type: d.Request.Type,
+		Outcome: d.Outcome, Reason: d.Reason, Replay: replay, Receipt: sealed.Bytes, DecidedAt: p.now(), Type: d.Request.Type,
+		ReceiptID: sealed.ID, ReceiptDigest: sealed.JWSDigest,
+	}
+	if d.Answer != nil {
+		row.AnswerFields = slices.Sorted(maps.Keys(d.Answer.Fields))
 	}
 	if b := d.Basis; b != nil {
 		row.AgreementID, row.AgreementVersion, row.AgreementDigest = b.ID, b.Version, b.Digest
@@ -119,13 +125,19 @@ func (p *Pipeline) record(ctx context.Context, m Message, d Decision) (Result, e
 		return Result{}, fmt.Errorf("record decision: %w", err)
 	}
 	res := p.reemit(stored)
-	res.Redelivery = !bytes.Equal(stored.Receipt, receipt)
+	res.Redelivery = !bytes.Equal(stored.Receipt, sealed.Bytes)
 	return res, nil
+}
+
+// sealedReceipt is a sealed receipt with its payload id.
+type sealedReceipt struct {
+	Sealed
+	ID string
 }
 
 // seal builds the receipt of d and has the Sealer sign (and, for
 // confidential agencies, encrypt) it.
-func (p *Pipeline) seal(ctx context.Context, d Decision) ([]byte, error) {
+func (p *Pipeline) seal(ctx context.Context, d Decision) (sealedReceipt, error) {
 	v := d.Request
 	now := p.now()
 	body := schemas.Receipt{
@@ -139,7 +151,7 @@ func (p *Pipeline) seal(ctx context.Context, d Decision) ([]byte, error) {
 	if ans := d.Answer; ans != nil {
 		b, err := json.Marshal(ans.Fields)
 		if err != nil {
-			return nil, fault.Permanentf(adapters.ReasonAnswerInvalid, "encode answer: %w", err)
+			return sealedReceipt{}, fault.Permanentf(adapters.ReasonAnswerInvalid, "encode answer: %w", err)
 		}
 		body.Answer = b
 		asOf, until := ans.AsOf.UTC(), ans.ValidUntil.UTC()
@@ -149,12 +161,12 @@ func (p *Pipeline) seal(ctx context.Context, d Decision) ([]byte, error) {
 			expires = until
 		}
 		if !expires.After(now) {
-			return nil, fault.Permanentf(adapters.ReasonAnswerInvalid, "answer valid until %s, before it is given", until.Format(time.RFC3339))
+			return sealedReceipt{}, fault.Permanentf(adapters.ReasonAnswerInvalid, "answer valid until %s, before it is given", until.Format(time.RFC3339))
 		}
 	}
 	raw, err := json.Marshal(body)
 	if err != nil {
-		return nil, fmt.Errorf("encode receipt: %w", err)
+		return sealedReceipt{}, fmt.Errorf("encode receipt: %w", err)
 	}
 	purpose := v.Purpose
 	if purpose.Basis == "" || purpose.CaseRef == "" {
@@ -166,9 +178,9 @@ func (p *Pipeline) seal(ctx context.Context, d Decision) ([]byte, error) {
 	}
 	out, err := p.Seal.Seal(ctx, payload, v.Agency)
 	if err != nil {
-		return nil, fmt.Errorf("seal receipt: %w", err)
+		return sealedReceipt{}, fmt.Errorf("seal receipt: %w", err)
 	}
-	return out, nil
+	return sealedReceipt{Sealed: out, ID: payload.ID}, nil
 }
 
 // reemit publishes a stored decision's receipt as it was stored.

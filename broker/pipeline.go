@@ -73,7 +73,15 @@ const HeaderLogIndex = "certless-log-index"
 // Sealer signs a receipt payload with the broker's key and, when the
 // receiving agency asks for it, encrypts it to that agency.
 type Sealer interface {
-	Seal(ctx context.Context, p envelope.Payload, to string) ([]byte, error)
+	Seal(ctx context.Context, p envelope.Payload, to string) (Sealed, error)
+}
+
+// Sealed is a sealed receipt: the bytes to publish (a JWS, or a JWE around
+// it) and the digest of the JWS, which the agency verifies and which
+// feedback cites.
+type Sealed struct {
+	Bytes     []byte
+	JWSDigest string
 }
 
 // Pipeline is the message-to-receipt chain. Its fields are its stages.

@@ -50,7 +50,35 @@ type ReceiptSealer struct {
 }
 
 // Seal implements Sealer.
-func (s *ReceiptSealer) Seal(ctx context.Context, p envelope.Payload, to string) ([]byte, error) {
+func (s *ReceiptSealer) Seal(ctx context.Context, p envelope.Payload, to string) (Sealed, error) {
+	jws, err := s.sign(p)
+	if err != nil {
+		return Sealed{}, err
+	}
+	out := Sealed{Bytes: jws, JWSDigest: Digest(jws)}
+	if s.Confidential == nil || !s.Confidential(to) {
+		return out, nil
+	}
+	now := s.now()
+	pub, err := s.Encryption.EncryptionKey(to, now)
+	if err != nil {
+		return Sealed{}, fault.Permanentf(ReasonNoEncryptionKey, "receipt for %s must be encrypted: %w", to, err)
+	}
+	if out.Bytes, err = envelope.EncryptTo(jws, pub); err != nil {
+		return Sealed{}, err
+	}
+	return out, nil
+}
+
+func (s *ReceiptSealer) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// sign validates p against its schema and signs it.
+func (s *ReceiptSealer) sign(p envelope.Payload) ([]byte, error) {
 	doc, err := json.Marshal(p)
 	if err != nil {
 		return nil, fmt.Errorf("encode receipt: %w", err)
@@ -62,10 +90,7 @@ func (s *ReceiptSealer) Seal(ctx context.Context, p envelope.Payload, to string)
 	if err := s.Schemas.Validate(name, doc); err != nil {
 		return nil, fault.Permanentf(adapters.ReasonAnswerInvalid, "receipt breaks its schema: %w", err)
 	}
-	now := time.Now()
-	if s.Now != nil {
-		now = s.Now()
-	}
+	now := s.now()
 	key := s.Keys.SigningKey()
 	if !key.ValidAt(now) {
 		// Every verifier would refuse it: wait (transiently) for the
@@ -80,14 +105,7 @@ func (s *ReceiptSealer) Seal(ctx context.Context, p envelope.Payload, to string)
 	if len(jws) > envelope.DefaultMaxBytes {
 		return nil, fault.Permanentf(adapters.ReasonAnswerInvalid, "the signed receipt is %d bytes, over the %d an agency verifies", len(jws), envelope.DefaultMaxBytes)
 	}
-	if s.Confidential == nil || !s.Confidential(to) {
-		return jws, nil
-	}
-	pub, err := s.Encryption.EncryptionKey(to, now)
-	if err != nil {
-		return nil, fault.Permanentf(ReasonNoEncryptionKey, "receipt for %s must be encrypted: %w", to, err)
-	}
-	return envelope.EncryptTo(jws, pub)
+	return jws, nil
 }
 
 var _ Sealer = (*ReceiptSealer)(nil)

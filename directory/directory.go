@@ -49,6 +49,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/certless/certless/internal/sqldb"
 	"github.com/certless/certless/translog"
 )
 
@@ -101,7 +102,7 @@ func (c Change) LeafKey() string { return fmt.Sprintf("directory:%d", c.Seq) }
 // concurrent use, and any number of Directories (processes) may share a
 // database.
 type Directory struct {
-	db  *db
+	db  *sqldb.DB
 	log Leaves
 	now func() time.Time
 
@@ -119,14 +120,14 @@ func Open(ctx context.Context, dsn string, log Leaves) (*Directory, error) {
 	}
 	dir := &Directory{db: d, log: log, now: time.Now}
 	if err := dir.FlushLeaves(ctx); err != nil {
-		d.sql.Close()
+		d.Close()
 		return nil, err
 	}
 	return dir, nil
 }
 
 // Close closes the database.
-func (d *Directory) Close() error { return d.db.sql.Close() }
+func (d *Directory) Close() error { return d.db.SQL.Close() }
 
 // SetClock replaces the clock (for tests).
 func (d *Directory) SetClock(now func() time.Time) { d.now = now }
@@ -135,7 +136,7 @@ func (d *Directory) SetClock(now func() time.Time) { d.now = now }
 // with every change, so a poller compares it with the last it saw.
 func (d *Directory) Version(ctx context.Context) (int64, error) {
 	var v int64
-	if err := d.db.sql.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM directory_changes`).Scan(&v); err != nil {
+	if err := d.db.SQL.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM directory_changes`).Scan(&v); err != nil {
 		return 0, fmt.Errorf("directory: version: %w", err)
 	}
 	return v, nil
@@ -149,7 +150,7 @@ func scanAgency(r scanner) (Agency, error) {
 	var a Agency
 	var jwks string
 	var enc sql.NullString
-	var docked, updated dbTime
+	var docked, updated sqldb.Time
 	if err := r.Scan(&a.ID, &a.Level, &a.Region, &a.Name, &a.Kind, &a.Contact, &jwks, &enc, &a.Status, &a.DockedBy, &docked, &updated, &a.Version); err != nil {
 		return a, err
 	}
@@ -157,13 +158,13 @@ func scanAgency(r scanner) (Agency, error) {
 	if enc.Valid {
 		a.EncryptionKey = json.RawMessage(enc.String)
 	}
-	a.DockedAt, a.UpdatedAt = docked.t, updated.t
+	a.DockedAt, a.UpdatedAt = docked.T, updated.T
 	return a, nil
 }
 
 // Get returns the agency id.
 func (d *Directory) Get(ctx context.Context, id string) (Agency, bool, error) {
-	a, err := scanAgency(d.db.sql.QueryRowContext(ctx, d.db.q(`SELECT `+agencyColumns+` FROM directory_agencies WHERE id = ?`), id))
+	a, err := scanAgency(d.db.SQL.QueryRowContext(ctx, d.db.Q(`SELECT `+agencyColumns+` FROM directory_agencies WHERE id = ?`), id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Agency{}, false, nil
 	}
@@ -175,7 +176,7 @@ func (d *Directory) Get(ctx context.Context, id string) (Agency, bool, error) {
 
 // List returns every agency, by id.
 func (d *Directory) List(ctx context.Context) ([]Agency, error) {
-	rows, err := d.db.sql.QueryContext(ctx, `SELECT `+agencyColumns+` FROM directory_agencies ORDER BY id`)
+	rows, err := d.db.SQL.QueryContext(ctx, `SELECT `+agencyColumns+` FROM directory_agencies ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("directory: list: %w", err)
 	}
@@ -195,17 +196,17 @@ const sourceColumns = `name, level, region, kind, description, status, docked_by
 
 func scanSource(r scanner) (Source, error) {
 	var s Source
-	var docked, updated dbTime
+	var docked, updated sqldb.Time
 	if err := r.Scan(&s.Name, &s.Level, &s.Region, &s.Kind, &s.Description, &s.Status, &s.DockedBy, &docked, &updated, &s.Version); err != nil {
 		return s, err
 	}
-	s.DockedAt, s.UpdatedAt = docked.t, updated.t
+	s.DockedAt, s.UpdatedAt = docked.T, updated.T
 	return s, nil
 }
 
 // GetSource returns the record source name.
 func (d *Directory) GetSource(ctx context.Context, name string) (Source, bool, error) {
-	s, err := scanSource(d.db.sql.QueryRowContext(ctx, d.db.q(`SELECT `+sourceColumns+` FROM directory_sources WHERE name = ?`), name))
+	s, err := scanSource(d.db.SQL.QueryRowContext(ctx, d.db.Q(`SELECT `+sourceColumns+` FROM directory_sources WHERE name = ?`), name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Source{}, false, nil
 	}
@@ -217,7 +218,7 @@ func (d *Directory) GetSource(ctx context.Context, name string) (Source, bool, e
 
 // ListSources returns every record source, by name.
 func (d *Directory) ListSources(ctx context.Context) ([]Source, error) {
-	rows, err := d.db.sql.QueryContext(ctx, `SELECT `+sourceColumns+` FROM directory_sources ORDER BY name`)
+	rows, err := d.db.SQL.QueryContext(ctx, `SELECT `+sourceColumns+` FROM directory_sources ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("directory: list sources: %w", err)
 	}
@@ -237,13 +238,13 @@ const changeColumns = `c.seq, c.at, c.actor, c.entity, c.id, c.change, c.note, c
 
 func scanChange(r scanner) (Change, error) {
 	var c Change
-	var at dbTime
+	var at sqldb.Time
 	var before sql.NullString
 	var after string
 	if err := r.Scan(&c.Seq, &at, &c.Actor, &c.Entity, &c.ID, &c.Change, &c.Note, &before, &after, &c.Digest, &c.LeafIndex); err != nil {
 		return c, err
 	}
-	c.At = at.t
+	c.At = at.T
 	if before.Valid {
 		c.Before = json.RawMessage(before.String)
 	}
@@ -257,7 +258,7 @@ func (d *Directory) Changes(ctx context.Context, since int64) ([]Change, error) 
 }
 
 func (d *Directory) changes(ctx context.Context, where string, arg any) ([]Change, error) {
-	rows, err := d.db.sql.QueryContext(ctx, d.db.q(`SELECT `+changeColumns+` FROM directory_changes c
+	rows, err := d.db.SQL.QueryContext(ctx, d.db.Q(`SELECT `+changeColumns+` FROM directory_changes c
 		LEFT JOIN directory_change_leaves l ON l.seq = c.seq WHERE `+where+` ORDER BY c.seq`), arg)
 	if err != nil {
 		return nil, fmt.Errorf("directory: changes: %w", err)
@@ -296,7 +297,7 @@ func (d *Directory) FlushLeaves(ctx context.Context) error {
 			return fmt.Errorf("%w: change %d: %v", ErrNotLogged, c.Seq, err)
 		}
 		conflict := ` ON CONFLICT (seq) DO NOTHING`
-		if _, err := d.db.sql.ExecContext(ctx, d.db.q(`INSERT INTO directory_change_leaves (seq, leaf_index) VALUES (?, ?)`+conflict), c.Seq, idx); err != nil {
+		if _, err := d.db.SQL.ExecContext(ctx, d.db.Q(`INSERT INTO directory_change_leaves (seq, leaf_index) VALUES (?, ?)`+conflict), c.Seq, idx); err != nil {
 			return fmt.Errorf("%w: change %d: record leaf index: %v", ErrNotLogged, c.Seq, err)
 		}
 	}
@@ -334,9 +335,9 @@ func (d *Directory) record(ctx context.Context, tx *sql.Tx, actor string, at tim
 		if c.Before != nil {
 			before = string(c.Before)
 		}
-		if _, err := tx.ExecContext(ctx, d.db.q(`INSERT INTO directory_changes (seq, at, actor, entity, id, change, note, before_json, after_json, digest)
+		if _, err := tx.ExecContext(ctx, d.db.Q(`INSERT INTO directory_changes (seq, at, actor, entity, id, change, note, before_json, after_json, digest)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-			c.Seq, d.db.t(c.At), c.Actor, c.Entity, c.ID, c.Change, c.Note, before, string(c.After), c.Digest); err != nil {
+			c.Seq, d.db.T(c.At), c.Actor, c.Entity, c.ID, c.Change, c.Note, before, string(c.After), c.Digest); err != nil {
 			return nil, fmt.Errorf("directory: record change: %w", err)
 		}
 		out = append(out, c)
@@ -353,7 +354,7 @@ func (d *Directory) logged(ctx context.Context, cs []Change) ([]Change, error) {
 	err := d.FlushLeaves(ctx)
 	for i := range cs {
 		var idx sql.NullInt64
-		if e := d.db.sql.QueryRowContext(ctx, d.db.q(`SELECT leaf_index FROM directory_change_leaves WHERE seq = ?`), cs[i].Seq).Scan(&idx); e == nil && idx.Valid {
+		if e := d.db.SQL.QueryRowContext(ctx, d.db.Q(`SELECT leaf_index FROM directory_change_leaves WHERE seq = ?`), cs[i].Seq).Scan(&idx); e == nil && idx.Valid {
 			cs[i].LeafIndex = idx.Int64
 		}
 	}
@@ -361,7 +362,7 @@ func (d *Directory) logged(ctx context.Context, cs []Change) ([]Change, error) {
 }
 
 func (d *Directory) getTx(ctx context.Context, tx *sql.Tx, id string) (Agency, bool, error) {
-	a, err := scanAgency(tx.QueryRowContext(ctx, d.db.q(`SELECT `+agencyColumns+` FROM directory_agencies WHERE id = ?`), id))
+	a, err := scanAgency(tx.QueryRowContext(ctx, d.db.Q(`SELECT `+agencyColumns+` FROM directory_agencies WHERE id = ?`), id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Agency{}, false, nil
 	}
@@ -372,7 +373,7 @@ func (d *Directory) getTx(ctx context.Context, tx *sql.Tx, id string) (Agency, b
 }
 
 func (d *Directory) getSourceTx(ctx context.Context, tx *sql.Tx, name string) (Source, bool, error) {
-	s, err := scanSource(tx.QueryRowContext(ctx, d.db.q(`SELECT `+sourceColumns+` FROM directory_sources WHERE name = ?`), name))
+	s, err := scanSource(tx.QueryRowContext(ctx, d.db.Q(`SELECT `+sourceColumns+` FROM directory_sources WHERE name = ?`), name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Source{}, false, nil
 	}
@@ -387,28 +388,28 @@ func (d *Directory) putAgency(ctx context.Context, tx *sql.Tx, a Agency, exists 
 	if a.EncryptionKey != nil {
 		enc = string(a.EncryptionKey)
 	}
-	args := []any{a.Level, a.Region, a.Name, a.Kind, a.Contact, string(a.JWKS), enc, a.Status, a.DockedBy, d.db.t(a.DockedAt), d.db.t(a.UpdatedAt), a.Version, a.ID}
+	args := []any{a.Level, a.Region, a.Name, a.Kind, a.Contact, string(a.JWKS), enc, a.Status, a.DockedBy, d.db.T(a.DockedAt), d.db.T(a.UpdatedAt), a.Version, a.ID}
 	q := `UPDATE directory_agencies SET level = ?, region = ?, name = ?, kind = ?, contact = ?, jwks = ?, encryption_jwk = ?,
 		status = ?, docked_by = ?, docked_at = ?, updated_at = ?, version = ? WHERE id = ?`
 	if !exists {
 		q = `INSERT INTO directory_agencies (level, region, name, kind, contact, jwks, encryption_jwk, status, docked_by, docked_at, updated_at, version, id)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	}
-	if _, err := tx.ExecContext(ctx, d.db.q(q), args...); err != nil {
+	if _, err := tx.ExecContext(ctx, d.db.Q(q), args...); err != nil {
 		return fmt.Errorf("directory: store agency %s: %w", a.ID, err)
 	}
 	return nil
 }
 
 func (d *Directory) putSource(ctx context.Context, tx *sql.Tx, s Source, exists bool) error {
-	args := []any{s.Level, s.Region, s.Kind, s.Description, s.Status, s.DockedBy, d.db.t(s.DockedAt), d.db.t(s.UpdatedAt), s.Version, s.Name}
+	args := []any{s.Level, s.Region, s.Kind, s.Description, s.Status, s.DockedBy, d.db.T(s.DockedAt), d.db.T(s.UpdatedAt), s.Version, s.Name}
 	q := `UPDATE directory_sources SET level = ?, region = ?, kind = ?, description = ?, status = ?, docked_by = ?, docked_at = ?,
 		updated_at = ?, version = ? WHERE name = ?`
 	if !exists {
 		q = `INSERT INTO directory_sources (level, region, kind, description, status, docked_by, docked_at, updated_at, version, name)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	}
-	if _, err := tx.ExecContext(ctx, d.db.q(q), args...); err != nil {
+	if _, err := tx.ExecContext(ctx, d.db.Q(q), args...); err != nil {
 		return fmt.Errorf("directory: store record source %s: %w", s.Name, err)
 	}
 	return nil
@@ -420,7 +421,7 @@ func (d *Directory) one(ctx context.Context, actor string, fn func(tx *sql.Tx, a
 		return Change{}, err
 	}
 	var cs []Change
-	err := d.db.write(ctx, func(tx *sql.Tx) error {
+	err := d.db.Write(ctx, func(tx *sql.Tx) error {
 		at := normTime(d.now())
 		p, err := fn(tx, at)
 		if err != nil || p == nil {

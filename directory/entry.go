@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/certless/certless/adapters/regions"
+	"github.com/certless/certless/internal/sqldb"
 	"github.com/certless/certless/keys"
 )
 
@@ -267,7 +268,7 @@ func canonical(v any) ([]byte, error) {
 }
 
 // normTime is t in the precision and zone the directory stores.
-func normTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+func normTime(t time.Time) time.Time { return sqldb.NormTime(t) }
 
 // regionLevel is the level of a region code of the table.
 func regionLevel(code string) (string, bool) {

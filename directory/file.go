@@ -140,7 +140,7 @@ func checkImported(what, id, status, dockedBy string, dockedAt time.Time, versio
 // unless the directory holds no entry and no change.
 func (d *Directory) importEntries(ctx context.Context, as []Agency, ss []Source, actor string, onlyEmpty bool) ([]Change, error) {
 	var cs []Change
-	err := d.db.write(ctx, func(tx *sql.Tx) error {
+	err := d.db.Write(ctx, func(tx *sql.Tx) error {
 		at := normTime(d.now())
 		if onlyEmpty {
 			var n int64

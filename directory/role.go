@@ -14,7 +14,7 @@ func Migrate(ctx context.Context, dsn string) error {
 	if err != nil {
 		return err
 	}
-	return d.sql.Close()
+	return d.Close()
 }
 
 // PostgresRoleSQL is the SQL granting a broker's login role what it needs of

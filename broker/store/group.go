@@ -17,6 +17,7 @@ type backend interface {
 	commit(ctx context.Context, batch []Decision) ([]result, error)
 	get(ctx context.Context, digest string) (Decision, bool, error)
 	digestByRequestID(ctx context.Context, agency, requestID string) (string, bool, error)
+	byReceipt(ctx context.Context, receiptID string) (Decision, bool, error)
 	count(ctx context.Context) (int, error)
 	// takeBatch runs the Takes of items in one transaction, each all or
 	// nothing on its own windows (month first), in the order given (the
@@ -220,6 +221,17 @@ func (g *group) Get(ctx context.Context, digest string) (Decision, bool, error) 
 	d, ok, err := g.b.get(ctx, digest)
 	if err != nil {
 		return Decision{}, false, fmt.Errorf("store: get %s: %w", digest, err)
+	}
+	return d, ok, nil
+}
+
+func (g *group) ByReceipt(ctx context.Context, receiptID string) (Decision, bool, error) {
+	if g.isClosed() {
+		return Decision{}, false, ErrClosed
+	}
+	d, ok, err := g.b.byReceipt(ctx, receiptID)
+	if err != nil {
+		return Decision{}, false, fmt.Errorf("store: decision of receipt %q: %w", receiptID, err)
 	}
 	return d, ok, nil
 }

@@ -84,19 +84,27 @@ var postgresMigrations = []string{
 		received_at timestamptz NOT NULL DEFAULT now(),
 		PRIMARY KEY (size, witness)
 	);`,
+	// Version 6: what names each decision's receipt (its id and the digest
+	// of its JWS, for feedback to cite) and the names of its answer fields.
+	`ALTER TABLE decisions ADD COLUMN IF NOT EXISTS receipt_id text NOT NULL DEFAULT '';
+	ALTER TABLE decisions ADD COLUMN IF NOT EXISTS receipt_digest text NOT NULL DEFAULT '';
+	ALTER TABLE decisions ADD COLUMN IF NOT EXISTS answer_fields text NOT NULL DEFAULT '';
+	CREATE INDEX IF NOT EXISTS decisions_receipt_id ON decisions (receipt_id) WHERE receipt_id <> '';`,
 }
 
 const (
-	pgColumns = `digest, agency, request_id, query_type, outcome, reason, replay, receipt, decided_at, agreement_id, agreement_version, agreement_digest, message_type`
+	pgColumns = `digest, agency, request_id, query_type, outcome, reason, replay, receipt, decided_at, agreement_id, agreement_version, agreement_digest, message_type, receipt_id, receipt_digest, answer_fields`
 	// pgSelect reads a decision with its leaf, if it has one.
 	pgSelect = `SELECT d.digest, d.agency, d.request_id, d.query_type, d.outcome, d.reason, d.replay, d.receipt, d.decided_at,
-		d.agreement_id, d.agreement_version, d.agreement_digest, d.message_type, coalesce(l.idx, -1), coalesce(l.data, ''::bytea)
+		d.agreement_id, d.agreement_version, d.agreement_digest, d.message_type, d.receipt_id, d.receipt_digest, d.answer_fields,
+		coalesce(l.idx, -1), coalesce(l.data, ''::bytea)
 		FROM decisions d LEFT JOIN tlog_leaves l ON l.key = d.digest`
 	// ON CONFLICT DO NOTHING without a target also skips a row that would
 	// break the (agency, request_id) index, without aborting the
 	// transaction; commit tells the two cases apart afterwards.
-	pgInsert        = `INSERT INTO decisions (` + pgColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING`
+	pgInsert        = `INSERT INTO decisions (` + pgColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT DO NOTHING`
 	pgGet           = pgSelect + ` WHERE d.digest = $1`
+	pgByReceipt     = pgSelect + ` WHERE d.receipt_id = $1 AND d.receipt_id <> ''`
 	pgGetMany       = pgSelect + ` WHERE d.digest = ANY($1)`
 	pgDigestByID    = `SELECT digest FROM decisions WHERE agency = $1 AND request_id = $2 AND NOT replay AND request_id <> ''`
 	pgCount         = `SELECT count(*) FROM decisions`
@@ -233,7 +241,7 @@ func (p *postgresDB) commit(ctx context.Context, batch []Decision) ([]result, er
 		b := &pgx.Batch{}
 		for _, d := range batch {
 			b.Queue(pgInsert, d.Digest, d.Agency, d.RequestID, d.QueryType, d.Outcome, d.Reason, d.Replay, d.Receipt, d.DecidedAt,
-				d.AgreementID, d.AgreementVersion, d.AgreementDigest, d.Type)
+				d.AgreementID, d.AgreementVersion, d.AgreementDigest, d.Type, d.ReceiptID, d.ReceiptDigest, strings.Join(d.AnswerFields, ","))
 		}
 		br := tx.SendBatch(ctx, b) // one round trip for the whole batch
 		var missing []string
@@ -305,8 +313,10 @@ func (p *postgresDB) explain(ctx context.Context, tx pgx.Tx, batch []Decision, m
 
 func pgScan(row pgx.Row) (Decision, error) {
 	var d Decision
+	var fieldList string
 	err := row.Scan(&d.Digest, &d.Agency, &d.RequestID, &d.QueryType, &d.Outcome, &d.Reason, &d.Replay, &d.Receipt, &d.DecidedAt,
-		&d.AgreementID, &d.AgreementVersion, &d.AgreementDigest, &d.Type, &d.LeafIndex, &d.Leaf)
+		&d.AgreementID, &d.AgreementVersion, &d.AgreementDigest, &d.Type, &d.ReceiptID, &d.ReceiptDigest, &fieldList, &d.LeafIndex, &d.Leaf)
+	d.AnswerFields = splitFields(fieldList)
 	if len(d.Leaf) == 0 {
 		d.Leaf = nil
 	}
@@ -320,6 +330,17 @@ func (p *postgresDB) get(ctx context.Context, digest string) (Decision, bool, er
 		return Decision{}, false, nil
 	}
 	return d, err == nil, err
+}
+
+func (p *postgresDB) byReceipt(ctx context.Context, receiptID string) (Decision, bool, error) {
+	d, err := pgScan(p.pool.QueryRow(ctx, pgByReceipt, receiptID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Decision{}, false, nil
+	}
+	if err != nil {
+		return Decision{}, false, err
+	}
+	return d, true, nil
 }
 
 func (p *postgresDB) digestByRequestID(ctx context.Context, agency, requestID string) (digest string, ok bool, err error) {

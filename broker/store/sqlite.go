@@ -125,6 +125,12 @@ var sqliteMigrations = []string{
 		received_at TEXT NOT NULL,
 		PRIMARY KEY (size, witness)
 	);`,
+	// Version 7: what names each decision's receipt (its id and the digest
+	// of its JWS, for feedback to cite) and the names of its answer fields.
+	`ALTER TABLE decisions ADD COLUMN receipt_id TEXT NOT NULL DEFAULT '';
+	ALTER TABLE decisions ADD COLUMN receipt_digest TEXT NOT NULL DEFAULT '';
+	ALTER TABLE decisions ADD COLUMN answer_fields TEXT NOT NULL DEFAULT '';
+	CREATE INDEX decisions_receipt_id ON decisions (receipt_id) WHERE receipt_id <> '';`,
 }
 
 // sqliteTime is the stored form of DecidedAt: fixed width, so text order is
@@ -132,13 +138,16 @@ var sqliteMigrations = []string{
 const sqliteTime = "2006-01-02T15:04:05.000000Z"
 
 const (
-	sqliteColumns = `digest, agency, request_id, query_type, outcome, reason, replay, receipt, decided_at, agreement_id, agreement_version, agreement_digest, message_type`
+	sqliteColumns = `digest, agency, request_id, query_type, outcome, reason, replay, receipt, decided_at, agreement_id, agreement_version, agreement_digest, message_type, receipt_id, receipt_digest, answer_fields`
 	// ON CONFLICT DO NOTHING without a target also skips a row that would
 	// break the (agency, request_id) index; commit tells the two apart.
-	sqliteInsert = `INSERT INTO decisions (` + sqliteColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
-	sqliteGet    = `SELECT d.digest, d.agency, d.request_id, d.query_type, d.outcome, d.reason, d.replay, d.receipt, d.decided_at,
-		d.agreement_id, d.agreement_version, d.agreement_digest, d.message_type, coalesce(l.idx, -1), coalesce(l.data, x'')
-		FROM decisions d LEFT JOIN tlog_leaves l ON l.key = d.digest WHERE d.digest = ?`
+	sqliteInsert = `INSERT INTO decisions (` + sqliteColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
+	sqliteSelect = `SELECT d.digest, d.agency, d.request_id, d.query_type, d.outcome, d.reason, d.replay, d.receipt, d.decided_at,
+		d.agreement_id, d.agreement_version, d.agreement_digest, d.message_type, d.receipt_id, d.receipt_digest, d.answer_fields,
+		coalesce(l.idx, -1), coalesce(l.data, x'')
+		FROM decisions d LEFT JOIN tlog_leaves l ON l.key = d.digest`
+	sqliteGet       = sqliteSelect + ` WHERE d.digest = ?`
+	sqliteByReceipt = sqliteSelect + ` WHERE d.receipt_id = ? AND d.receipt_id <> ''`
 	sqliteDigestByID   = `SELECT digest FROM decisions WHERE agency = ? AND request_id = ? AND NOT replay AND request_id <> ''`
 	sqliteCount        = `SELECT count(*) FROM decisions`
 	sqliteVersionTable = `CREATE TABLE IF NOT EXISTS decisions_schema_version (
@@ -162,7 +171,7 @@ const (
 // plans the SQL of every unprepared call again.
 type sqliteDB struct {
 	db                                     *sql.DB
-	insertStmt, getStmt, idStmt, countStmt *sql.Stmt
+	insertStmt, getStmt, idStmt, countStmt, receiptStmt *sql.Stmt
 	// quotas is the handle quota counters are committed through: WAL with
 	// synchronous=NORMAL, so a Take does not wait for the disk (a power cut
 	// may forget the last uses; decisions stay fully durable through db).
@@ -233,7 +242,7 @@ func (s *sqliteDB) prepare(ctx context.Context) error {
 		query string
 		db    *sql.DB
 	}{
-		{&s.insertStmt, sqliteInsert, s.db}, {&s.getStmt, sqliteGet, s.db}, {&s.idStmt, sqliteDigestByID, s.db}, {&s.countStmt, sqliteCount, s.db},
+		{&s.insertStmt, sqliteInsert, s.db}, {&s.getStmt, sqliteGet, s.db}, {&s.idStmt, sqliteDigestByID, s.db}, {&s.countStmt, sqliteCount, s.db}, {&s.receiptStmt, sqliteByReceipt, s.db},
 		{&s.takeStmt, sqliteTake, s.quotas}, {&s.usageStmt, sqliteUsage, s.quotas},
 		{&s.leafStmt, sqliteInsertLeaf, s.db},
 	} {
@@ -322,7 +331,8 @@ func (s *sqliteDB) commit(ctx context.Context, batch []Decision) (_ []result, er
 	inserted := make([]bool, len(batch))
 	for i, d := range batch {
 		res, err := ins.ExecContext(ctx, d.Digest, d.Agency, d.RequestID, d.QueryType, d.Outcome, d.Reason,
-			d.Replay, d.Receipt, d.DecidedAt.Format(sqliteTime), d.AgreementID, d.AgreementVersion, d.AgreementDigest, d.Type)
+			d.Replay, d.Receipt, d.DecidedAt.Format(sqliteTime), d.AgreementID, d.AgreementVersion, d.AgreementDigest, d.Type,
+			d.ReceiptID, d.ReceiptDigest, strings.Join(d.AnswerFields, ","))
 		if err != nil {
 			return nil, fmt.Errorf("insert %s: %w", d.Digest, err)
 		}
@@ -367,11 +377,12 @@ func (s *sqliteDB) explain(ctx context.Context, tx *sql.Tx, d Decision) (result,
 
 func sqliteGetRow(row *sql.Row) (Decision, bool, error) {
 	var (
-		d  Decision
-		at string
+		d             Decision
+		at, fieldList string
 	)
 	err := row.Scan(&d.Digest, &d.Agency, &d.RequestID, &d.QueryType, &d.Outcome, &d.Reason, &d.Replay, &d.Receipt, &at,
-		&d.AgreementID, &d.AgreementVersion, &d.AgreementDigest, &d.Type, &d.LeafIndex, &d.Leaf)
+		&d.AgreementID, &d.AgreementVersion, &d.AgreementDigest, &d.Type, &d.ReceiptID, &d.ReceiptDigest, &fieldList, &d.LeafIndex, &d.Leaf)
+	d.AnswerFields = splitFields(fieldList)
 	if len(d.Leaf) == 0 {
 		d.Leaf = nil
 	}
@@ -389,6 +400,10 @@ func sqliteGetRow(row *sql.Row) (Decision, bool, error) {
 
 func (s *sqliteDB) get(ctx context.Context, digest string) (Decision, bool, error) {
 	return sqliteGetRow(s.getStmt.QueryRowContext(ctx, digest))
+}
+
+func (s *sqliteDB) byReceipt(ctx context.Context, receiptID string) (Decision, bool, error) {
+	return sqliteGetRow(s.receiptStmt.QueryRowContext(ctx, receiptID))
 }
 
 func (s *sqliteDB) digestByRequestID(ctx context.Context, agency, requestID string) (string, bool, error) {
@@ -474,7 +489,7 @@ func (s *sqliteDB) usage(ctx context.Context, k quotaKey, windows []quotaWindow)
 }
 
 func (s *sqliteDB) close() error {
-	for _, st := range []*sql.Stmt{s.insertStmt, s.getStmt, s.idStmt, s.countStmt, s.takeStmt, s.usageStmt, s.leafStmt} {
+	for _, st := range []*sql.Stmt{s.insertStmt, s.getStmt, s.idStmt, s.countStmt, s.receiptStmt, s.takeStmt, s.usageStmt, s.leafStmt} {
 		if st != nil {
 			st.Close()
 		}

@@ -75,6 +75,15 @@ type Decision struct {
 	// Type is the message type decided ("request", ...); may be "" only
 	// for a rejection.
 	Type string
+	// ReceiptID and ReceiptDigest name the signed receipt (its payload id,
+	// and the digest of the JWS — inside the JWE of a confidential
+	// receipt — that the agency verifies and cites in feedback);
+	// AnswerFields are the names (never the values) of the answer fields it
+	// carries, which a dispute may name. Empty for decisions stored before
+	// they were recorded.
+	ReceiptID     string
+	ReceiptDigest string
+	AnswerFields  []string
 	// Leaf is the transparency-log leaf of the decision, which Save builds
 	// (the caller's value is ignored) and appends in the decision's own
 	// transaction; LeafIndex is its index, -1 for a decision stored before
@@ -132,6 +141,8 @@ type Store interface {
 	// DigestByRequestID returns the digest of the non-replay decision that
 	// holds (agency, requestID).
 	DigestByRequestID(ctx context.Context, agency, requestID string) (string, bool, error)
+	// ByReceipt returns the decision whose receipt has id receiptID.
+	ByReceipt(ctx context.Context, receiptID string) (Decision, bool, error)
 	// Count returns the number of stored decisions, replays included.
 	Count(ctx context.Context) (int, error)
 	// Stats reports the group-commit counters since Open.
@@ -240,8 +251,9 @@ func normalise(d Decision) (Decision, error) {
 	if d.Agency == "" {
 		return bad("empty agency")
 	}
-	if (d.Outcome == Answered || d.Outcome == NotFound || d.Outcome == Denied) && (d.RequestID == "" || d.QueryType == "") {
-		return bad("outcome %s needs a request id and a query type", d.Outcome)
+	isQuery := d.Type == "" || d.Type == "verification_request"
+	if (d.Outcome == Answered || d.Outcome == NotFound || d.Outcome == Denied) && (d.RequestID == "" || (isQuery && d.QueryType == "")) {
+		return bad("outcome %s needs a request id and, for a request, a query type", d.Outcome)
 	}
 	if d.Replay && d.Outcome != Rejected {
 		return bad("a replay must be rejected, not %s", d.Outcome)
@@ -251,6 +263,7 @@ func normalise(d Decision) (Decision, error) {
 	}
 	for _, f := range []struct{ name, v string }{
 		{"agency", d.Agency}, {"request id", d.RequestID}, {"query type", d.QueryType}, {"reason", d.Reason}, {"type", d.Type},
+		{"receipt id", d.ReceiptID}, {"receipt digest", d.ReceiptDigest}, {"answer fields", strings.Join(d.AnswerFields, ",")},
 	} {
 		// PostgreSQL text refuses both; refusing them here keeps one bad
 		// row from failing a whole batch.
@@ -292,4 +305,12 @@ func validDigest(s string) bool {
 		}
 	}
 	return true
+}
+
+// splitFields reads the stored answer field list.
+func splitFields(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
 }

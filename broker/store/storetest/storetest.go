@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -75,6 +76,7 @@ func Run(t *testing.T, h Harness) {
 		{"QuotaClosed", testQuotaClosed},
 		{"QuotaCancelled", testQuotaCancelled},
 		{"Log", testLog},
+		{"ByReceipt", testByReceipt},
 	}
 	for _, tc := range tests {
 		if (tc.name == "Reopen" || tc.name == "QuotaReopen") && h.Volatile {
@@ -111,6 +113,9 @@ func Decision(agency, id, salt string) store.Decision {
 		DecidedAt: time.Date(2026, 11, 27, 8, 30, 15, 123456789, time.FixedZone("CST", 8*3600)),
 		// The agreement the decision rests on, as its receipt cites it.
 		AgreementID: agency + "/records", AgreementVersion: 2, AgreementDigest: agreementDigest(agency),
+		// The receipt it was answered with: ids are per receipt.
+		ReceiptID: "01R" + strings.ToUpper(hex.EncodeToString(sum[:]))[:23], ReceiptDigest: "sha256:" + hex.EncodeToString(sha256.New().Sum(sum[:]))[:64],
+		AnswerFields: []string{"has_criminal_record", "as_of"},
 	}
 }
 
@@ -132,7 +137,8 @@ func same(t *testing.T, what string, got, want store.Decision) {
 	}
 	if got.Digest != want.Digest || got.Agency != want.Agency || got.RequestID != want.RequestID ||
 		got.QueryType != want.QueryType || got.Outcome != want.Outcome || got.Reason != want.Reason || got.Replay != want.Replay ||
-		got.AgreementID != want.AgreementID || got.AgreementVersion != want.AgreementVersion || got.AgreementDigest != want.AgreementDigest {
+		got.AgreementID != want.AgreementID || got.AgreementVersion != want.AgreementVersion || got.AgreementDigest != want.AgreementDigest ||
+		got.ReceiptID != want.ReceiptID || got.ReceiptDigest != want.ReceiptDigest || !slices.Equal(got.AnswerFields, want.AnswerFields) {
 		t.Errorf("%s:\n got %+v\nwant %+v", what, got, want)
 	}
 }
@@ -561,5 +567,26 @@ func testClosed(t *testing.T, h Harness) {
 	}
 	if _, err := s.Count(ctx); !errors.Is(err, store.ErrClosed) {
 		t.Errorf("count after close: err %v, want ErrClosed", err)
+	}
+}
+
+// testByReceipt: a decision is found by its receipt's id, with what the
+// receipt carries; an unknown id and the empty id find nothing.
+func testByReceipt(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s := open(t, h.Fresh(t), store.Options{})
+	a, b := Decision("court-changchun", "01A", "x"), Decision("edu-jian", "01B", "y")
+	b.ReceiptID, b.ReceiptDigest, b.AnswerFields = "", "", nil // stored before receipts were named
+	save(t, s, a)
+	save(t, s, b)
+	got, ok, err := s.ByReceipt(ctx, a.ReceiptID)
+	if err != nil || !ok {
+		t.Fatalf("by receipt %s: %v %v", a.ReceiptID, ok, err)
+	}
+	same(t, "by receipt", got, a)
+	for _, id := range []string{"", "01RNOSUCHRECEIPT0000000000"} {
+		if _, ok, err := s.ByReceipt(ctx, id); ok || err != nil {
+			t.Errorf("by receipt %q: found %v, %v", id, ok, err)
+		}
 	}
 }
