@@ -146,8 +146,8 @@ const (
 		d.agreement_id, d.agreement_version, d.agreement_digest, d.message_type, d.receipt_id, d.receipt_digest, d.answer_fields,
 		coalesce(l.idx, -1), coalesce(l.data, x'')
 		FROM decisions d LEFT JOIN tlog_leaves l ON l.key = d.digest`
-	sqliteGet       = sqliteSelect + ` WHERE d.digest = ?`
-	sqliteByReceipt = sqliteSelect + ` WHERE d.receipt_id = ? AND d.receipt_id <> ''`
+	sqliteGet          = sqliteSelect + ` WHERE d.digest = ?`
+	sqliteByReceipt    = sqliteSelect + ` WHERE d.receipt_id = ? AND d.receipt_id <> ''`
 	sqliteDigestByID   = `SELECT digest FROM decisions WHERE agency = ? AND request_id = ? AND NOT replay AND request_id <> ''`
 	sqliteCount        = `SELECT count(*) FROM decisions`
 	sqliteVersionTable = `CREATE TABLE IF NOT EXISTS decisions_schema_version (
@@ -170,7 +170,7 @@ const (
 // sqliteDB keeps its statements prepared: modernc.org/sqlite parses and
 // plans the SQL of every unprepared call again.
 type sqliteDB struct {
-	db                                     *sql.DB
+	db                                                  *sql.DB
 	insertStmt, getStmt, idStmt, countStmt, receiptStmt *sql.Stmt
 	// quotas is the handle quota counters are committed through: WAL with
 	// synchronous=NORMAL, so a Take does not wait for the disk (a power cut
