@@ -13,6 +13,7 @@ const (
 	TypeAcknowledgement     = "acknowledgement"
 	TypeDispute             = "dispute"
 	TypeDisputeResolution   = "dispute_resolution"
+	TypeDisputeStatus       = "dispute_status"
 	TypeBatchManifest       = "batch_manifest"
 	TypeBatchRecord         = "batch_record"
 	TypeAgreement           = "agreement"
@@ -21,7 +22,7 @@ const (
 // Types lists every message type, in a stable order.
 var Types = []string{
 	TypeVerificationRequest, TypeReceipt, TypeAcknowledgement, TypeDispute,
-	TypeDisputeResolution, TypeBatchManifest, TypeBatchRecord, TypeAgreement,
+	TypeDisputeResolution, TypeBatchManifest, TypeBatchRecord, TypeAgreement, TypeDisputeStatus,
 }
 
 // SchemaName returns the schema name of a message type ("<type>.v1") and
@@ -77,7 +78,75 @@ type Receipt struct {
 	ValidUntil    *time.Time      `json:"valid_until,omitempty"`
 	Agreement     *AgreementRef   `json:"agreement,omitempty"`
 	Log           *LogRef         `json:"log,omitempty"`
+	// Dispute is set on the receipt of a dispute: the dispute opened.
+	Dispute *DisputeRef `json:"dispute,omitempty"`
 }
+
+// DisputeRef names a dispute and its state, on the receipt of the dispute.
+type DisputeRef struct {
+	ID     string     `json:"id"`
+	Status string     `json:"status"`
+	Due    *time.Time `json:"due,omitempty"`
+}
+
+// MessageRef names a signed message by its id and digest.
+type MessageRef struct {
+	ID     string `json:"id"`
+	Digest string `json:"digest"`
+}
+
+// Acknowledgement is the body of an acknowledgement.
+type Acknowledgement struct {
+	RefType string     `json:"ref_type"`
+	Ref     MessageRef `json:"ref"`
+	Kind    string     `json:"kind,omitempty"`
+	Note    string     `json:"note,omitempty"`
+}
+
+// Kinds of acknowledgement.
+const (
+	AckReceived = "received"
+	AckUsed     = "used"
+)
+
+// Dispute is the body of a dispute.
+type Dispute struct {
+	Receipt     MessageRef `json:"receipt"`
+	Fields      []string   `json:"fields"`
+	Statement   string     `json:"statement"`
+	EvidenceRef string     `json:"evidence_ref,omitempty"`
+}
+
+// DisputeResolution is the body of a dispute_resolution.
+type DisputeResolution struct {
+	Dispute         MessageRef      `json:"dispute"`
+	Receipt         MessageRef      `json:"receipt"`
+	Outcome         string          `json:"outcome"`
+	Explanation     string          `json:"explanation"`
+	CorrectedAnswer json.RawMessage `json:"corrected_answer,omitempty"`
+	ResolvedAt      *time.Time      `json:"resolved_at,omitempty"`
+}
+
+// DisputeStatus is the body of a dispute_status notice.
+type DisputeStatus struct {
+	Dispute    MessageRef `json:"dispute"`
+	Disputant  string     `json:"disputant"`
+	Receipt    MessageRef `json:"receipt"`
+	Status     string     `json:"status"`
+	At         time.Time  `json:"at"`
+	Due        *time.Time `json:"due,omitempty"`
+	Owner      string     `json:"owner"`
+	Resolution string     `json:"resolution,omitempty"`
+}
+
+// Dispute states.
+const (
+	DisputeOpen      = "open"
+	DisputeForwarded = "forwarded"
+	DisputeConfirmed = "confirmed"
+	DisputeCorrected = "corrected"
+	DisputeClosed    = "closed"
+)
 
 // AgreementRef cites the agreement (or allow-list entry) a decision rests on.
 type AgreementRef struct {
