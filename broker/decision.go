@@ -44,6 +44,8 @@ type Decision struct {
 	Answer *adapters.Answer
 	// RetryAfter is the hint of an unavailable decision.
 	RetryAfter time.Duration
+	// Dispute names the dispute a dispute message opened.
+	Dispute *schemas.DisputeRef
 }
 
 // rejected is the decision for an authenticated message that can never
@@ -142,7 +144,7 @@ func (p *Pipeline) seal(ctx context.Context, d Decision) (sealedReceipt, error) 
 	now := p.now()
 	body := schemas.Receipt{
 		RequestID: v.ID, RequestDigest: v.Digest, RequestAgency: v.Agency, Query: d.Query,
-		Decision: d.Outcome, Reason: d.Reason, Detail: d.Detail, Agreement: d.Basis,
+		Decision: d.Outcome, Reason: d.Reason, Detail: d.Detail, Agreement: d.Basis, Dispute: d.Dispute,
 	}
 	if d.RetryAfter > 0 {
 		body.RetryAfter = int(min(math.Ceil(d.RetryAfter.Seconds()), 86400))

@@ -7,6 +7,7 @@ import "strings"
 //	<prefix><agency>.requests   signed requests from the agency
 //	<prefix><agency>.receipts   signed receipts to the agency
 //	<prefix>certless.deadletter messages whose sender was not authenticated
+//	<prefix><owner>.disputes    disputes forwarded to a police data owner
 type Topics struct {
 	Prefix string
 }
@@ -16,6 +17,9 @@ func (t Topics) Requests(agency string) string { return t.Prefix + agency + ".re
 
 // Receipts is the receipt topic of agency.
 func (t Topics) Receipts(agency string) string { return t.Prefix + agency + ".receipts" }
+
+// Disputes is the topic disputes are forwarded to the data owner on.
+func (t Topics) Disputes(owner string) string { return t.Prefix + owner + ".disputes" }
 
 // DeadLetter is the dead-letter topic.
 func (t Topics) DeadLetter() string { return t.Prefix + "certless.deadletter" }

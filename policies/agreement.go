@@ -62,6 +62,21 @@ type Agreement struct {
 	// ReviewDeadline is when a proposal should be decided; required when
 	// Status is proposed.
 	ReviewDeadline *time.Time `json:"review_deadline,omitempty"`
+	// DisputeWorkingDays is the provider's time to answer a dispute, in
+	// working days; 0 means DefaultDisputeWorkingDays.
+	DisputeWorkingDays int `json:"dispute_working_days,omitempty"`
+}
+
+// DefaultDisputeWorkingDays is the time to answer a dispute when an
+// agreement sets none.
+const DefaultDisputeWorkingDays = 5
+
+// DisputeDays is the agreement's time to answer a dispute, in working days.
+func (a *Agreement) DisputeDays() int {
+	if a == nil || a.DisputeWorkingDays <= 0 {
+		return DefaultDisputeWorkingDays
+	}
+	return a.DisputeWorkingDays
 }
 
 // Parties names the two signatories by directory (agency) id.

@@ -119,6 +119,7 @@ func flatten(a *Agreement) []keyed {
 		add(secSchedules, s.Name, 0, "schedules["+s.Name+"]", fmt.Sprintf("%s at %q to %s", s.Query, s.Cron, to))
 	}
 	add(secStatus, "", 0, "status", string(a.Status))
+	add(secStatus, "", 1, "dispute_working_days", strconv.Itoa(a.DisputeDays()))
 	if a.ReviewDeadline != nil {
 		add(secReview, "", 0, "review_deadline", a.ReviewDeadline.Format(time.RFC3339Nano))
 	}

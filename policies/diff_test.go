@@ -76,7 +76,7 @@ func TestFlattenOrder(t *testing.T) {
 		"queries[criminal_record].purposes", "queries[criminal_record].fields", "queries[criminal_record].case_ref_required", "queries[criminal_record].scope",
 		"queries[identity].purposes", "queries[identity].fields", "queries[identity].case_ref_required", "queries[identity].scope",
 		"quotas.per_minute", "quotas.per_day", "quotas.per_month", "service_hours", "validity.from", "validity.until",
-		"schedules[daily-records]", "status"}
+		"schedules[daily-records]", "status", "dispute_working_days"}
 	if !reflect.DeepEqual(names, want) {
 		t.Errorf("Flatten order:\n%q\nwant\n%q", names, want)
 	}

@@ -72,6 +72,9 @@ func Format(a *Agreement) ([]byte, error) {
 		}
 	}
 	fmt.Fprintf(&b, "status: %s\n", ident(string(a.Status)))
+	if a.DisputeWorkingDays > 0 {
+		fmt.Fprintf(&b, "dispute_working_days: %d\n", a.DisputeWorkingDays)
+	}
 	if a.ReviewDeadline != nil {
 		fmt.Fprintf(&b, "review_deadline: %s\n", ts(*a.ReviewDeadline))
 	}

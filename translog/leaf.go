@@ -14,6 +14,11 @@ import (
 const (
 	KindDecision   = "decision"
 	KindDeadLetter = "dead_letter"
+	// KindDispute is one step of a dispute after it was opened (forwarded,
+	// confirmed, corrected, closed): Agency the disputing agency, Reason
+	// the step, Request the dispute message's digest, Subject the disputed
+	// receipt's digest, Receipt the digest of the broker's signed notice.
+	KindDispute = "dispute"
 )
 
 // LeafVersion is the version of the leaf encoding this package writes.

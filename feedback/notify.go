@@ -1,0 +1,202 @@
+package feedback
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"go.uber.org/zap"
+
+	"github.com/certless/certless/broker"
+	"github.com/certless/certless/envelope"
+	"github.com/certless/certless/schemas"
+	"github.com/certless/certless/translog"
+)
+
+// Producer publishes outputs; broker.Producer is one.
+type Producer interface {
+	Produce(ctx context.Context, outs ...broker.Output) error
+}
+
+// Leaves appends transparency-log leaves; store.Store is one.
+type Leaves interface {
+	AppendLeaf(ctx context.Context, key string, leaf []byte) (int64, error)
+}
+
+// Headers of the messages Notifier publishes.
+const (
+	HeaderDispute       = "certless-dispute"
+	HeaderDisputeStatus = "certless-dispute-status"
+	// HeaderNotice carries, on a dispute forwarded to the data owner, the
+	// broker's signed forwarded notice beside the agency's signed dispute.
+	HeaderNotice = "certless-notice"
+)
+
+// noticeLifetime bounds a notice's validity.
+const noticeLifetime = 90 * 24 * time.Hour
+
+// Notifier moves disputes along and tells their parties: each Round
+// forwards every open dispute to its data owner, then signs, logs (a
+// "dispute" leaf per step) and publishes the notice of every step not sent
+// yet — to the disputing agency's receipts topic, and a forwarded dispute
+// (the agency's signed message, the notice in a header) to the data owner's
+// dispute topic — and marks it sent. A step is signed once and its stored
+// notice is what is (re)sent: delivery is at least once, the bytes always
+// the same. Several brokers may run Notifiers on one database.
+type Notifier struct {
+	Store    *Store
+	Keys     broker.SigningKeys
+	Schemas  *schemas.Set
+	Leaves   Leaves
+	Producer Producer
+	Topics   broker.Topics
+	BrokerID string
+	// Encrypt, when set, turns a notice to a confidential agency into a
+	// JWE (a resolution may carry a corrected answer).
+	Encrypt func(agency string, jws []byte, now time.Time) ([]byte, error)
+	Now     func() time.Time
+	Log     *zap.Logger
+}
+
+func (n *Notifier) now() time.Time {
+	if n.Now != nil {
+		return n.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+// Run calls Round every interval until ctx ends, logging failures (they
+// are retried at the next round).
+func (n *Notifier) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := n.Round(ctx); err != nil && ctx.Err() == nil && n.Log != nil {
+			n.Log.Warn("dispute notices: round failed; retried next round", zap.Error(err))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Round forwards the open disputes and sends every unsent notice.
+func (n *Notifier) Round(ctx context.Context) error {
+	open, err := n.Store.List(ctx, Filter{Status: schemas.DisputeOpen})
+	if err != nil {
+		return err
+	}
+	for _, d := range open {
+		if _, err := n.Store.Transition(ctx, d.ID, []string{schemas.DisputeOpen}, schemas.DisputeForwarded, n.BrokerID,
+			"forwarded to "+d.Owner, n.now(), nil); err != nil {
+			return err
+		}
+	}
+	for {
+		evs, err := n.Store.Unsent(ctx, 128)
+		if err != nil || len(evs) == 0 {
+			return err
+		}
+		for _, ev := range evs {
+			if err := n.send(ctx, ev); err != nil {
+				return fmt.Errorf("dispute %s step %d: %w", ev.DisputeID, ev.Seq, err)
+			}
+		}
+	}
+}
+
+// send signs and logs ev's notice if it has none, then publishes it.
+func (n *Notifier) send(ctx context.Context, ev Event) error {
+	d, ok, err := n.Store.Dispute(ctx, ev.DisputeID)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrNotFound, ev.DisputeID)
+	}
+	if ev.Notice == nil {
+		notice, err := n.sign(d, ev)
+		if err != nil {
+			return err
+		}
+		leaf, err := translog.Leaf{
+			Kind: translog.KindDispute, Time: translog.FormatTime(ev.At), Agency: translog.Token(d.Agency),
+			Reason: ev.Status, Request: d.Digest, Subject: d.Receipt.Digest, Receipt: translog.Digest(notice),
+		}.Marshal()
+		if err != nil {
+			return err
+		}
+		idx, err := n.Leaves.AppendLeaf(ctx, "dispute:"+d.ID+":"+strconv.Itoa(ev.Seq), leaf)
+		if err != nil {
+			return fmt.Errorf("log: %w", err)
+		}
+		if err := n.Store.SetNotice(ctx, d.ID, ev.Seq, notice, idx); err != nil {
+			return err
+		}
+		// Another broker may have set its notice first: send the stored one.
+		evs, err := n.Store.Events(ctx, d.ID)
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			if e.Seq == ev.Seq {
+				ev = e
+			}
+		}
+	}
+	value := ev.Notice
+	if n.Encrypt != nil {
+		if value, err = n.Encrypt(d.Agency, ev.Notice, n.now()); err != nil {
+			return err
+		}
+	}
+	h := map[string]string{HeaderDispute: d.ID, HeaderDisputeStatus: ev.Status, broker.HeaderLogIndex: strconv.FormatInt(ev.LeafIndex, 10)}
+	outs := []broker.Output{{Topic: n.Topics.Receipts(d.Agency), Key: []byte(d.ID), Value: value, Headers: h}}
+	if ev.Status == schemas.DisputeForwarded {
+		fh := map[string]string{HeaderDispute: d.ID, HeaderDisputeStatus: ev.Status, HeaderNotice: string(ev.Notice),
+			broker.HeaderLogIndex: strconv.FormatInt(ev.LeafIndex, 10)}
+		outs = append(outs, broker.Output{Topic: n.Topics.Disputes(d.Owner), Key: []byte(d.ID), Value: d.Message, Headers: fh})
+	}
+	if err := n.Producer.Produce(ctx, outs...); err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	if err := n.Store.MarkSent(ctx, d.ID, ev.Seq, n.now()); err != nil {
+		return err
+	}
+	if n.Log != nil {
+		n.Log.Info("dispute step sent", zap.String("dispute", d.ID), zap.String("status", ev.Status),
+			zap.String("agency", d.Agency), zap.String("owner", d.Owner), zap.Int64("leaf", ev.LeafIndex))
+	}
+	return nil
+}
+
+// sign builds and signs the dispute_status notice of ev.
+func (n *Notifier) sign(d Dispute, ev Event) ([]byte, error) {
+	due := d.Due
+	body, err := json.Marshal(schemas.DisputeStatus{
+		Dispute: schemas.MessageRef{ID: d.ID, Digest: d.Digest}, Disputant: d.Agency, Receipt: d.Receipt,
+		Status: ev.Status, At: ev.At, Due: &due, Owner: d.Owner, Resolution: d.Resolution,
+	})
+	if err != nil {
+		return nil, err
+	}
+	now := n.now()
+	p := envelope.Payload{
+		Type: schemas.TypeDisputeStatus, ID: ulid.Make().String(), Agency: n.BrokerID,
+		IssuedAt: now, ExpiresAt: now.Add(noticeLifetime),
+		Purpose: envelope.Purpose{Basis: "dispute", CaseRef: d.ID}, Body: body,
+	}
+	doc, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.Schemas.Validate(schemas.TypeDisputeStatus+".v1", doc); err != nil {
+		return nil, fmt.Errorf("notice breaks its schema: %w", err)
+	}
+	return envelope.Sign(n.Keys.SigningKey(), p)
+}
