@@ -44,8 +44,10 @@ type Decision struct {
 	Answer *adapters.Answer
 	// RetryAfter is the hint of an unavailable decision.
 	RetryAfter time.Duration
-	// Dispute names the dispute a dispute message opened.
-	Dispute *schemas.DisputeRef
+	// Dispute names the dispute a dispute message opened; Acknowledged what
+	// an acknowledgement acknowledged.
+	Dispute      *schemas.DisputeRef
+	Acknowledged *schemas.AckRef
 }
 
 // rejected is the decision for an authenticated message that can never
@@ -145,6 +147,7 @@ func (p *Pipeline) seal(ctx context.Context, d Decision) (sealedReceipt, error) 
 	body := schemas.Receipt{
 		RequestID: v.ID, RequestDigest: v.Digest, RequestAgency: v.Agency, Query: d.Query,
 		Decision: d.Outcome, Reason: d.Reason, Detail: d.Detail, Agreement: d.Basis, Dispute: d.Dispute,
+		Acknowledged: d.Acknowledged,
 	}
 	if d.RetryAfter > 0 {
 		body.RetryAfter = int(min(math.Ceil(d.RetryAfter.Seconds()), 86400))

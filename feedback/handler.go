@@ -142,7 +142,8 @@ func (a ackHandler) Decide(ctx context.Context, v *envelope.Verified) (broker.De
 	if err := a.h.Store.RecordAck(ctx, ack); err != nil {
 		return broker.Decision{}, err
 	}
-	return broker.Decision{Outcome: schemas.DecisionAnswered}, nil
+	return broker.Decision{Outcome: schemas.DecisionAnswered,
+		Acknowledged: &schemas.AckRef{RefType: body.RefType, Ref: body.Ref, Kind: kind}}, nil
 }
 
 type disputeHandler struct{ h *Handlers }

@@ -80,6 +80,16 @@ type Receipt struct {
 	Log           *LogRef         `json:"log,omitempty"`
 	// Dispute is set on the receipt of a dispute: the dispute opened.
 	Dispute *DisputeRef `json:"dispute,omitempty"`
+	// Acknowledged is set on the receipt of an acknowledgement.
+	Acknowledged *AckRef `json:"acknowledged,omitempty"`
+}
+
+// AckRef says, on the receipt of an acknowledgement, what was
+// acknowledged and how.
+type AckRef struct {
+	RefType string     `json:"ref_type"`
+	Ref     MessageRef `json:"ref"`
+	Kind    string     `json:"kind"`
 }
 
 // DisputeRef names a dispute and its state, on the receipt of the dispute.

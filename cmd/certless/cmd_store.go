@@ -10,6 +10,7 @@ import (
 	"github.com/certless/certless/adapters/sqlsource"
 	"github.com/certless/certless/broker/store"
 	"github.com/certless/certless/directory"
+	"github.com/certless/certless/feedback"
 )
 
 func newStoreCmd(g *globals) *cobra.Command {
@@ -33,7 +34,10 @@ func newStoreCmd(g *globals) *cobra.Command {
 			if err := directory.Migrate(cmd.Context(), dsn); err != nil {
 				return err
 			}
-			fmt.Fprintf(g.stdout, "decision store and docking directory schema ready in %s\n", redactDSN(dsn))
+			if err := feedback.Migrate(cmd.Context(), dsn); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "decision store, docking directory and feedback schema ready in %s\n", redactDSN(dsn))
 			return nil
 		},
 	}
@@ -48,7 +52,8 @@ func newStoreCmd(g *globals) *cobra.Command {
 				return usagef("--role is required")
 			}
 			fmt.Fprint(g.stdout, store.PostgresRoleSQL(brokerRole))
-			fmt.Fprintln(g.stdout, directory.PostgresRoleSQL(brokerRole))
+			fmt.Fprint(g.stdout, directory.PostgresRoleSQL(brokerRole))
+			fmt.Fprintln(g.stdout, feedback.PostgresRoleSQL(brokerRole))
 			return nil
 		},
 	}

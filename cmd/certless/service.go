@@ -24,9 +24,11 @@ import (
 	"github.com/certless/certless/config"
 	"github.com/certless/certless/directory"
 	"github.com/certless/certless/envelope"
+	"github.com/certless/certless/feedback"
 	bkafka "github.com/certless/certless/kafka"
 	"github.com/certless/certless/keys"
 	"github.com/certless/certless/policies"
+	"github.com/certless/certless/policies/workdays"
 	"github.com/certless/certless/schemas"
 )
 
@@ -49,6 +51,10 @@ type service struct {
 	agreements *policies.Watcher
 	agrMetrics *agreementMetrics
 	sources    *sources
+	// feedback keeps acknowledgements and disputes; notifier moves disputes
+	// along and tells their parties.
+	feedback *feedback.Store
+	notifier *feedback.Notifier
 	// dir is the docking directory, docking the broker's view of it; lag
 	// follows its request topics.
 	dir      *directory.Directory
@@ -84,6 +90,9 @@ type serviceOptions struct {
 	// keysPoll overrides how often the keys folder is polled (default
 	// keysPollInterval).
 	keysPoll time.Duration
+	// feedbackClock, when set, is the clock of dispute handling (opening,
+	// deadlines, notices); tests move it to see a deadline pass.
+	feedbackClock func() time.Time
 	// checkpointClock and checkpointInterval, when set, replace the
 	// transparency log checkpointer's clock and interval (tests drive its
 	// rounds themselves).
@@ -205,6 +214,28 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 	if err != nil {
 		return nil, err
 	}
+
+	// Result feedback: acknowledgements and disputes, in the store's
+	// database; disputes go to the data owners' topics.
+	if s.feedback, err = feedback.Open(ctx, cfg.Store.DSN); err != nil {
+		return nil, fmt.Errorf("feedback: %w", err)
+	}
+	fbClock := opts.feedbackClock
+	if fbClock == nil {
+		fbClock = time.Now
+	}
+	fb := &feedback.Handlers{Receipts: s.store, Store: s.feedback, Now: fbClock,
+		Terms: agreementTerms{agreements: s.agreements, owners: cfg.DataOwners, calendar: workdays.Default()}}
+	var ownerTopics []bkafka.TopicSpec
+	for _, o := range cfg.DataOwners {
+		ownerTopics = append(ownerTopics, bkafka.TopicSpec{Name: s.topics.Disputes(o), Partitions: 1, ReplicationFactor: cfg.Kafka.ReplicationFactor})
+	}
+	if len(ownerTopics) > 0 {
+		if err = bkafka.EnsureTopics(ctx, s.kafka, ownerTopics...); err != nil {
+			return nil, fmt.Errorf("create dispute topics: %w", err)
+		}
+	}
+	s.registry.MustRegister(newDisputeMetrics(s.feedback, cfg.DataOwners, fbClock, log))
 	pipeline := &broker.Pipeline{
 		Topics:   s.topics,
 		BrokerID: cfg.BrokerID,
@@ -218,6 +249,8 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 					Next: &broker.Agreements{Agreements: s.agreements, Usage: broker.StoreUsage{Quotas: s.store}}},
 				Records: s.sources, ClockSkew: cfg.Limits.ClockSkew.D(),
 			},
+			schemas.TypeAcknowledgement: fb.Acknowledgement(),
+			schemas.TypeDispute:         fb.Dispute(),
 		},
 		Seal:      &broker.ReceiptSealer{Keys: s.key, Schemas: set, Confidential: s.docking.Confidential, Encryption: s.docking},
 		Decisions: s.store,
@@ -236,6 +269,9 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 	if s.producer, err = bkafka.NewProducer(s.kafka, bkafka.ProducerOptions{Logger: log.Named("kafka")}); err != nil {
 		return nil, err
 	}
+	s.notifier = &feedback.Notifier{Store: s.feedback, Keys: s.key, Schemas: set, Leaves: s.store,
+		Producer: producerAdapter{s.producer}, Topics: s.topics, BrokerID: cfg.BrokerID,
+		Encrypt: s.encryptNotice, Now: fbClock, Log: log.Named("feedback")}
 	s.runner = &broker.Runner{
 		Producer: producerAdapter{s.producer},
 		Handler:  handler,
@@ -335,9 +371,12 @@ func (s *service) run(ctx context.Context) error {
 	}()
 	dirWatched := make(chan struct{})
 	go func() { defer close(dirWatched); s.followDirectory(watchCtx) }()
+	notified := make(chan struct{})
+	go func() { defer close(notified); s.notifier.Run(watchCtx, s.directoryPoll) }()
 	err := s.consume(ctx)
 	stopWatch()
 	<-dirWatched
+	<-notified
 	<-watched
 	<-agreementsWatched
 	stopCheckpoints()
@@ -444,6 +483,9 @@ func (s *service) close() {
 	}
 	if s.dir != nil {
 		_ = s.dir.Close()
+	}
+	if s.feedback != nil {
+		_ = s.feedback.Close()
 	}
 	if s.store != nil {
 		if err := s.store.Close(); err != nil {
