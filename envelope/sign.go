@@ -32,10 +32,19 @@ func Sign(key *keys.Private, p Payload) ([]byte, error) {
 // need exact control over the JSON. ES256 signatures are always low-S
 // (s ≤ n/2), the only form Verify accepts.
 func SignBytes(key *keys.Private, payload []byte) ([]byte, error) {
+	return SignTyped(key, "", payload)
+}
+
+// SignTyped is SignBytes with a typ header (RFC 7515 §4.1.9), such as
+// "vc+jwt" for a Verifiable Credential secured with JOSE; "" sets none.
+func SignTyped(key *keys.Private, typ string, payload []byte) ([]byte, error) {
 	if key == nil || key.Signer == nil {
 		return nil, errors.New("envelope: sign: no key")
 	}
 	opts := (&jose.SignerOptions{}).WithHeader(jose.HeaderKey("kid"), key.KID())
+	if typ != "" {
+		opts = opts.WithType(jose.ContentType(typ))
+	}
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(key.Alg), Key: key.Signer}, opts)
 	if err != nil {
 		return nil, fmt.Errorf("envelope: sign: %w", err)
