@@ -18,6 +18,10 @@ type backend interface {
 	get(ctx context.Context, digest string) (Decision, bool, error)
 	digestByRequestID(ctx context.Context, agency, requestID string) (string, bool, error)
 	byReceipt(ctx context.Context, receiptID string) (Decision, bool, error)
+	reserveStatus(ctx context.Context, n int) (int64, error)
+	revoke(ctx context.Context, rs []Revocation) error
+	revocations(ctx context.Context, from, to int64) ([]Revocation, error)
+	bySubject(ctx context.Context, key string) ([]Decision, error)
 	count(ctx context.Context) (int, error)
 	// takeBatch runs the Takes of items in one transaction, each all or
 	// nothing on its own windows (month first), in the order given (the

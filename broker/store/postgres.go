@@ -90,19 +90,36 @@ var postgresMigrations = []string{
 	ALTER TABLE decisions ADD COLUMN IF NOT EXISTS receipt_digest text NOT NULL DEFAULT '';
 	ALTER TABLE decisions ADD COLUMN IF NOT EXISTS answer_fields text NOT NULL DEFAULT '';
 	CREATE INDEX IF NOT EXISTS decisions_receipt_id ON decisions (receipt_id) WHERE receipt_id <> '';`,
+	// Version 7: revocation (see the SQLite migration 8).
+	`ALTER TABLE decisions ADD COLUMN IF NOT EXISTS status_index bigint NOT NULL DEFAULT -1;
+	ALTER TABLE decisions ADD COLUMN IF NOT EXISTS subject_key text NOT NULL DEFAULT '';
+	CREATE INDEX IF NOT EXISTS decisions_subject_key ON decisions (subject_key) WHERE subject_key <> '';
+	CREATE TABLE status_allocation (
+		one  boolean PRIMARY KEY DEFAULT true CHECK (one),
+		next bigint NOT NULL CHECK (next >= 0)
+	);
+	INSERT INTO status_allocation (next) VALUES (0);
+	CREATE TABLE revocations (
+		status_index bigint PRIMARY KEY CHECK (status_index >= 0),
+		receipt_id   text NOT NULL,
+		agency       text NOT NULL,
+		reason       text NOT NULL,
+		dispute_id   text NOT NULL,
+		revoked_at   timestamptz NOT NULL
+	);`,
 }
 
 const (
-	pgColumns = `digest, agency, request_id, query_type, outcome, reason, replay, receipt, decided_at, agreement_id, agreement_version, agreement_digest, message_type, receipt_id, receipt_digest, answer_fields`
+	pgColumns = `digest, agency, request_id, query_type, outcome, reason, replay, receipt, decided_at, agreement_id, agreement_version, agreement_digest, message_type, receipt_id, receipt_digest, answer_fields, status_index, subject_key`
 	// pgSelect reads a decision with its leaf, if it has one.
 	pgSelect = `SELECT d.digest, d.agency, d.request_id, d.query_type, d.outcome, d.reason, d.replay, d.receipt, d.decided_at,
 		d.agreement_id, d.agreement_version, d.agreement_digest, d.message_type, d.receipt_id, d.receipt_digest, d.answer_fields,
-		coalesce(l.idx, -1), coalesce(l.data, ''::bytea)
+		d.status_index, d.subject_key, coalesce(l.idx, -1), coalesce(l.data, ''::bytea)
 		FROM decisions d LEFT JOIN tlog_leaves l ON l.key = d.digest`
 	// ON CONFLICT DO NOTHING without a target also skips a row that would
 	// break the (agency, request_id) index, without aborting the
 	// transaction; commit tells the two cases apart afterwards.
-	pgInsert        = `INSERT INTO decisions (` + pgColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT DO NOTHING`
+	pgInsert        = `INSERT INTO decisions (` + pgColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) ON CONFLICT DO NOTHING`
 	pgGet           = pgSelect + ` WHERE d.digest = $1`
 	pgByReceipt     = pgSelect + ` WHERE d.receipt_id = $1 AND d.receipt_id <> ''`
 	pgGetMany       = pgSelect + ` WHERE d.digest = ANY($1)`
@@ -153,6 +170,9 @@ func PostgresRoleSQL(role string) string {
 		`GRANT SELECT, UPDATE ON tlog_sequence, tlog_integration TO ` + r,
 		`GRANT SELECT, INSERT ON tlog_leaves, tlog_hashes, tlog_checkpoints, tlog_cosignatures TO ` + r,
 		`GRANT USAGE ON SEQUENCE tlog_checkpoints_id_seq TO ` + r,
+		`REVOKE ALL ON status_allocation, revocations FROM ` + r,
+		`GRANT SELECT, UPDATE ON status_allocation TO ` + r,
+		`GRANT SELECT, INSERT ON revocations TO ` + r,
 	}, ";\n") + ";\n"
 }
 
@@ -241,7 +261,7 @@ func (p *postgresDB) commit(ctx context.Context, batch []Decision) ([]result, er
 		b := &pgx.Batch{}
 		for _, d := range batch {
 			b.Queue(pgInsert, d.Digest, d.Agency, d.RequestID, d.QueryType, d.Outcome, d.Reason, d.Replay, d.Receipt, d.DecidedAt,
-				d.AgreementID, d.AgreementVersion, d.AgreementDigest, d.Type, d.ReceiptID, d.ReceiptDigest, strings.Join(d.AnswerFields, ","))
+				d.AgreementID, d.AgreementVersion, d.AgreementDigest, d.Type, d.ReceiptID, d.ReceiptDigest, strings.Join(d.AnswerFields, ","), d.StatusIndex, d.SubjectKey)
 		}
 		br := tx.SendBatch(ctx, b) // one round trip for the whole batch
 		var missing []string
@@ -315,7 +335,7 @@ func pgScan(row pgx.Row) (Decision, error) {
 	var d Decision
 	var fieldList string
 	err := row.Scan(&d.Digest, &d.Agency, &d.RequestID, &d.QueryType, &d.Outcome, &d.Reason, &d.Replay, &d.Receipt, &d.DecidedAt,
-		&d.AgreementID, &d.AgreementVersion, &d.AgreementDigest, &d.Type, &d.ReceiptID, &d.ReceiptDigest, &fieldList, &d.LeafIndex, &d.Leaf)
+		&d.AgreementID, &d.AgreementVersion, &d.AgreementDigest, &d.Type, &d.ReceiptID, &d.ReceiptDigest, &fieldList, &d.StatusIndex, &d.SubjectKey, &d.LeafIndex, &d.Leaf)
 	d.AnswerFields = splitFields(fieldList)
 	if len(d.Leaf) == 0 {
 		d.Leaf = nil

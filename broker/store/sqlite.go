@@ -131,6 +131,27 @@ var sqliteMigrations = []string{
 	ALTER TABLE decisions ADD COLUMN receipt_digest TEXT NOT NULL DEFAULT '';
 	ALTER TABLE decisions ADD COLUMN answer_fields TEXT NOT NULL DEFAULT '';
 	CREATE INDEX decisions_receipt_id ON decisions (receipt_id) WHERE receipt_id <> '';`,
+	// Version 8: revocation. Each receipt's index in the status lists
+	// (-1: issued before them), a keyed digest of the subject and query
+	// (to find every receipt that carried an answer later corrected,
+	// without keeping the subject), the allocator of indexes and the
+	// revocations.
+	`ALTER TABLE decisions ADD COLUMN status_index INTEGER NOT NULL DEFAULT -1;
+	ALTER TABLE decisions ADD COLUMN subject_key TEXT NOT NULL DEFAULT '';
+	CREATE INDEX decisions_subject_key ON decisions (subject_key) WHERE subject_key <> '';
+	CREATE TABLE status_allocation (
+		one  INTEGER PRIMARY KEY CHECK (one = 1),
+		next INTEGER NOT NULL CHECK (next >= 0)
+	);
+	INSERT INTO status_allocation (one, next) VALUES (1, 0);
+	CREATE TABLE revocations (
+		status_index INTEGER PRIMARY KEY CHECK (status_index >= 0),
+		receipt_id   TEXT NOT NULL,
+		agency       TEXT NOT NULL,
+		reason       TEXT NOT NULL,
+		dispute_id   TEXT NOT NULL,
+		revoked_at   TEXT NOT NULL
+	);`,
 }
 
 // sqliteTime is the stored form of DecidedAt: fixed width, so text order is
@@ -138,13 +159,13 @@ var sqliteMigrations = []string{
 const sqliteTime = "2006-01-02T15:04:05.000000Z"
 
 const (
-	sqliteColumns = `digest, agency, request_id, query_type, outcome, reason, replay, receipt, decided_at, agreement_id, agreement_version, agreement_digest, message_type, receipt_id, receipt_digest, answer_fields`
+	sqliteColumns = `digest, agency, request_id, query_type, outcome, reason, replay, receipt, decided_at, agreement_id, agreement_version, agreement_digest, message_type, receipt_id, receipt_digest, answer_fields, status_index, subject_key`
 	// ON CONFLICT DO NOTHING without a target also skips a row that would
 	// break the (agency, request_id) index; commit tells the two apart.
-	sqliteInsert = `INSERT INTO decisions (` + sqliteColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
+	sqliteInsert = `INSERT INTO decisions (` + sqliteColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
 	sqliteSelect = `SELECT d.digest, d.agency, d.request_id, d.query_type, d.outcome, d.reason, d.replay, d.receipt, d.decided_at,
 		d.agreement_id, d.agreement_version, d.agreement_digest, d.message_type, d.receipt_id, d.receipt_digest, d.answer_fields,
-		coalesce(l.idx, -1), coalesce(l.data, x'')
+		d.status_index, d.subject_key, coalesce(l.idx, -1), coalesce(l.data, x'')
 		FROM decisions d LEFT JOIN tlog_leaves l ON l.key = d.digest`
 	sqliteGet          = sqliteSelect + ` WHERE d.digest = ?`
 	sqliteByReceipt    = sqliteSelect + ` WHERE d.receipt_id = ? AND d.receipt_id <> ''`
@@ -332,7 +353,7 @@ func (s *sqliteDB) commit(ctx context.Context, batch []Decision) (_ []result, er
 	for i, d := range batch {
 		res, err := ins.ExecContext(ctx, d.Digest, d.Agency, d.RequestID, d.QueryType, d.Outcome, d.Reason,
 			d.Replay, d.Receipt, d.DecidedAt.Format(sqliteTime), d.AgreementID, d.AgreementVersion, d.AgreementDigest, d.Type,
-			d.ReceiptID, d.ReceiptDigest, strings.Join(d.AnswerFields, ","))
+			d.ReceiptID, d.ReceiptDigest, strings.Join(d.AnswerFields, ","), d.StatusIndex, d.SubjectKey)
 		if err != nil {
 			return nil, fmt.Errorf("insert %s: %w", d.Digest, err)
 		}
@@ -376,26 +397,35 @@ func (s *sqliteDB) explain(ctx context.Context, tx *sql.Tx, d Decision) (result,
 }
 
 func sqliteGetRow(row *sql.Row) (Decision, bool, error) {
-	var (
-		d             Decision
-		at, fieldList string
-	)
-	err := row.Scan(&d.Digest, &d.Agency, &d.RequestID, &d.QueryType, &d.Outcome, &d.Reason, &d.Replay, &d.Receipt, &at,
-		&d.AgreementID, &d.AgreementVersion, &d.AgreementDigest, &d.Type, &d.ReceiptID, &d.ReceiptDigest, &fieldList, &d.LeafIndex, &d.Leaf)
-	d.AnswerFields = splitFields(fieldList)
-	if len(d.Leaf) == 0 {
-		d.Leaf = nil
-	}
+	d, err := sqliteScan(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Decision{}, false, nil
 	}
 	if err != nil {
 		return Decision{}, false, err
 	}
-	if d.DecidedAt, err = time.Parse(sqliteTime, at); err != nil {
-		return Decision{}, false, fmt.Errorf("stored decided_at %q: %w", at, err)
-	}
 	return d, true, nil
+}
+
+// sqliteScan reads one row of sqliteSelect.
+func sqliteScan(row interface{ Scan(...any) error }) (Decision, error) {
+	var (
+		d             Decision
+		at, fieldList string
+	)
+	err := row.Scan(&d.Digest, &d.Agency, &d.RequestID, &d.QueryType, &d.Outcome, &d.Reason, &d.Replay, &d.Receipt, &at,
+		&d.AgreementID, &d.AgreementVersion, &d.AgreementDigest, &d.Type, &d.ReceiptID, &d.ReceiptDigest, &fieldList, &d.StatusIndex, &d.SubjectKey, &d.LeafIndex, &d.Leaf)
+	if err != nil {
+		return Decision{}, err
+	}
+	d.AnswerFields = splitFields(fieldList)
+	if len(d.Leaf) == 0 {
+		d.Leaf = nil
+	}
+	if d.DecidedAt, err = time.Parse(sqliteTime, at); err != nil {
+		return Decision{}, fmt.Errorf("stored decided_at %q: %w", at, err)
+	}
+	return d, nil
 }
 
 func (s *sqliteDB) get(ctx context.Context, digest string) (Decision, bool, error) {

@@ -84,6 +84,12 @@ type Decision struct {
 	ReceiptID     string
 	ReceiptDigest string
 	AnswerFields  []string
+	// StatusIndex is the receipt's index in the revocation status lists
+	// (-1: none; the zero value is index 0). SubjectKey is a keyed digest of
+	// the query type and subject, never the subject itself: the receipts
+	// that carried an answer later corrected are found by it.
+	StatusIndex int64
+	SubjectKey  string
 	// Leaf is the transparency-log leaf of the decision, which Save builds
 	// (the caller's value is ignored) and appends in the decision's own
 	// transaction; LeafIndex is its index, -1 for a decision stored before
@@ -143,6 +149,7 @@ type Store interface {
 	DigestByRequestID(ctx context.Context, agency, requestID string) (string, bool, error)
 	// ByReceipt returns the decision whose receipt has id receiptID.
 	ByReceipt(ctx context.Context, receiptID string) (Decision, bool, error)
+	Status
 	// Count returns the number of stored decisions, replays included.
 	Count(ctx context.Context) (int, error)
 	// Stats reports the group-commit counters since Open.
@@ -264,6 +271,7 @@ func normalise(d Decision) (Decision, error) {
 	for _, f := range []struct{ name, v string }{
 		{"agency", d.Agency}, {"request id", d.RequestID}, {"query type", d.QueryType}, {"reason", d.Reason}, {"type", d.Type},
 		{"receipt id", d.ReceiptID}, {"receipt digest", d.ReceiptDigest}, {"answer fields", strings.Join(d.AnswerFields, ",")},
+		{"subject key", d.SubjectKey},
 	} {
 		// PostgreSQL text refuses both; refusing them here keeps one bad
 		// row from failing a whole batch.

@@ -287,6 +287,9 @@ func ExamplePostgresRoleSQL() {
 	// GRANT SELECT, UPDATE ON tlog_sequence, tlog_integration TO "certless_broker";
 	// GRANT SELECT, INSERT ON tlog_leaves, tlog_hashes, tlog_checkpoints, tlog_cosignatures TO "certless_broker";
 	// GRANT USAGE ON SEQUENCE tlog_checkpoints_id_seq TO "certless_broker";
+	// REVOKE ALL ON status_allocation, revocations FROM "certless_broker";
+	// GRANT SELECT, UPDATE ON status_allocation TO "certless_broker";
+	// GRANT SELECT, INSERT ON revocations TO "certless_broker";
 }
 
 // BenchmarkSave measures parallel Saves of distinct decisions, group commit

@@ -77,6 +77,7 @@ func Run(t *testing.T, h Harness) {
 		{"QuotaCancelled", testQuotaCancelled},
 		{"Log", testLog},
 		{"ByReceipt", testByReceipt},
+		{"Status", testStatus},
 	}
 	for _, tc := range tests {
 		if (tc.name == "Reopen" || tc.name == "QuotaReopen") && h.Volatile {
@@ -116,6 +117,7 @@ func Decision(agency, id, salt string) store.Decision {
 		// The receipt it was answered with: ids are per receipt.
 		ReceiptID: "01R" + strings.ToUpper(hex.EncodeToString(sum[:]))[:23], ReceiptDigest: "sha256:" + hex.EncodeToString(sha256.New().Sum(sum[:]))[:64],
 		AnswerFields: []string{"has_criminal_record", "as_of"},
+		StatusIndex:  int64(sum[0]), SubjectKey: "hmac:" + hex.EncodeToString(sum[:8]),
 	}
 }
 
@@ -138,7 +140,8 @@ func same(t *testing.T, what string, got, want store.Decision) {
 	if got.Digest != want.Digest || got.Agency != want.Agency || got.RequestID != want.RequestID ||
 		got.QueryType != want.QueryType || got.Outcome != want.Outcome || got.Reason != want.Reason || got.Replay != want.Replay ||
 		got.AgreementID != want.AgreementID || got.AgreementVersion != want.AgreementVersion || got.AgreementDigest != want.AgreementDigest ||
-		got.ReceiptID != want.ReceiptID || got.ReceiptDigest != want.ReceiptDigest || !slices.Equal(got.AnswerFields, want.AnswerFields) {
+		got.ReceiptID != want.ReceiptID || got.ReceiptDigest != want.ReceiptDigest || !slices.Equal(got.AnswerFields, want.AnswerFields) ||
+		got.StatusIndex != want.StatusIndex || got.SubjectKey != want.SubjectKey {
 		t.Errorf("%s:\n got %+v\nwant %+v", what, got, want)
 	}
 }
@@ -588,5 +591,84 @@ func testByReceipt(t *testing.T, h Harness) {
 		if _, ok, err := s.ByReceipt(ctx, id); ok || err != nil {
 			t.Errorf("by receipt %q: found %v, %v", id, ok, err)
 		}
+	}
+}
+
+// testStatus: status indexes are never handed out twice, also to two
+// stores reserving at once; revocations are idempotent and read by range;
+// decisions are found by subject key.
+func testStatus(t *testing.T, h Harness) {
+	ctx := context.Background()
+	o := h.Fresh(t)
+	a := open(t, o, store.Options{})
+	b := a
+	if !h.Volatile {
+		b = open(t, o, store.Options{})
+	}
+	seen := map[int64]bool{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, s := range []store.Store{a, b} {
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				first, err := s.ReserveStatus(ctx, 100)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				for i := first; i < first+100; i++ {
+					if seen[i] {
+						t.Errorf("status index %d handed out twice", i)
+					}
+					seen[i] = true
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if len(seen) != 1600 {
+		t.Fatalf("%d indexes reserved, want 1600", len(seen))
+	}
+	if _, err := a.ReserveStatus(ctx, 0); err == nil {
+		t.Error("reserved 0 indexes")
+	}
+
+	at := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	r1 := store.Revocation{StatusIndex: 5, ReceiptID: "01R1", Agency: "court-changchun", Reason: "corrected", DisputeID: "01D1", At: at}
+	r2 := store.Revocation{StatusIndex: 131072 + 3, ReceiptID: "01R2", Agency: "edu-jian", Reason: "corrected", DisputeID: "01D1", At: at}
+	if err := a.Revoke(ctx, r1, r2); err != nil {
+		t.Fatal(err)
+	}
+	again := r1
+	again.Reason, again.At = "other", at.Add(time.Hour)
+	if err := b.Revoke(ctx, again); err != nil {
+		t.Fatal(err)
+	}
+	got, err := a.Revocations(ctx, 0, 131072)
+	if err != nil || len(got) != 1 || got[0].Reason != "corrected" || !got[0].At.Equal(at) || got[0].ReceiptID != "01R1" {
+		t.Fatalf("list 0: %+v %v", got, err)
+	}
+	if got, err := a.Revocations(ctx, 131072, 2*131072); err != nil || len(got) != 1 || got[0].StatusIndex != r2.StatusIndex {
+		t.Fatalf("list 1: %+v %v", got, err)
+	}
+	if err := a.Revoke(ctx, store.Revocation{StatusIndex: -1, Reason: "x", At: at}); err == nil {
+		t.Error("revoked index -1")
+	}
+
+	d1, d2, other := Decision("court-changchun", "01S1", "s"), Decision("edu-jian", "01S2", "s"), Decision("court-changchun", "01S3", "t")
+	d2.SubjectKey = d1.SubjectKey
+	for _, d := range []store.Decision{d1, d2, other} {
+		save(t, a, d)
+	}
+	ds, err := b.BySubject(ctx, d1.SubjectKey)
+	if err != nil || len(ds) != 2 {
+		t.Fatalf("by subject: %d %v", len(ds), err)
+	}
+	if ds, err := b.BySubject(ctx, ""); err != nil || len(ds) != 0 {
+		t.Fatalf("the empty key found %d", len(ds))
 	}
 }
