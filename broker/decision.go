@@ -48,6 +48,10 @@ type Decision struct {
 	// an acknowledgement acknowledged.
 	Dispute      *schemas.DisputeRef
 	Acknowledged *schemas.AckRef
+	// SubjectKey is the keyed digest of the query and subject of an
+	// answered request (RequestHandler.SubjectKey): the store finds the
+	// receipts of one subject's answer by it, to revoke them.
+	SubjectKey string
 }
 
 // rejected is the decision for an authenticated message that can never
@@ -102,7 +106,7 @@ func (p *Pipeline) record(ctx context.Context, m Message, d Decision) (Result, e
 	row := store.Decision{
 		Digest: d.Request.Digest, Agency: d.Request.Agency, RequestID: d.Request.ID, QueryType: d.Query,
 		Outcome: d.Outcome, Reason: d.Reason, Replay: replay, Receipt: sealed.Bytes, DecidedAt: p.now(), Type: d.Request.Type,
-		ReceiptID: sealed.ID, ReceiptDigest: sealed.JWSDigest,
+		ReceiptID: sealed.ID, ReceiptDigest: sealed.JWSDigest, StatusIndex: sealed.StatusIndex, SubjectKey: d.SubjectKey,
 	}
 	if d.Answer != nil {
 		row.AnswerFields = slices.Sorted(maps.Keys(d.Answer.Fields))
@@ -133,10 +137,12 @@ func (p *Pipeline) record(ctx context.Context, m Message, d Decision) (Result, e
 	return res, nil
 }
 
-// sealedReceipt is a sealed receipt with its payload id.
+// sealedReceipt is a sealed receipt with its payload id and status index
+// (-1: none).
 type sealedReceipt struct {
 	Sealed
-	ID string
+	ID          string
+	StatusIndex int64
 }
 
 // seal builds the receipt of d and has the Sealer sign (and, for
@@ -151,6 +157,14 @@ func (p *Pipeline) seal(ctx context.Context, d Decision) (sealedReceipt, error) 
 	}
 	if d.RetryAfter > 0 {
 		body.RetryAfter = int(min(math.Ceil(d.RetryAfter.Seconds()), 86400))
+	}
+	statusIndex := int64(-1)
+	if p.Status != nil {
+		i, e, err := p.Status.Entry(ctx)
+		if err != nil {
+			return sealedReceipt{}, err
+		}
+		statusIndex, body.CredentialStatus = i, e
 	}
 	expires := now.Add(receiptLifetime)
 	if ans := d.Answer; ans != nil {
@@ -185,7 +199,7 @@ func (p *Pipeline) seal(ctx context.Context, d Decision) (sealedReceipt, error) 
 	if err != nil {
 		return sealedReceipt{}, fmt.Errorf("seal receipt: %w", err)
 	}
-	return sealedReceipt{Sealed: out, ID: payload.ID}, nil
+	return sealedReceipt{Sealed: out, ID: payload.ID, StatusIndex: statusIndex}, nil
 }
 
 // reemit publishes a stored decision's receipt as it was stored.

@@ -98,6 +98,8 @@ type Pipeline struct {
 	Leaves Leaves
 	// Gate, when set, holds the record step while the log is failing.
 	Gate Gate
+	// Status, when set, gives every receipt its revocation status entry.
+	Status *StatusAllocator
 	// Log receives one warn line per dead letter: reason, kid, topic,
 	// partition, offset, digest — never payload, names or ID numbers. Nil
 	// logs nothing.

@@ -31,6 +31,10 @@ type RequestHandler struct {
 	ClockSkew time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// SubjectKey, when set, keys an answered decision by its query and
+	// subject (a keyed digest: the store never holds the subject), so that
+	// the receipts of an answer later corrected can be found and revoked.
+	SubjectKey func(q adapters.Query) string
 }
 
 // Decide implements TypeHandler.
@@ -83,6 +87,9 @@ func (h *RequestHandler) Decide(ctx context.Context, v *envelope.Verified) (Deci
 	}
 	ans.Fields = Minimise(q.Type, ans.Fields, auth.Fields)
 	d.Outcome, d.Answer = schemas.DecisionAnswered, &ans
+	if h.SubjectKey != nil {
+		d.SubjectKey = h.SubjectKey(q)
+	}
 	return d, nil
 }
 

@@ -162,6 +162,10 @@ func (s Store) IsPostgres() bool {
 // HTTP is the operations endpoint: /metrics, /healthz, /readyz, JWKS.
 type HTTP struct {
 	Addr string `yaml:"addr" json:"addr"`
+	// PublicURL is the endpoint's URL as agencies and verifiers reach it;
+	// receipts name their status lists under <PublicURL>/status/. Default
+	// http://<Addr> (of the bound address).
+	PublicURL string `yaml:"public_url,omitempty" json:"public_url,omitempty"`
 }
 
 // Log configures zap.

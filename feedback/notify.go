@@ -11,8 +11,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/certless/certless/broker"
+	"github.com/certless/certless/broker/store"
 	"github.com/certless/certless/envelope"
 	"github.com/certless/certless/schemas"
+	"github.com/certless/certless/statuslist"
 	"github.com/certless/certless/translog"
 )
 
@@ -33,6 +35,8 @@ const (
 	// HeaderNotice carries, on a dispute forwarded to the data owner, the
 	// broker's signed forwarded notice beside the agency's signed dispute.
 	HeaderNotice = "certless-notice"
+	// HeaderRevoked names the receipt a receipt_revocation notice revokes.
+	HeaderRevoked = "certless-revoked"
 )
 
 // noticeLifetime bounds a notice's validity.
@@ -57,7 +61,12 @@ type Notifier struct {
 	// Encrypt, when set, turns a notice to a confidential agency into a
 	// JWE (a resolution may carry a corrected answer).
 	Encrypt func(agency string, jws []byte, now time.Time) ([]byte, error)
-	Now     func() time.Time
+	// Revoker, when set, revokes the receipts a corrected dispute names
+	// (their status lists published under StatusBase) and tells their
+	// holders.
+	Revoker    Revoker
+	StatusBase func() string
+	Now        func() time.Time
 	Log     *zap.Logger
 }
 
@@ -149,6 +158,16 @@ func (n *Notifier) send(ctx context.Context, ev Event) error {
 			}
 		}
 	}
+	var revocations []broker.Output
+	if ev.Status == schemas.DisputeCorrected && n.Revoker != nil {
+		targets, rs, err := n.revoke(ctx, d, ev.At)
+		if err != nil {
+			return err
+		}
+		if revocations, err = n.revocationNotices(d, targets, rs); err != nil {
+			return err
+		}
+	}
 	value := ev.Notice
 	if n.Encrypt != nil {
 		if value, err = n.Encrypt(d.Agency, ev.Notice, n.now()); err != nil {
@@ -162,6 +181,7 @@ func (n *Notifier) send(ctx context.Context, ev Event) error {
 			broker.HeaderLogIndex: strconv.FormatInt(ev.LeafIndex, 10)}
 		outs = append(outs, broker.Output{Topic: n.Topics.Disputes(d.Owner), Key: []byte(d.ID), Value: d.Message, Headers: fh})
 	}
+	outs = append(outs, revocations...)
 	if err := n.Producer.Produce(ctx, outs...); err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
@@ -185,18 +205,126 @@ func (n *Notifier) sign(d Dispute, ev Event) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return n.signPayload(schemas.TypeDisputeStatus, envelope.Purpose{Basis: "dispute", CaseRef: d.ID}, body)
+}
+
+// signPayload signs a broker message of type typ, valid against its schema.
+func (n *Notifier) signPayload(typ string, purpose envelope.Purpose, body []byte) ([]byte, error) {
 	now := n.now()
 	p := envelope.Payload{
-		Type: schemas.TypeDisputeStatus, ID: ulid.Make().String(), Agency: n.BrokerID,
-		IssuedAt: now, ExpiresAt: now.Add(noticeLifetime),
-		Purpose: envelope.Purpose{Basis: "dispute", CaseRef: d.ID}, Body: body,
+		Type: typ, ID: ulid.Make().String(), Agency: n.BrokerID,
+		IssuedAt: now, ExpiresAt: now.Add(noticeLifetime), Purpose: purpose, Body: body,
 	}
 	doc, err := json.Marshal(p)
 	if err != nil {
 		return nil, err
 	}
-	if err := n.Schemas.Validate(schemas.TypeDisputeStatus+".v1", doc); err != nil {
-		return nil, fmt.Errorf("notice breaks its schema: %w", err)
+	if err := n.Schemas.Validate(typ+".v1", doc); err != nil {
+		return nil, fmt.Errorf("%s breaks its schema: %w", typ, err)
 	}
 	return envelope.Sign(n.Keys.SigningKey(), p)
+}
+
+// Revoker is what revocation needs of the decision store; store.Store is
+// one.
+type Revoker interface {
+	ByReceipt(ctx context.Context, receiptID string) (store.Decision, bool, error)
+	BySubject(ctx context.Context, key string) ([]store.Decision, error)
+	Revoke(ctx context.Context, rs ...store.Revocation) error
+	Revocations(ctx context.Context, from, to int64) ([]store.Revocation, error)
+}
+
+// ReasonCorrected is the revocation reason of a receipt whose answer a
+// dispute corrected.
+const ReasonCorrected = "corrected"
+
+// revoke revokes every receipt that carried the answer dispute d
+// corrected: the disputed one and every other answered receipt of the same
+// query about the same subject decided before the correction (found by the
+// subject key, whoever asked), logs the new version of each list that
+// changed, and returns the revoked decisions.
+func (n *Notifier) revoke(ctx context.Context, d Dispute, at time.Time) ([]store.Decision, []store.Revocation, error) {
+	rec, ok, err := n.Revoker.ByReceipt(ctx, d.Receipt.ID)
+	if err != nil || !ok {
+		return nil, nil, fmt.Errorf("revoke: the disputed receipt %s: found %v, %v", d.Receipt.ID, ok, err)
+	}
+	targets := []store.Decision{rec}
+	if rec.SubjectKey != "" {
+		same, err := n.Revoker.BySubject(ctx, rec.SubjectKey)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, o := range same {
+			if o.Digest != rec.Digest && o.Outcome == store.Answered && o.QueryType == rec.QueryType && !o.DecidedAt.After(at) {
+				targets = append(targets, o)
+			}
+		}
+	}
+	var rs []store.Revocation
+	lists := map[int64]bool{}
+	for _, t := range targets {
+		if t.StatusIndex < 0 {
+			continue // issued before status lists
+		}
+		rs = append(rs, store.Revocation{StatusIndex: t.StatusIndex, ReceiptID: t.ReceiptID, Agency: t.Agency,
+			Reason: ReasonCorrected, DisputeID: d.ID, At: at})
+		lists[t.StatusIndex/statuslist.Size] = true
+	}
+	if err := n.Revoker.Revoke(ctx, rs...); err != nil {
+		return nil, nil, err
+	}
+	for list := range lists {
+		revs, err := n.Revoker.Revocations(ctx, list*statuslist.Size, (list+1)*statuslist.Size)
+		if err != nil {
+			return nil, nil, err
+		}
+		bits := statuslist.NewBits()
+		for _, r := range revs {
+			bits.Set(int(r.StatusIndex % statuslist.Size))
+		}
+		leaf, err := translog.Leaf{Kind: translog.KindStatusList, Time: translog.FormatTime(at), Reason: "revocation",
+			Subject: translog.Digest([]byte(bits.Encode())), Request: d.Digest}.Marshal()
+		if err != nil {
+			return nil, nil, err
+		}
+		if _, err := n.Leaves.AppendLeaf(ctx, fmt.Sprintf("status_list:%d:%d", list, len(revs)), leaf); err != nil {
+			return nil, nil, fmt.Errorf("log status list %d: %w", list, err)
+		}
+	}
+	return targets, rs, nil
+}
+
+// revocationNotices are the signed receipt_revocation notices of rs, one
+// to each receipt's holder.
+func (n *Notifier) revocationNotices(d Dispute, targets []store.Decision, rs []store.Revocation) ([]broker.Output, error) {
+	byIndex := map[int64]store.Decision{}
+	for _, t := range targets {
+		byIndex[t.StatusIndex] = t
+	}
+	var outs []broker.Output
+	for _, r := range rs {
+		t := byIndex[r.StatusIndex]
+		e := statuslist.NewEntry(n.StatusBase(), r.StatusIndex)
+		body, err := json.Marshal(schemas.ReceiptRevocation{
+			Receipt: schemas.MessageRef{ID: t.ReceiptID, Digest: t.ReceiptDigest}, Holder: t.Agency, Reason: r.Reason,
+			Dispute: &schemas.MessageRef{ID: d.ID, Digest: d.Digest}, RevokedAt: r.At,
+			StatusListCredential: e.StatusListCredential, StatusListIndex: e.StatusListIndex,
+		})
+		if err != nil {
+			return nil, err
+		}
+		jws, err := n.signPayload(schemas.TypeReceiptRevocation, envelope.Purpose{Basis: "revocation", CaseRef: d.ID}, body)
+		if err != nil {
+			return nil, err
+		}
+		value := jws
+		if n.Encrypt != nil {
+			if value, err = n.Encrypt(t.Agency, jws, n.now()); err != nil {
+				return nil, err
+			}
+		}
+		outs = append(outs, broker.Output{Topic: n.Topics.Receipts(t.Agency), Key: []byte(t.ReceiptID), Value: value,
+			Headers: map[string]string{HeaderRevoked: t.ReceiptID, HeaderDispute: d.ID}})
+	}
+	return outs, nil
 }

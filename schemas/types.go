@@ -14,6 +14,7 @@ const (
 	TypeDispute             = "dispute"
 	TypeDisputeResolution   = "dispute_resolution"
 	TypeDisputeStatus       = "dispute_status"
+	TypeReceiptRevocation   = "receipt_revocation"
 	TypeBatchManifest       = "batch_manifest"
 	TypeBatchRecord         = "batch_record"
 	TypeAgreement           = "agreement"
@@ -23,6 +24,7 @@ const (
 var Types = []string{
 	TypeVerificationRequest, TypeReceipt, TypeAcknowledgement, TypeDispute,
 	TypeDisputeResolution, TypeBatchManifest, TypeBatchRecord, TypeAgreement, TypeDisputeStatus,
+	TypeReceiptRevocation,
 }
 
 // SchemaName returns the schema name of a message type ("<type>.v1") and
@@ -82,6 +84,18 @@ type Receipt struct {
 	Dispute *DisputeRef `json:"dispute,omitempty"`
 	// Acknowledged is set on the receipt of an acknowledgement.
 	Acknowledged *AckRef `json:"acknowledged,omitempty"`
+	// CredentialStatus is the receipt's entry in the broker's revocation
+	// status list (W3C Bitstring Status List v1.0).
+	CredentialStatus *StatusEntry `json:"credentialStatus,omitempty"`
+}
+
+// StatusEntry is a W3C BitstringStatusListEntry (package statuslist).
+type StatusEntry struct {
+	ID                   string `json:"id"`
+	Type                 string `json:"type"`
+	StatusPurpose        string `json:"statusPurpose"`
+	StatusListIndex      string `json:"statusListIndex"`
+	StatusListCredential string `json:"statusListCredential"`
 }
 
 // AckRef says, on the receipt of an acknowledgement, what was
@@ -169,4 +183,15 @@ type AgreementRef struct {
 type LogRef struct {
 	Index      int64  `json:"index"`
 	Checkpoint string `json:"checkpoint,omitempty"`
+}
+
+// ReceiptRevocation is the body of a receipt_revocation notice.
+type ReceiptRevocation struct {
+	Receipt              MessageRef  `json:"receipt"`
+	Holder               string      `json:"holder"`
+	Reason               string      `json:"reason"`
+	Dispute              *MessageRef `json:"dispute,omitempty"`
+	RevokedAt            time.Time   `json:"revoked_at"`
+	StatusListCredential string      `json:"status_list_credential"`
+	StatusListIndex      string      `json:"status_list_index"`
 }

@@ -34,6 +34,7 @@ import (
 
 	"github.com/certless/certless/envelope"
 	"github.com/certless/certless/keys"
+	"github.com/certless/certless/schemas"
 )
 
 // Size is the number of entries of one list: the minimum the
@@ -61,13 +62,7 @@ const (
 func Issuer(brokerID string) string { return "urn:certless:" + brokerID }
 
 // Entry is a receipt's credentialStatus.
-type Entry struct {
-	ID                   string `json:"id"`
-	Type                 string `json:"type"`
-	StatusPurpose        string `json:"statusPurpose"`
-	StatusListIndex      string `json:"statusListIndex"`
-	StatusListCredential string `json:"statusListCredential"`
-}
+type Entry = schemas.StatusEntry
 
 // NewEntry is the entry of status index index, the lists being published
 // under base (".../status"): list index/Size at base/<n>.
@@ -84,7 +79,7 @@ func ListURL(base string, n int64) string {
 }
 
 // Bit returns the entry's bit index and checks the entry's form.
-func (e Entry) Bit() (int, error) {
+func Bit(e Entry) (int, error) {
 	if e.Type != EntryType || e.StatusPurpose != Revocation || e.StatusListCredential == "" {
 		return 0, fmt.Errorf("statuslist: not a revocation %s: %+v", EntryType, e)
 	}
@@ -198,7 +193,7 @@ type Check struct {
 
 // Check reads the entry's bit in c, which must be the entry's list.
 func (c Credential) Check(e Entry) (Check, error) {
-	bit, err := e.Bit()
+	bit, err := Bit(e)
 	if err != nil {
 		return Check{}, err
 	}

@@ -19,6 +19,11 @@ const (
 	// the step, Request the dispute message's digest, Subject the disputed
 	// receipt's digest, Receipt the digest of the broker's signed notice.
 	KindDispute = "dispute"
+	// KindStatusList is a new version of a revocation status list (logged
+	// under "status_list:<list>:<revocations>"): Reason "revocation",
+	// Subject the digest of its encodedList, Request the digest of the
+	// dispute whose correction changed it.
+	KindStatusList = "status_list"
 )
 
 // LeafVersion is the version of the leaf encoding this package writes.

@@ -2,7 +2,18 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +25,7 @@ import (
 	"github.com/certless/certless/keys"
 	"github.com/certless/certless/policies"
 	"github.com/certless/certless/policies/workdays"
+	"github.com/certless/certless/statuslist"
 )
 
 // agreementTerms answers feedback.Terms from the agreements in force: the
@@ -120,4 +132,91 @@ func (m *disputeMetrics) Collect(ch chan<- prometheus.Metric) {
 // folder (the police side's `certless dispute resolve`).
 func ownerKey(dir, owner string, now time.Time) (*keys.Private, error) {
 	return keys.SigningKey(dir, owner, now)
+}
+
+// statusBase is the URL the revocation status lists are published under.
+func (s *service) statusBase() string {
+	base := s.cfg.HTTP.PublicURL
+	if base == "" {
+		base = "http://" + s.httpAddr()
+	}
+	return strings.TrimRight(base, "/") + "/status"
+}
+
+// subjectSecret reads the deployment's secret for subject keys
+// (<keys_dir>/subject.key, 32 random bytes in hex), creating it on first
+// start. Every broker of a deployment must share it (the keys folder).
+func subjectSecret(keysDir string) ([]byte, error) {
+	path := filepath.Join(keysDir, "subject.key")
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		secret := make([]byte, 32)
+		if _, err := rand.Read(secret); err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(keysDir, 0o700); err != nil {
+			return nil, err
+		}
+		enc := []byte(hex.EncodeToString(secret) + "\n")
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			return subjectSecret(keysDir) // another broker made it first
+		}
+		if err != nil {
+			return nil, err
+		}
+		if _, err := f.Write(enc); err != nil {
+			f.Close()
+			return nil, err
+		}
+		return secret, f.Close()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("subject key secret: %w", err)
+	}
+	secret, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(secret) < 32 {
+		return nil, fmt.Errorf("subject key secret %s: want 32 bytes in hex", path)
+	}
+	return secret, nil
+}
+
+// statusHandler serves GET /status/<n>: revocation status list n as a
+// BitstringStatusListCredential secured as a vc+jwt, signed now by the
+// broker's key, with every revocation of the list and why.
+func (s *service) statusHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		n, err := strconv.ParseInt(strings.TrimPrefix(r.URL.Path, "/status/"), 10, 64)
+		if err != nil || n < 0 || n > math.MaxInt64/statuslist.Size-1 {
+			http.Error(w, "no such status list", http.StatusNotFound)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		revs, err := s.store.Revocations(ctx, n*statuslist.Size, (n+1)*statuslist.Size)
+		if err != nil {
+			http.Error(w, "status list unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		rs := make([]statuslist.Revoked, len(revs))
+		for i, rv := range revs {
+			rs[i] = statuslist.Revoked{Index: int(rv.StatusIndex % statuslist.Size), Reason: rv.Reason, Dispute: rv.DisputeID, At: rv.At}
+		}
+		c, err := statuslist.NewCredential(statuslist.ListURL(s.statusBase(), n), statuslist.Issuer(s.cfg.BrokerID), time.Now(), rs)
+		if err == nil {
+			var jwt []byte
+			if jwt, err = statuslist.Sign(s.key.SigningKey(), c); err == nil {
+				w.Header().Set("Content-Type", "application/vc+jwt")
+				w.Header().Set("Cache-Control", "no-cache")
+				_, _ = w.Write(jwt)
+				return
+			}
+		}
+		s.log.Error("status list", zap.Int64("list", n), zap.Error(err))
+		http.Error(w, "status list unavailable", http.StatusInternalServerError)
+	})
 }

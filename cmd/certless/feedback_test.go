@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +23,7 @@ import (
 	"github.com/certless/certless/internal/testenv"
 	"github.com/certless/certless/keys"
 	"github.com/certless/certless/schemas"
+	"github.com/certless/certless/statuslist"
 )
 
 // feedbackRig is a broker on the real Kafka and PostgreSQL with the court's
@@ -38,6 +41,30 @@ type feedbackRig struct {
 	owner   *client.Tail // police-jilin's dispute topic
 	trusted *keys.Registry
 	p       records.Person
+	// skipped are records of the receipts topic a wait passed over (the
+	// notices of one step travel on several partitions, in any order).
+	skipped []client.Record
+}
+
+// next returns the next record of the court's receipts topic that keep
+// accepts, first among those passed over before.
+func (r *feedbackRig) next(ctx context.Context, keep func(client.Record) bool) (client.Record, error) {
+	for i, rec := range r.skipped {
+		if keep(rec) {
+			r.skipped = append(r.skipped[:i:i], r.skipped[i+1:]...)
+			return rec, nil
+		}
+	}
+	for {
+		rec, err := r.notices.Next(ctx)
+		if err != nil {
+			return rec, err
+		}
+		if keep(rec) {
+			return rec, nil
+		}
+		r.skipped = append(r.skipped, rec)
+	}
 }
 
 func newFeedbackRig(ctx context.Context, t *testing.T) *feedbackRig {
@@ -127,12 +154,11 @@ func (r *feedbackRig) notice(ctx context.Context, id, status string) schemas.Dis
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for {
-		rec, err := r.notices.Next(wctx)
+		rec, err := r.next(wctx, func(rec client.Record) bool {
+			return rec.Headers[feedback.HeaderDispute] == id && rec.Headers[feedback.HeaderDisputeStatus] == status
+		})
 		if err != nil {
 			r.t.Fatalf("no %s notice of dispute %s: %v", status, id, err)
-		}
-		if rec.Headers[feedback.HeaderDispute] != id || rec.Headers[feedback.HeaderDisputeStatus] != status {
-			continue
 		}
 		v, err := envelope.VerifyOffline(rec.Value, r.trusted, set)
 		if err != nil || v.Type != schemas.TypeDisputeStatus || v.Agency != r.cfg.BrokerID {
@@ -164,7 +190,10 @@ func TestRealKafkaDisputeLifecycle(t *testing.T) {
 
 	for _, outcome := range []string{schemas.DisputeConfirmed, schemas.DisputeCorrected} {
 		t.Run(outcome, func(t *testing.T) {
-			_, ref := r.answered(ctx)
+			// An earlier answer about the same subject, by the same query:
+			// the correction revokes it too.
+			earlier, _ := r.answered(ctx)
+			disputed, ref := r.answered(ctx)
 			id := newULID()
 			got := r.send(ctx, r.c, r.court, schemas.TypeDispute, id, schemas.Dispute{Receipt: ref, Fields: []string{"id_name_match"},
 				Statement: "the person appeared in court under this name", EvidenceRef: "hearing record 7"})
@@ -223,6 +252,8 @@ func TestRealKafkaDisputeLifecycle(t *testing.T) {
 				(outcome == schemas.DisputeCorrected) != (len(body.CorrectedAnswer) > 0) {
 				t.Fatalf("resolution body %+v %v", body, err)
 			}
+
+			r.checkRevoked(ctx, outcome == schemas.DisputeCorrected, id, earlier, disputed)
 
 			ack := r.send(ctx, r.c, r.court, schemas.TypeAcknowledgement, newULID(), schemas.Acknowledgement{
 				RefType: schemas.TypeDisputeResolution, Ref: schemas.MessageRef{ID: rv.ID, Digest: rv.Digest}})
@@ -364,4 +395,66 @@ func TestRealKafkaHostileFeedback(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// checkRevoked checks, when want, that the receipts got a signed
+// receipt_revocation notice naming the dispute and that the status list
+// the broker serves has their bits set, with why; and when not, that the
+// list leaves them clear. An answer about another subject stays clear.
+func (r *feedbackRig) checkRevoked(ctx context.Context, want bool, dispute string, receipts ...*client.Receipt) {
+	r.t.Helper()
+	set, _ := schemas.Default()
+	if want {
+		pending := map[string]bool{}
+		for _, rc := range receipts {
+			pending[rc.Envelope.ID] = true
+		}
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		for len(pending) > 0 {
+			rec, err := r.next(wctx, func(rec client.Record) bool { return rec.Headers[feedback.HeaderRevoked] != "" })
+			if err != nil {
+				r.t.Fatalf("no revocation notice for %v: %v", pending, err)
+			}
+			v, err := envelope.VerifyOffline(rec.Value, r.trusted, set)
+			if err != nil || v.Type != schemas.TypeReceiptRevocation {
+				r.t.Fatalf("revocation notice: %v %+v", err, v)
+			}
+			var rv schemas.ReceiptRevocation
+			if err := json.Unmarshal(v.Body, &rv); err != nil || rv.Dispute == nil || rv.Dispute.ID != dispute || rv.Reason != feedback.ReasonCorrected {
+				r.t.Fatalf("revocation notice body %+v %v", rv, err)
+			}
+			delete(pending, rv.Receipt.ID)
+		}
+	}
+	other := r.send(ctx, r.c, r.court, schemas.TypeVerificationRequest, newULID(), schemas.VerificationRequest{Query: "identity",
+		Subject: schemas.Subject{IDNumber: demoSubjects(records.Generate(devSeed, devPersons)).offender.IDNumber,
+			Name: demoSubjects(records.Generate(devSeed, devPersons)).offender.Name}})
+	for _, rc := range append(receipts, other) {
+		e := rc.CredentialStatus
+		if e == nil {
+			r.t.Fatalf("receipt %s carries no credentialStatus", rc.Envelope.ID)
+		}
+		resp, err := http.Get(e.StatusListCredential)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		jwt, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/vc+jwt" {
+			r.t.Fatalf("GET %s: %s %s", e.StatusListCredential, resp.Status, resp.Header.Get("Content-Type"))
+		}
+		c, err := statuslist.Open(jwt, r.trusted)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		chk, err := c.Check(*e)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		wantHere := want && rc != other
+		if chk.Revoked != wantHere || (wantHere && chk.Why.Dispute != dispute) {
+			r.t.Errorf("receipt %s: revoked %v (%+v), want %v", rc.Envelope.ID, chk.Revoked, chk.Why, wantHere)
+		}
+	}
 }

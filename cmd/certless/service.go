@@ -215,6 +215,13 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 		return nil, err
 	}
 
+	// Receipts are keyed by subject (a keyed digest) so that a corrected
+	// answer's receipts can all be revoked.
+	secret, err := subjectSecret(cfg.KeysDir)
+	if err != nil {
+		return nil, err
+	}
+
 	// Result feedback: acknowledgements and disputes, in the store's
 	// database; disputes go to the data owners' topics.
 	if s.feedback, err = feedback.Open(ctx, cfg.Store.DSN); err != nil {
@@ -248,6 +255,7 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 				Auth: &broker.Docked{Directory: s.docking,
 					Next: &broker.Agreements{Agreements: s.agreements, Usage: broker.StoreUsage{Quotas: s.store}}},
 				Records: s.sources, ClockSkew: cfg.Limits.ClockSkew.D(),
+				SubjectKey: broker.SubjectKeyer{Secret: secret}.Key,
 			},
 			schemas.TypeAcknowledgement: fb.Acknowledgement(),
 			schemas.TypeDispute:         fb.Dispute(),
@@ -256,6 +264,7 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 		Decisions: s.store,
 		Leaves:    s.store,
 		Gate:      s.checkpointer,
+		Status:    &broker.StatusAllocator{Store: s.store, Base: s.statusBase},
 		Log:       log,
 	}
 	metrics := broker.NewMetrics(s.registry)
@@ -271,7 +280,8 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 	}
 	s.notifier = &feedback.Notifier{Store: s.feedback, Keys: s.key, Schemas: set, Leaves: s.store,
 		Producer: producerAdapter{s.producer}, Topics: s.topics, BrokerID: cfg.BrokerID,
-		Encrypt: s.encryptNotice, Now: fbClock, Log: log.Named("feedback")}
+		Encrypt: s.encryptNotice, Now: fbClock, Log: log.Named("feedback"),
+		Revoker: s.store, StatusBase: s.statusBase}
 	s.runner = &broker.Runner{
 		Producer: producerAdapter{s.producer},
 		Handler:  handler,
@@ -300,6 +310,7 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 	lh := logHandler(s.store, s.logKey.verifierKey)
 	mux.Handle("/log/", lh)
 	mux.Handle("/.well-known/log-key", lh)
+	mux.Handle("/status/", s.statusHandler())
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := s.http.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
