@@ -67,7 +67,7 @@ type Notifier struct {
 	Revoker    Revoker
 	StatusBase func() string
 	Now        func() time.Time
-	Log     *zap.Logger
+	Log        *zap.Logger
 }
 
 func (n *Notifier) now() time.Time {
