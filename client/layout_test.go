@@ -10,7 +10,7 @@ import (
 // keys) depends on no package under broker/, so an agency never compiles
 // the broker's server code into its own systems.
 func TestImportsNothingOfTheBroker(t *testing.T) {
-	for _, pkg := range []string{".", "../envelope", "../keys"} {
+	for _, pkg := range []string{".", "../envelope", "../keys", "../statuslist"} {
 		out, err := exec.Command("go", "list", "-deps", pkg).CombinedOutput()
 		if err != nil {
 			t.Fatalf("go list -deps %s: %v\n%s", pkg, err, out)

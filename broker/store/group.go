@@ -22,6 +22,7 @@ type backend interface {
 	revoke(ctx context.Context, rs []Revocation) error
 	revocations(ctx context.Context, from, to int64) ([]Revocation, error)
 	bySubject(ctx context.Context, key string) ([]Decision, error)
+	recent(ctx context.Context, agency string, limit int) ([]Decision, error)
 	count(ctx context.Context) (int, error)
 	// takeBatch runs the Takes of items in one transaction, each all or
 	// nothing on its own windows (month first), in the order given (the

@@ -22,6 +22,9 @@ type Status interface {
 	// BySubject returns the decisions whose subject key is key, oldest
 	// first.
 	BySubject(ctx context.Context, key string) ([]Decision, error)
+	// Recent returns up to limit decisions, newest first, of agency (all
+	// agencies when "").
+	Recent(ctx context.Context, agency string, limit int) ([]Decision, error)
 }
 
 // Revocation is one revoked receipt.
@@ -88,7 +91,38 @@ func (g *group) BySubject(ctx context.Context, key string) ([]Decision, error) {
 	return ds, nil
 }
 
+func (g *group) Recent(ctx context.Context, agency string, limit int) ([]Decision, error) {
+	if g.isClosed() {
+		return nil, ErrClosed
+	}
+	if limit <= 0 || limit > 100000 {
+		return nil, fmt.Errorf("store: %w: limit %d outside 1..100000", ErrInvalid, limit)
+	}
+	ds, err := g.b.recent(ctx, agency, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: recent decisions: %w", err)
+	}
+	return ds, nil
+}
+
 // SQLite.
+
+func (s *sqliteDB) recent(ctx context.Context, agency string, limit int) ([]Decision, error) {
+	rows, err := s.db.QueryContext(ctx, sqliteSelect+` WHERE (? = '' OR d.agency = ?) ORDER BY d.decided_at DESC, d.digest LIMIT ?`, agency, agency, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Decision
+	for rows.Next() {
+		d, err := sqliteScan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
 
 func (s *sqliteDB) reserveStatus(ctx context.Context, n int) (int64, error) {
 	var next int64
@@ -152,6 +186,23 @@ func (s *sqliteDB) bySubject(ctx context.Context, key string) ([]Decision, error
 }
 
 // PostgreSQL.
+
+func (p *postgresDB) recent(ctx context.Context, agency string, limit int) ([]Decision, error) {
+	rows, err := p.pool.Query(ctx, pgSelect+` WHERE ($1 = '' OR d.agency = $1) ORDER BY d.decided_at DESC, d.digest LIMIT $2`, agency, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Decision
+	for rows.Next() {
+		d, err := pgScan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
 
 func (p *postgresDB) reserveStatus(ctx context.Context, n int) (int64, error) {
 	var next int64

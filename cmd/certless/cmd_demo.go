@@ -5,18 +5,22 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
 	"github.com/certless/certless/adapters/records"
 	"github.com/certless/certless/broker"
+	"github.com/certless/certless/broker/store"
 	"github.com/certless/certless/client"
 	"github.com/certless/certless/config"
 	"github.com/certless/certless/envelope"
@@ -104,6 +108,9 @@ func runDemo(ctx context.Context, g *globals, dataDir string, log *zap.Logger) e
 type scenarioReport struct {
 	cases          []*demoCase
 	receipts, dead int
+	// revoked is the request digest of the receipt the feedback scenario
+	// had revoked.
+	revoked string
 }
 
 func (r *scenarioReport) failed() int {
@@ -145,10 +152,14 @@ func (r *scenarioReport) printLog(ctx context.Context, w io.Writer, svc *service
 		svc.httpAddr(), dataDir, svc.cfg.HTTP.Addr, cp)
 	for _, c := range r.cases {
 		if c.ok && strings.HasPrefix(c.want, "answered") {
-			fmt.Fprintf(w, "Prove and check a receipt offline:\n  certless --data %s receipt proof --id %s --out receipt.bundle.json\n  certless --data %s receipt verify receipt.bundle.json\n",
+			fmt.Fprintf(w, "Prove and check a receipt offline (its revocation status list saved beside it):\n  certless --data %s receipt proof --id %s --out receipt.bundle.json --status-out receipt.status.jwt\n  certless --data %s receipt verify receipt.bundle.json --status receipt.status.jwt\n",
 				dataDir, c.signed.Digest, dataDir)
 			break
 		}
+	}
+	if r.revoked != "" {
+		fmt.Fprintf(w, "The revoked receipt, offline (verify says: revoked: corrected, dispute …, and exits 1):\n  certless --data %s receipt proof --id %s --out revoked.bundle.json --status-out revoked.status.jwt\n  certless --data %s receipt verify revoked.bundle.json --status revoked.status.jwt\n  certless --data %s receipt list --revoked\n",
+			dataDir, r.revoked, dataDir, dataDir)
 	}
 	fmt.Fprintf(w, "Audit the whole log: certless --data %s audit verify\n", dataDir)
 	return nil
@@ -189,11 +200,12 @@ func runScenarios(ctx context.Context, cfg *config.Config, svc *service) (*scena
 	subj := func(p records.Person) schemas.Subject { return schemas.Subject{IDNumber: p.IDNumber, Name: p.Name} }
 
 	answeredCourt := build(court, client.Request{Query: "criminal_record", Subject: subj(pick.clean)}, now)
+	identityCourt := build(court, client.Request{Query: "identity", Subject: subj(pick.offender)}, now)
 	replayed := build(notary, client.Request{Query: "identity", Subject: subj(pick.kinA)}, now)
 	cases := []*demoCase{
 		{agency: "court-changchun", label: "criminal record, none", signed: answeredCourt, want: "answered"},
 		{agency: "court-changchun", label: "criminal record, on file", signed: build(court, client.Request{Query: "criminal_record", Subject: subj(pick.offender)}, now), want: "answered"},
-		{agency: "court-changchun", label: "identity", signed: build(court, client.Request{Query: "identity", Subject: subj(pick.offender)}, now), want: "answered"},
+		{agency: "court-changchun", label: "identity", signed: identityCourt, want: "answered"},
 		{agency: "court-changchun", label: "unknown person", signed: build(court, client.Request{Query: "identity", Subject: schemas.Subject{IDNumber: pick.unknownID, Name: "张三"}}, now), want: "not_found/no_record"},
 		{agency: "court-changchun", label: "query outside the allow-list", signed: build(court, client.Request{Query: "household", Subject: subj(pick.clean)}, now), want: "denied/query_not_allowed"},
 		{agency: "court-changchun", label: "criminal record without a case reference", signed: build(court, client.Request{Query: "criminal_record", Subject: subj(pick.clean), Basis: "litigation", CaseRef: "none"}, now), want: "denied/case_reference_missing"},
@@ -337,7 +349,99 @@ func runScenarios(ctx context.Context, cfg *config.Config, svc *service) (*scena
 	replay.ok = replay.got == replay.want
 	all := append(append(cases, replay), deadLetters...)
 	all = append(all, redelivery)
-	return &scenarioReport{cases: all, receipts: len(receipts) + 2, dead: len(deadLetters) - len(pending)}, nil
+	fb, err := feedbackScenario(waitCtx, cfg, svc, clients["court-changchun"], court, receipts[identityCourt.Digest])
+	if err != nil {
+		return nil, err
+	}
+	all = append(all, fb.cases...)
+	return &scenarioReport{cases: all, receipts: len(receipts) + 3, dead: len(deadLetters) - len(pending), revoked: fb.revoked}, nil
+}
+
+// feedbackResult is what the feedback scenario did: its cases, and the
+// request digest of the receipt it had revoked ("" if it failed).
+type feedbackResult struct {
+	cases   []*demoCase
+	revoked string
+}
+
+// feedbackScenario is phase three, result feedback: the court disputes the
+// identity answer it got, the police data owner corrects the record, the
+// broker revokes the receipt, and anyone checking the receipt afterwards
+// against the broker's status list sees it revoked, with the reason.
+func feedbackScenario(ctx context.Context, cfg *config.Config, svc *service, c *client.Client, court *keys.Private, identity *client.Receipt) (feedbackResult, error) {
+	var res feedbackResult
+	dc := &demoCase{agency: "court-changchun", label: "dispute of the identity answer (#3)", want: "answered/open"}
+	rc := &demoCase{agency: "court-changchun", label: "the disputed receipt after police-jilin corrected the record", want: "revoked/corrected"}
+	res.cases = []*demoCase{dc, rc}
+	if identity == nil {
+		dc.got, rc.got = "no identity receipt to dispute", "not disputed"
+		return res, nil
+	}
+	ref := schemas.MessageRef{ID: identity.Envelope.ID, Digest: envelope.DigestOf(identity.Raw)}
+	body, _ := json.Marshal(schemas.Dispute{Receipt: ref, Fields: []string{"status"}, Statement: "the defendant's registration was restored by the 2024 ruling", EvidenceRef: "(2024)吉01行终12号"})
+	now := time.Now().UTC().Truncate(time.Second)
+	raw, err := envelope.Sign(court, envelope.Payload{Type: schemas.TypeDispute, ID: ulid.Make().String(), Agency: "court-changchun",
+		IssuedAt: now, ExpiresAt: now.Add(10 * time.Minute), Purpose: envelope.Purpose{Basis: "case-handling", CaseRef: "DEMO-DISPUTE"}, Body: body})
+	if err != nil {
+		return res, err
+	}
+	dc.signed = client.Signed{Digest: envelope.DigestOf(raw), Bytes: raw}
+	got, err := c.Request(ctx, dc.signed)
+	if err != nil {
+		return res, fmt.Errorf("dispute: %w", err)
+	}
+	dc.got = got.Decision
+	if got.Dispute != nil {
+		dc.got += "/" + got.Dispute.Status
+	} else if got.Reason != "" {
+		dc.got += "/" + got.Reason
+	}
+	dc.ok = dc.got == dc.want
+	if !dc.ok {
+		rc.got = "not disputed"
+		return res, nil
+	}
+	// The police side: the record is corrected, the resolution signed.
+	corrected := json.RawMessage(fmt.Sprintf(`{"as_of": %q, "status": "active"}`, now.Format(time.RFC3339)))
+	if _, err := resolveDispute(ctx, svc.feedback, cfg.KeysDir, got.Dispute.ID, schemas.DisputeCorrected,
+		"registration restored in the register after the 2024 ruling", corrected, "", now); err != nil {
+		return res, fmt.Errorf("resolve: %w", err)
+	}
+	// The broker's Notifier revokes the receipt within a round.
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		rs, err := svc.store.Revocations(ctx, 0, math.MaxInt64)
+		if err != nil {
+			return res, err
+		}
+		if slices.ContainsFunc(rs, func(r store.Revocation) bool { return r.ReceiptID == ref.ID }) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			rc.got = "not revoked"
+			return res, nil
+		case <-tick.C:
+		}
+	}
+	// Anyone holding the receipt checks it against the signed status list.
+	list, err := client.FetchStatusList(ctx, identity)
+	if err != nil {
+		return res, err
+	}
+	chk, err := client.CheckStatus(identity, list, c.Broker)
+	switch {
+	case err != nil:
+		rc.got = "status: " + err.Error()
+	case chk.Revoked:
+		rc.got = "revoked/" + chk.Why.Reason
+		rc.ok = rc.got == rc.want && chk.Why.Dispute == got.Dispute.ID
+		res.revoked = identity.RequestDigest
+	default:
+		rc.got = "not revoked"
+	}
+	return res, nil
 }
 
 type demoPicks struct {

@@ -159,57 +159,16 @@ func disputeResolveCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer s.Close()
-			d, ok, err := s.Dispute(ctx, args[0])
+			r, err := resolveDispute(ctx, s, keysDir, args[0], outcome, note, corrected, as, time.Now())
 			if err != nil {
 				return err
 			}
-			if !ok {
-				return fmt.Errorf("no dispute %s", args[0])
-			}
-			owner := as
-			if owner == "" {
-				owner = d.Owner
-			}
-			if owner != d.Owner {
-				return fmt.Errorf("dispute %s is with %s, not %s", d.ID, d.Owner, owner)
-			}
-			now := time.Now().UTC().Truncate(time.Second)
-			key, err := ownerKey(keysDir, owner, now)
-			if err != nil {
-				return fmt.Errorf("signing key of %s: %w", owner, err)
-			}
-			body, err := json.Marshal(schemas.DisputeResolution{
-				Dispute: schemas.MessageRef{ID: d.ID, Digest: d.Digest}, Receipt: d.Receipt,
-				Outcome: outcome, Explanation: note, CorrectedAnswer: corrected, ResolvedAt: &now,
-			})
-			if err != nil {
-				return err
-			}
-			p := envelope.Payload{Type: schemas.TypeDisputeResolution, ID: ulid.Make().String(), Agency: owner,
-				IssuedAt: now, ExpiresAt: now.Add(90 * 24 * time.Hour), Purpose: envelope.Purpose{Basis: "dispute", CaseRef: d.ID}, Body: body}
-			doc, err := json.Marshal(p)
-			if err != nil {
-				return err
-			}
-			if err := schemas.Validate(schemas.TypeDisputeResolution+".v1", doc); err != nil {
-				return fmt.Errorf("resolution: %w", err)
-			}
-			jws, err := envelope.Sign(key, p)
-			if err != nil {
-				return err
-			}
-			ref := schemas.MessageRef{ID: p.ID, Digest: envelope.DigestOf(jws)}
-			ev, err := s.Transition(ctx, d.ID, []string{schemas.DisputeOpen, schemas.DisputeForwarded}, outcome, owner, note, now,
-				func(x *feedback.Dispute) { x.Resolution, x.ResolutionRef = string(jws), ref })
-			if err != nil {
-				return err
-			}
-			if ev.Seq == 0 {
-				fmt.Fprintf(g.stdout, "dispute %s is already %s: nothing recorded\n", d.ID, outcome)
+			if r.event.Seq == 0 {
+				fmt.Fprintf(g.stdout, "dispute %s is already %s: nothing recorded\n", r.dispute.ID, outcome)
 				return nil
 			}
 			fmt.Fprintf(g.stdout, "dispute %s %s by %s (resolution %s, signed %s); a running broker tells %s within seconds\n",
-				d.ID, outcome, owner, ref.ID, key.KID(), d.Agency)
+				r.dispute.ID, outcome, r.dispute.Owner, r.ref.ID, r.kid, r.dispute.Agency)
 			return nil
 		},
 	}
@@ -219,4 +178,65 @@ func disputeResolveCmd(g *globals) *cobra.Command {
 	fl.StringVar(&as, "as", "", "the data owner answering (default: the dispute's)")
 	fl.StringVar(&correctedFile, "corrected-answer", "", "a JSON file with the corrected answer, minimised to the agreed fields")
 	return cmd
+}
+
+// resolution is what resolveDispute recorded.
+type resolution struct {
+	dispute feedback.Dispute
+	event   feedback.Event // Seq 0 when the dispute already had the outcome
+	ref     schemas.MessageRef
+	kid     string
+}
+
+// resolveDispute answers dispute id as its data owner (as, or the
+// dispute's), signed with the owner's key from keysDir: the signed
+// dispute_resolution is stored with the step; a running broker's Notifier
+// tells the agency (and, when corrected, revokes the receipts).
+func resolveDispute(ctx context.Context, s *feedback.Store, keysDir, id, outcome, note string, corrected json.RawMessage, as string, at time.Time) (resolution, error) {
+	d, ok, err := s.Dispute(ctx, id)
+	if err != nil {
+		return resolution{}, err
+	}
+	if !ok {
+		return resolution{}, fmt.Errorf("no dispute %s", id)
+	}
+	owner := as
+	if owner == "" {
+		owner = d.Owner
+	}
+	if owner != d.Owner {
+		return resolution{}, fmt.Errorf("dispute %s is with %s, not %s", d.ID, d.Owner, owner)
+	}
+	now := at.UTC().Truncate(time.Second)
+	key, err := ownerKey(keysDir, owner, now)
+	if err != nil {
+		return resolution{}, fmt.Errorf("signing key of %s: %w", owner, err)
+	}
+	body, err := json.Marshal(schemas.DisputeResolution{
+		Dispute: schemas.MessageRef{ID: d.ID, Digest: d.Digest}, Receipt: d.Receipt,
+		Outcome: outcome, Explanation: note, CorrectedAnswer: corrected, ResolvedAt: &now,
+	})
+	if err != nil {
+		return resolution{}, err
+	}
+	p := envelope.Payload{Type: schemas.TypeDisputeResolution, ID: ulid.Make().String(), Agency: owner,
+		IssuedAt: now, ExpiresAt: now.Add(90 * 24 * time.Hour), Purpose: envelope.Purpose{Basis: "dispute", CaseRef: d.ID}, Body: body}
+	doc, err := json.Marshal(p)
+	if err != nil {
+		return resolution{}, err
+	}
+	if err := schemas.Validate(schemas.TypeDisputeResolution+".v1", doc); err != nil {
+		return resolution{}, fmt.Errorf("resolution: %w", err)
+	}
+	jws, err := envelope.Sign(key, p)
+	if err != nil {
+		return resolution{}, err
+	}
+	ref := schemas.MessageRef{ID: p.ID, Digest: envelope.DigestOf(jws)}
+	ev, err := s.Transition(ctx, d.ID, []string{schemas.DisputeOpen, schemas.DisputeForwarded}, outcome, owner, note, now,
+		func(x *feedback.Dispute) { x.Resolution, x.ResolutionRef = string(jws), ref })
+	if err != nil {
+		return resolution{}, err
+	}
+	return resolution{dispute: d, event: ev, ref: ref, kid: key.KID()}, nil
 }

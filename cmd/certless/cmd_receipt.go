@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -15,7 +18,11 @@ import (
 
 	"github.com/certless/certless/broker/store"
 	"github.com/certless/certless/client"
+	"github.com/certless/certless/config"
+	"github.com/certless/certless/envelope"
 	"github.com/certless/certless/keys"
+	"github.com/certless/certless/schemas"
+	"github.com/certless/certless/statuslist"
 	"github.com/certless/certless/translog"
 	"github.com/certless/certless/translog/witness"
 )
@@ -26,7 +33,7 @@ func newReceiptCmd(g *globals) *cobra.Command {
 		Short: "Receipt bundles: a receipt with its transparency-log proof, checked offline",
 		Args:  cobra.NoArgs,
 	}
-	var id, agency, out string
+	var id, agency, out, statusOut string
 	var quorum int
 	proof := &cobra.Command{
 		Use:   "proof --id ID [--out FILE]",
@@ -55,9 +62,14 @@ AGENCY/REQUEST_ID, or REQUEST_ID with --agency.`,
 				return err
 			}
 			defer s.Close()
-			b, err := receiptBundle(cmd.Context(), s, id, agency, quorum)
+			b, d, err := receiptBundleOf(cmd.Context(), s, id, agency, quorum)
 			if err != nil {
 				return err
+			}
+			if statusOut != "" {
+				if err := writeStatusList(cmd.Context(), g, cfg, s, d, statusOut); err != nil {
+					return err
+				}
 			}
 			enc, _ := json.MarshalIndent(b, "", "  ")
 			enc = append(enc, '\n')
@@ -75,11 +87,14 @@ AGENCY/REQUEST_ID, or REQUEST_ID with --agency.`,
 	proof.Flags().StringVar(&id, "id", "", "request digest, AGENCY/REQUEST_ID, or REQUEST_ID with --agency")
 	proof.Flags().StringVar(&agency, "agency", "", "the requesting agency, when --id is a bare request id")
 	proof.Flags().StringVar(&out, "out", "", "bundle file to write (default: standard output)")
+	proof.Flags().StringVar(&statusOut, "status-out", "", "also write the receipt's revocation status list as it stands now (a signed vc+jwt), for receipt verify --status")
 	proof.Flags().IntVar(&quorum, "quorum", 0, "prefer a checkpoint with at least this many cosignatures (default: transparency.quorum)")
 
 	var jwksFile, logKeyFile, at, brokerID, decryptFile string
 	var witnessFiles []string
 	var need int
+	var statusFile string
+	var noStatus bool
 	verify := &cobra.Command{
 		Use:   "verify FILE [--jwks F] [--log-key F] [--witness F]... [--quorum K] [--at TIME]",
 		Short: "Check a receipt bundle offline; one verdict line per check, non-zero exit on any failure",
@@ -90,6 +105,13 @@ cosignatures of the named witnesses (at least --quorum of them, default all
 given), and the receipt's validity window at --at (default now). A
 confidential receipt (JWE) is opened with --decrypt-key, the receiving
 agency's private key; without it only its logged digest can be checked.
+
+Last, revocation: the receipt's entry (credentialStatus, W3C Bitstring
+Status List) is read in the status list it names — fetched from its URL,
+or offline from --status FILE (saved by 'receipt proof --status-out', or
+downloaded from the URL) — signed by the broker: "revoked: <reason>,
+dispute <id>, at <time>" fails the verification, otherwise "not revoked as
+of <the list's time>". --no-status skips it.
 
 Keys default to the data folder's: the broker's public keys from the keys
 folder, the log key from <keys>/log.vkey. --jwks takes a JWK set file (as
@@ -159,7 +181,10 @@ verifier key file, once per witness.`,
 					return fmt.Errorf("decryption key: %w", err)
 				}
 			}
-			checks, _ := client.VerifyBundle(b, bk, pol, e)
+			checks, rec := client.VerifyBundle(b, bk, pol, e)
+			if !noStatus {
+				checks = append(checks, statusCheck(cmd.Context(), rec, statusFile, bk))
+			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 			failed := 0
 			for _, c := range checks {
@@ -185,56 +210,144 @@ verifier key file, once per witness.`,
 	verify.Flags().IntVar(&need, "quorum", 0, "cosignatures required (default: every --witness)")
 	verify.Flags().StringVar(&at, "at", "", "check the validity window at this RFC 3339 time (default: now)")
 	verify.Flags().StringVar(&decryptFile, "decrypt-key", "", "the receiving agency's private JWK, for a confidential (JWE) receipt")
-	cmd.AddCommand(proof, verify)
+	verify.Flags().StringVar(&statusFile, "status", "", "the receipt's revocation status list, saved (vc+jwt); default: fetched from the URL the receipt names")
+	verify.Flags().BoolVar(&noStatus, "no-status", false, "do not check revocation")
+	cmd.AddCommand(proof, verify, receiptListCmd(g))
+	return cmd
+}
+
+func receiptListCmd(g *globals) *cobra.Command {
+	var revoked, asJSON bool
+	var agency string
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "list [--revoked] [--agency A] [--limit N] [--json]",
+		Short: "List receipts from the decision store, newest first; --revoked the revoked ones, with why",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := g.loadConfig(os.Getenv)
+			if err != nil {
+				return err
+			}
+			s, err := store.Open(cmd.Context(), cfg.Store.DSN, store.Options{})
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			type row struct {
+				Receipt     string    `json:"receipt"`
+				Request     string    `json:"request_digest,omitempty"`
+				Agency      string    `json:"agency"`
+				Type        string    `json:"type,omitempty"`
+				Query       string    `json:"query,omitempty"`
+				Outcome     string    `json:"outcome,omitempty"`
+				StatusIndex int64     `json:"status_index"`
+				Revoked     bool      `json:"revoked"`
+				Reason      string    `json:"reason,omitempty"`
+				Dispute     string    `json:"dispute,omitempty"`
+				At          time.Time `json:"at"`
+			}
+			var rows []row
+			if revoked {
+				rs, err := s.Revocations(cmd.Context(), 0, math.MaxInt64)
+				if err != nil {
+					return err
+				}
+				for i := len(rs) - 1; i >= 0 && len(rows) < limit; i-- {
+					r := rs[i]
+					if agency == "" || r.Agency == agency {
+						rows = append(rows, row{Receipt: r.ReceiptID, Agency: r.Agency, StatusIndex: r.StatusIndex, Revoked: true,
+							Reason: r.Reason, Dispute: r.DisputeID, At: r.At})
+					}
+				}
+			} else {
+				ds, err := s.Recent(cmd.Context(), agency, limit)
+				if err != nil {
+					return err
+				}
+				for _, d := range ds {
+					rows = append(rows, row{Receipt: d.ReceiptID, Request: d.Digest, Agency: d.Agency, Type: d.Type, Query: d.QueryType,
+						Outcome: d.Outcome, StatusIndex: d.StatusIndex, Reason: d.Reason, At: d.DecidedAt})
+				}
+			}
+			if asJSON {
+				return writeAgencyJSON(g.stdout, rows)
+			}
+			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+			if revoked {
+				fmt.Fprintln(tw, "receipt\tagency\trevoked\treason\tdispute\tstatus index\t")
+				for _, r := range rows {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t\n", r.Receipt, r.Agency, r.At.Format(time.RFC3339), r.Reason, r.Dispute, r.StatusIndex)
+				}
+			} else {
+				fmt.Fprintln(tw, "receipt\tagency\tdecided\ttype\tquery\toutcome\treason\t")
+				for _, r := range rows {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Receipt, r.Agency, r.At.Format(time.RFC3339), r.Type, r.Query, r.Outcome, r.Reason)
+				}
+			}
+			return tw.Flush()
+		},
+	}
+	fl := cmd.Flags()
+	fl.BoolVar(&revoked, "revoked", false, "only revoked receipts, with the reason and the dispute")
+	fl.StringVar(&agency, "agency", "", "only receipts issued to this agency")
+	fl.IntVar(&limit, "limit", 50, "at most this many")
+	fl.BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
 
 // receiptBundle builds the bundle of the decision id names.
 func receiptBundle(ctx context.Context, s store.Store, id, agency string, quorum int) (client.Bundle, error) {
+	b, _, err := receiptBundleOf(ctx, s, id, agency, quorum)
+	return b, err
+}
+
+// receiptBundleOf is receiptBundle that also returns the decision.
+func receiptBundleOf(ctx context.Context, s store.Store, id, agency string, quorum int) (client.Bundle, store.Decision, error) {
 	digest := id
 	if !strings.HasPrefix(id, "sha256:") {
 		if a, rid, ok := strings.Cut(id, "/"); ok && agency == "" {
 			agency, id = a, rid
 		}
 		if agency == "" {
-			return client.Bundle{}, usagef("--id %q is not a request digest: give AGENCY/REQUEST_ID or --agency", id)
+			return client.Bundle{}, store.Decision{}, usagef("--id %q is not a request digest: give AGENCY/REQUEST_ID or --agency", id)
 		}
 		d, ok, err := s.DigestByRequestID(ctx, agency, id)
 		if err != nil {
-			return client.Bundle{}, err
+			return client.Bundle{}, store.Decision{}, err
 		}
 		if !ok {
-			return client.Bundle{}, fmt.Errorf("no decision for request %s of %s", id, agency)
+			return client.Bundle{}, store.Decision{}, fmt.Errorf("no decision for request %s of %s", id, agency)
 		}
 		digest = d
 	}
 	d, ok, err := s.Get(ctx, digest)
 	if err != nil {
-		return client.Bundle{}, err
+		return client.Bundle{}, store.Decision{}, err
 	}
 	if !ok {
-		return client.Bundle{}, fmt.Errorf("no decision for request %s", digest)
+		return client.Bundle{}, store.Decision{}, fmt.Errorf("no decision for request %s", digest)
 	}
 	if d.LeafIndex < 0 {
-		return client.Bundle{}, fmt.Errorf("decision %s was made before the transparency log existed: it has no leaf", digest)
+		return client.Bundle{}, store.Decision{}, fmt.Errorf("decision %s was made before the transparency log existed: it has no leaf", digest)
 	}
 	cp, err := s.CheckpointCovering(ctx, d.LeafIndex, quorum)
 	if err != nil {
-		return client.Bundle{}, err
+		return client.Bundle{}, store.Decision{}, err
 	}
 	if cp == nil {
-		return client.Bundle{}, fmt.Errorf("leaf %d of %s is not under a checkpoint yet; the broker checkpoints every second, try again", d.LeafIndex, digest)
+		return client.Bundle{}, store.Decision{}, fmt.Errorf("leaf %d of %s is not under a checkpoint yet; the broker checkpoints every second, try again", d.LeafIndex, digest)
 	}
 	c, err := translog.ParseCheckpointBody(cp)
 	if err != nil {
-		return client.Bundle{}, err
+		return client.Bundle{}, store.Decision{}, err
 	}
 	rp, err := tlog.ProveRecord(c.N, d.LeafIndex, translog.HashReader(ctx, s))
 	if err != nil {
-		return client.Bundle{}, fmt.Errorf("inclusion proof of leaf %d in %d: %w", d.LeafIndex, c.N, err)
+		return client.Bundle{}, store.Decision{}, fmt.Errorf("inclusion proof of leaf %d in %d: %w", d.LeafIndex, c.N, err)
 	}
 	p := translog.Proof{Leaf: d.Leaf, Index: d.LeafIndex, Hashes: rp, Checkpoint: cp}
-	return client.Bundle{Receipt: string(d.Receipt), Proof: string(p.Format())}, nil
+	return client.Bundle{Receipt: string(d.Receipt), Proof: string(p.Format())}, d, nil
 }
 
 func readBounded(path string, max int64) ([]byte, error) {
@@ -263,4 +376,88 @@ func readVerifier(path string, parse func(string) (note.Verifier, error)) (note.
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return v, nil
+}
+
+// writeStatusList writes the revocation status list of decision d's receipt
+// as it stands now, signed with the broker's key from the keys folder, to
+// path. The list's URL is the one the receipt names (read from the
+// receipt's payload; for a confidential receipt from the configuration).
+func writeStatusList(ctx context.Context, g *globals, cfg *config.Config, s store.Store, d store.Decision, path string) error {
+	if d.StatusIndex < 0 {
+		return fmt.Errorf("the receipt of %s was issued before revocation status lists: it has no entry", d.Digest)
+	}
+	n := d.StatusIndex / statuslist.Size
+	url := ""
+	if p, err := storedPayload(d.Receipt); err == nil {
+		var body schemas.Receipt
+		if json.Unmarshal(p.Body, &body) == nil && body.CredentialStatus != nil {
+			url = body.CredentialStatus.StatusListCredential
+		}
+	}
+	if url == "" {
+		base := cfg.HTTP.PublicURL
+		if base == "" {
+			base = "http://" + cfg.HTTP.Addr
+		}
+		url = statuslist.ListURL(strings.TrimRight(base, "/")+"/status", n)
+	}
+	key, err := keys.SigningKey(cfg.KeysDir, cfg.BrokerID, time.Now())
+	if err != nil {
+		return fmt.Errorf("the broker's signing key: %w", err)
+	}
+	jwt, err := signedStatusList(ctx, s, url, cfg.BrokerID, key, n)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, jwt, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stdout, "wrote %s (status list %s as of now)\n", path, url)
+	return nil
+}
+
+// storedPayload reads the payload of a receipt the broker stored, without
+// verifying it (the URL it names is all that is read; verify checks the
+// rest). A JWE has none to read.
+func storedPayload(jws []byte) (envelope.Payload, error) {
+	parts := strings.Split(string(jws), ".")
+	if len(parts) != 3 {
+		return envelope.Payload{}, errors.New("not a compact JWS")
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return envelope.Payload{}, err
+	}
+	var p envelope.Payload
+	return p, json.Unmarshal(b, &p)
+}
+
+// statusCheck is the revocation verdict of a verified receipt.
+func statusCheck(ctx context.Context, r *client.Receipt, file string, b *client.Broker) client.Check {
+	c := client.Check{Name: "status"}
+	if r == nil {
+		c.Err = errors.New("the receipt could not be read, so neither could its revocation status")
+		return c
+	}
+	var list []byte
+	var err error
+	if file != "" {
+		list, err = readBounded(file, 4<<20)
+	} else {
+		list, err = client.FetchStatusList(ctx, r)
+	}
+	if err != nil {
+		c.Err = fmt.Errorf("status list: %w", err)
+		return c
+	}
+	chk, err := client.CheckStatus(r, list, b)
+	switch {
+	case err != nil:
+		c.Err = err
+	case chk.Revoked:
+		c.Err = fmt.Errorf("revoked: %s, dispute %s, at %s", chk.Why.Reason, chk.Why.Dispute, chk.Why.At.UTC().Format(time.RFC3339))
+	default:
+		c.Note = "not revoked as of " + chk.AsOf.UTC().Format(time.RFC3339) + " (" + r.CredentialStatus.StatusListCredential + ")"
+	}
+	return c
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/certless/certless/broker/store"
 	"github.com/certless/certless/envelope"
 	"github.com/certless/certless/feedback"
 	"github.com/certless/certless/keys"
@@ -197,26 +198,39 @@ func (s *service) statusHandler() http.Handler {
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		defer cancel()
-		revs, err := s.store.Revocations(ctx, n*statuslist.Size, (n+1)*statuslist.Size)
-		if err != nil {
-			http.Error(w, "status list unavailable", http.StatusServiceUnavailable)
-			return
-		}
-		rs := make([]statuslist.Revoked, len(revs))
-		for i, rv := range revs {
-			rs[i] = statuslist.Revoked{Index: int(rv.StatusIndex % statuslist.Size), Reason: rv.Reason, Dispute: rv.DisputeID, At: rv.At}
-		}
-		c, err := statuslist.NewCredential(statuslist.ListURL(s.statusBase(), n), statuslist.Issuer(s.cfg.BrokerID), time.Now(), rs)
+		jwt, err := signedStatusList(ctx, s.store, statuslist.ListURL(s.statusBase(), n), s.cfg.BrokerID, s.key.SigningKey(), n)
 		if err == nil {
-			var jwt []byte
-			if jwt, err = statuslist.Sign(s.key.SigningKey(), c); err == nil {
-				w.Header().Set("Content-Type", "application/vc+jwt")
-				w.Header().Set("Cache-Control", "no-cache")
-				_, _ = w.Write(jwt)
-				return
-			}
+			w.Header().Set("Content-Type", "application/vc+jwt")
+			w.Header().Set("Cache-Control", "no-cache")
+			_, _ = w.Write(jwt)
+			return
 		}
 		s.log.Error("status list", zap.Int64("list", n), zap.Error(err))
 		http.Error(w, "status list unavailable", http.StatusInternalServerError)
 	})
+}
+
+// revocationReader reads the revocations of a range of status indexes;
+// store.Store is one.
+type revocationReader interface {
+	Revocations(ctx context.Context, from, to int64) ([]store.Revocation, error)
+}
+
+// signedStatusList is status list n, published at url, as a
+// BitstringStatusListCredential vc+jwt valid from now, with why each bit
+// is set.
+func signedStatusList(ctx context.Context, s revocationReader, url, brokerID string, key *keys.Private, n int64) ([]byte, error) {
+	revs, err := s.Revocations(ctx, n*statuslist.Size, (n+1)*statuslist.Size)
+	if err != nil {
+		return nil, err
+	}
+	rs := make([]statuslist.Revoked, len(revs))
+	for i, rv := range revs {
+		rs[i] = statuslist.Revoked{Index: int(rv.StatusIndex % statuslist.Size), Reason: rv.Reason, Dispute: rv.DisputeID, At: rv.At}
+	}
+	c, err := statuslist.NewCredential(url, statuslist.Issuer(brokerID), time.Now(), rs)
+	if err != nil {
+		return nil, err
+	}
+	return statuslist.Sign(key, c)
 }

@@ -671,4 +671,10 @@ func testStatus(t *testing.T, h Harness) {
 	if ds, err := b.BySubject(ctx, ""); err != nil || len(ds) != 0 {
 		t.Fatalf("the empty key found %d", len(ds))
 	}
+	if ds, err := b.Recent(ctx, "court-changchun", 10); err != nil || len(ds) != 2 {
+		t.Fatalf("recent of the court: %d %v", len(ds), err)
+	}
+	if ds, err := b.Recent(ctx, "", 2); err != nil || len(ds) != 2 {
+		t.Fatalf("recent, 2: %d %v", len(ds), err)
+	}
 }
