@@ -278,6 +278,9 @@ func Open(jwt []byte, keys KeyResolver) (Credential, error) {
 	if err := json.Unmarshal(payload, &c); err != nil {
 		return Credential{}, fmt.Errorf("statuslist: credential: %w", err)
 	}
+	if !containsType(c.Type, CredentialType) || c.CredentialSubject.Type != ListType || c.CredentialSubject.StatusPurpose != Revocation {
+		return Credential{}, fmt.Errorf("statuslist: not a revocation %s (type %v)", CredentialType, c.Type)
+	}
 	if c.Issuer != Issuer(pub.Agency) {
 		return Credential{}, fmt.Errorf("statuslist: issued by %q, signed by %s", c.Issuer, h.KeyID)
 	}

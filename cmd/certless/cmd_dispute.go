@@ -233,7 +233,9 @@ func resolveDispute(ctx context.Context, s *feedback.Store, keysDir, id, outcome
 		return resolution{}, err
 	}
 	ref := schemas.MessageRef{ID: p.ID, Digest: envelope.DigestOf(jws)}
-	ev, err := s.Transition(ctx, d.ID, []string{schemas.DisputeOpen, schemas.DisputeForwarded}, outcome, owner, note, now,
+	// The step at full precision: the receipts decided before it are the
+	// ones a correction revokes.
+	ev, err := s.Transition(ctx, d.ID, []string{schemas.DisputeOpen, schemas.DisputeForwarded}, outcome, owner, note, at,
 		func(x *feedback.Dispute) { x.Resolution, x.ResolutionRef = string(jws), ref })
 	if err != nil {
 		return resolution{}, err

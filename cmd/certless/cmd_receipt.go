@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -19,6 +20,7 @@ import (
 	"github.com/certless/certless/broker/store"
 	"github.com/certless/certless/client"
 	"github.com/certless/certless/config"
+	"github.com/certless/certless/credential"
 	"github.com/certless/certless/envelope"
 	"github.com/certless/certless/keys"
 	"github.com/certless/certless/schemas"
@@ -212,7 +214,7 @@ verifier key file, once per witness.`,
 	verify.Flags().StringVar(&decryptFile, "decrypt-key", "", "the receiving agency's private JWK, for a confidential (JWE) receipt")
 	verify.Flags().StringVar(&statusFile, "status", "", "the receipt's revocation status list, saved (vc+jwt); default: fetched from the URL the receipt names")
 	verify.Flags().BoolVar(&noStatus, "no-status", false, "do not check revocation")
-	cmd.AddCommand(proof, verify, receiptListCmd(g))
+	cmd.AddCommand(proof, verify, receiptListCmd(g), receiptExportCmd(g))
 	return cmd
 }
 
@@ -302,32 +304,43 @@ func receiptBundle(ctx context.Context, s store.Store, id, agency string, quorum
 	return b, err
 }
 
-// receiptBundleOf is receiptBundle that also returns the decision.
-func receiptBundleOf(ctx context.Context, s store.Store, id, agency string, quorum int) (client.Bundle, store.Decision, error) {
+// decisionOf finds the decision ID names: a request digest, AGENCY/REQUEST_ID,
+// or REQUEST_ID of agency.
+func decisionOf(ctx context.Context, s store.Store, id, agency string) (store.Decision, error) {
 	digest := id
 	if !strings.HasPrefix(id, "sha256:") {
 		if a, rid, ok := strings.Cut(id, "/"); ok && agency == "" {
 			agency, id = a, rid
 		}
 		if agency == "" {
-			return client.Bundle{}, store.Decision{}, usagef("--id %q is not a request digest: give AGENCY/REQUEST_ID or --agency", id)
+			return store.Decision{}, usagef("--id %q is not a request digest: give AGENCY/REQUEST_ID or --agency", id)
 		}
 		d, ok, err := s.DigestByRequestID(ctx, agency, id)
 		if err != nil {
-			return client.Bundle{}, store.Decision{}, err
+			return store.Decision{}, err
 		}
 		if !ok {
-			return client.Bundle{}, store.Decision{}, fmt.Errorf("no decision for request %s of %s", id, agency)
+			return store.Decision{}, fmt.Errorf("no decision for request %s of %s", id, agency)
 		}
 		digest = d
 	}
 	d, ok, err := s.Get(ctx, digest)
 	if err != nil {
-		return client.Bundle{}, store.Decision{}, err
+		return store.Decision{}, err
 	}
 	if !ok {
-		return client.Bundle{}, store.Decision{}, fmt.Errorf("no decision for request %s", digest)
+		return store.Decision{}, fmt.Errorf("no decision for request %s", digest)
 	}
+	return d, nil
+}
+
+// receiptBundleOf is receiptBundle that also returns the decision.
+func receiptBundleOf(ctx context.Context, s store.Store, id, agency string, quorum int) (client.Bundle, store.Decision, error) {
+	d, err := decisionOf(ctx, s, id, agency)
+	if err != nil {
+		return client.Bundle{}, store.Decision{}, err
+	}
+	digest := d.Digest
 	if d.LeafIndex < 0 {
 		return client.Bundle{}, store.Decision{}, fmt.Errorf("decision %s was made before the transparency log existed: it has no leaf", digest)
 	}
@@ -460,4 +473,101 @@ func statusCheck(ctx context.Context, r *client.Receipt, file string, b *client.
 		c.Note = "not revoked as of " + chk.AsOf.UTC().Format(time.RFC3339) + " (" + r.CredentialStatus.StatusListCredential + ")"
 	}
 	return c
+}
+
+func receiptExportCmd(g *globals) *cobra.Command {
+	var id, agency, format, out, decryptFile string
+	cmd := &cobra.Command{
+		Use:   "export --id ID --format vc [--out FILE] [--decrypt-key F]",
+		Short: "Write a receipt as a W3C Verifiable Credential (Data Model 2.0, vc+jwt signed by the broker)",
+		Long: `Writes the receipt of one decided request as a W3C Verifiable Credential
+(Data Model 2.0) secured with JOSE as a vc+jwt: issuer the broker
+(urn:certless:<broker id>), credentialSubject the decision and the minimised
+answer, credentialStatus the receipt's entry in the broker's revocation
+status list, evidence its transparency-log leaf; signed with the broker's
+current key from the keys folder. A confidential receipt needs the receiving
+agency's --decrypt-key.
+
+ID is the request digest, AGENCY/REQUEST_ID, or REQUEST_ID with --agency.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if id == "" {
+				return usagef("--id is required")
+			}
+			if format != "vc" {
+				return usagef("--format %q: the one format is vc", format)
+			}
+			ctx := cmd.Context()
+			cfg, err := g.loadConfig(os.Getenv)
+			if err != nil {
+				return err
+			}
+			s, err := store.Open(ctx, cfg.Store.DSN, store.Options{})
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			d, err := decisionOf(ctx, s, id, agency)
+			if err != nil {
+				return err
+			}
+			jws := d.Receipt
+			if bytes.Count(jws, []byte(".")) == 4 { // a compact JWE
+				if decryptFile == "" {
+					return fmt.Errorf("the receipt of %s is confidential: give the receiving agency's --decrypt-key", d.Digest)
+				}
+				k, err := keys.ReadPrivate(decryptFile)
+				if err != nil {
+					return fmt.Errorf("decryption key: %w", err)
+				}
+				if jws, err = envelope.Decrypt(jws, k); err != nil {
+					return err
+				}
+			}
+			reg, err := keys.LoadDir(cfg.KeysDir)
+			if err != nil {
+				return err
+			}
+			set, err := schemas.Default()
+			if err != nil {
+				return err
+			}
+			v, err := envelope.VerifyOffline(jws, reg, set)
+			if err != nil {
+				return fmt.Errorf("the stored receipt does not verify: %w", err)
+			}
+			var body schemas.Receipt
+			if err := json.Unmarshal(v.Body, &body); err != nil {
+				return err
+			}
+			c, err := credential.FromReceipt(v.Payload, body, cfg.BrokerID, cfg.LogOrigin(), d.LeafIndex)
+			if err != nil {
+				return err
+			}
+			key, err := keys.SigningKey(cfg.KeysDir, cfg.BrokerID, time.Now())
+			if err != nil {
+				return fmt.Errorf("the broker's signing key: %w", err)
+			}
+			jwt, err := credential.Sign(key, c)
+			if err != nil {
+				return err
+			}
+			if out == "" || out == "-" {
+				_, err = fmt.Fprintf(g.stdout, "%s\n", jwt)
+				return err
+			}
+			if err := os.WriteFile(out, jwt, 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "wrote %s (%s, %s)\n", out, c.ID, credential.MediaType)
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&id, "id", "", "request digest, AGENCY/REQUEST_ID, or REQUEST_ID with --agency")
+	fl.StringVar(&agency, "agency", "", "the requesting agency, when --id is a bare request id")
+	fl.StringVar(&format, "format", "vc", "vc: a W3C Verifiable Credential secured as a vc+jwt")
+	fl.StringVar(&out, "out", "", "file to write (default: standard output)")
+	fl.StringVar(&decryptFile, "decrypt-key", "", "the receiving agency's private JWK, for a confidential (JWE) receipt")
+	return cmd
 }

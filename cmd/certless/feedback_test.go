@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -254,6 +255,7 @@ func TestRealKafkaDisputeLifecycle(t *testing.T) {
 			}
 
 			r.checkRevoked(ctx, outcome == schemas.DisputeCorrected, id, earlier, disputed)
+			r.verifyOffline(ctx, disputed, outcome == schemas.DisputeCorrected, id)
 
 			ack := r.send(ctx, r.c, r.court, schemas.TypeAcknowledgement, newULID(), schemas.Acknowledgement{
 				RefType: schemas.TypeDisputeResolution, Ref: schemas.MessageRef{ID: rv.ID, Digest: rv.Digest}})
@@ -456,5 +458,48 @@ func (r *feedbackRig) checkRevoked(ctx context.Context, want bool, dispute strin
 		if chk.Revoked != wantHere || (wantHere && chk.Why.Dispute != dispute) {
 			r.t.Errorf("receipt %s: revoked %v (%+v), want %v", rc.Envelope.ID, chk.Revoked, chk.Why, wantHere)
 		}
+	}
+}
+
+// verifyOffline saves the receipt's bundle and status list with the CLI,
+// then verifies them offline: revoked (exit 1, naming the reason and the
+// dispute) or not; and exports the receipt as a vc+jwt credential.
+func (r *feedbackRig) verifyOffline(ctx context.Context, rc *client.Receipt, revoked bool, dispute string) {
+	r.t.Helper()
+	dir := r.t.TempDir()
+	bundle, status := filepath.Join(dir, "r.bundle.json"), filepath.Join(dir, "r.status.jwt")
+	testenv.Eventually(ctx, r.t, "the receipt's leaf under a checkpoint", 30*time.Second, func() error {
+		code, out, errOut := runCLI(r.t, "--config", r.cfgPath, "receipt", "proof", "--id", rc.RequestDigest, "--out", bundle, "--status-out", status)
+		if code != exitOK {
+			return fmt.Errorf("receipt proof: %d %s %s", code, out, errOut)
+		}
+		return nil
+	})
+	code, out, errOut := runCLI(r.t, "--config", r.cfgPath, "receipt", "verify", bundle, "--status", status)
+	switch {
+	case revoked && (code == exitOK || !strings.Contains(out, "revoked: corrected, dispute "+dispute+", at ")):
+		r.t.Errorf("offline verify of a revoked receipt: exit %d\n%s%s", code, out, errOut)
+	case !revoked && (code != exitOK || !strings.Contains(out, "not revoked as of")):
+		r.t.Errorf("offline verify of a receipt in force: exit %d\n%s%s", code, out, errOut)
+	}
+	vc := filepath.Join(dir, "r.vc.jwt")
+	if code, out, errOut := runCLI(r.t, "--config", r.cfgPath, "receipt", "export", "--id", rc.RequestDigest, "--format", "vc", "--out", vc); code != exitOK {
+		r.t.Fatalf("receipt export: %d %s %s", code, out, errOut)
+	}
+	jwt, err := os.ReadFile(vc)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if _, err := statuslist.Open(jwt, r.trusted); err == nil {
+		r.t.Error("a receipt credential opened as a status list")
+	}
+	jws, err := jose.ParseSigned(string(jwt), []jose.SignatureAlgorithm{jose.EdDSA, jose.ES256})
+	if err != nil || jws.Signatures[0].Protected.ExtraHeaders[jose.HeaderType] != "vc+jwt" {
+		r.t.Fatalf("exported credential: %v", err)
+	}
+	pub, _ := r.trusted.Lookup(jws.Signatures[0].Protected.KeyID)
+	payload, err := jws.Verify(pub.Key)
+	if err != nil || !strings.Contains(string(payload), `"credentialStatus"`) || !strings.Contains(string(payload), rc.Envelope.ID) {
+		r.t.Fatalf("exported credential does not verify or lacks its status: %v %s", err, payload)
 	}
 }
