@@ -25,7 +25,7 @@ func sample(t *testing.T) (envelope.Payload, schemas.Receipt) {
 	body := schemas.Receipt{RequestID: "01KREQUEST0000000000000001", RequestDigest: "sha256:" + string(bytes.Repeat([]byte("ab"), 32)),
 		RequestAgency: "court-changchun", Query: "identity", Decision: schemas.DecisionAnswered,
 		Answer: json.RawMessage(`{"as_of":"2026-12-01T09:00:00Z","id_name_match":true}`), AsOf: &asOf,
-		Agreement: &schemas.AgreementRef{ID: "court-changchun/records", Version: 1, Digest: "sha256:" + string(bytes.Repeat([]byte("cd"), 32))},
+		Agreement:        &schemas.AgreementRef{ID: "court-changchun/records", Version: 1, Digest: "sha256:" + string(bytes.Repeat([]byte("cd"), 32))},
 		CredentialStatus: &entry}
 	raw, _ := json.Marshal(body)
 	return envelope.Payload{Type: schemas.TypeReceipt, ID: "01KRECEIPT0000000000000001", Agency: "certless", IssuedAt: issued,
