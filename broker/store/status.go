@@ -108,7 +108,16 @@ func (g *group) Recent(ctx context.Context, agency string, limit int) ([]Decisio
 // SQLite.
 
 func (s *sqliteDB) recent(ctx context.Context, agency string, limit int) ([]Decision, error) {
-	rows, err := s.db.QueryContext(ctx, sqliteSelect+` WHERE (? = '' OR d.agency = ?) ORDER BY d.decided_at DESC, d.digest LIMIT ?`, agency, agency, limit)
+	return s.selectDecisions(ctx, `WHERE (? = '' OR d.agency = ?) ORDER BY d.decided_at DESC, d.digest LIMIT ?`, agency, agency, limit)
+}
+
+func (s *sqliteDB) bySubject(ctx context.Context, key string) ([]Decision, error) {
+	return s.selectDecisions(ctx, `WHERE d.subject_key = ? ORDER BY d.decided_at, d.digest`, key)
+}
+
+// selectDecisions runs sqliteSelect with a WHERE (and ORDER) clause.
+func (s *sqliteDB) selectDecisions(ctx context.Context, where string, args ...any) ([]Decision, error) {
+	rows, err := s.db.QueryContext(ctx, sqliteSelect+" "+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -123,6 +132,7 @@ func (s *sqliteDB) recent(ctx context.Context, agency string, limit int) ([]Deci
 	}
 	return out, rows.Err()
 }
+
 
 func (s *sqliteDB) reserveStatus(ctx context.Context, n int) (int64, error) {
 	var next int64
@@ -168,27 +178,20 @@ func (s *sqliteDB) revocations(ctx context.Context, from, to int64) ([]Revocatio
 	return out, rows.Err()
 }
 
-func (s *sqliteDB) bySubject(ctx context.Context, key string) ([]Decision, error) {
-	rows, err := s.db.QueryContext(ctx, sqliteSelect+` WHERE d.subject_key = ? ORDER BY d.decided_at, d.digest`, key)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Decision
-	for rows.Next() {
-		d, err := sqliteScan(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
-}
 
 // PostgreSQL.
 
 func (p *postgresDB) recent(ctx context.Context, agency string, limit int) ([]Decision, error) {
-	rows, err := p.pool.Query(ctx, pgSelect+` WHERE ($1 = '' OR d.agency = $1) ORDER BY d.decided_at DESC, d.digest LIMIT $2`, agency, limit)
+	return p.selectDecisions(ctx, `WHERE ($1 = '' OR d.agency = $1) ORDER BY d.decided_at DESC, d.digest LIMIT $2`, agency, limit)
+}
+
+func (p *postgresDB) bySubject(ctx context.Context, key string) ([]Decision, error) {
+	return p.selectDecisions(ctx, `WHERE d.subject_key = $1 ORDER BY d.decided_at, d.digest`, key)
+}
+
+// selectDecisions runs pgSelect with a WHERE (and ORDER) clause.
+func (p *postgresDB) selectDecisions(ctx context.Context, where string, args ...any) ([]Decision, error) {
+	rows, err := p.pool.Query(ctx, pgSelect+" "+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -203,6 +206,7 @@ func (p *postgresDB) recent(ctx context.Context, agency string, limit int) ([]De
 	}
 	return out, rows.Err()
 }
+
 
 func (p *postgresDB) reserveStatus(ctx context.Context, n int) (int64, error) {
 	var next int64
@@ -245,19 +249,3 @@ func (p *postgresDB) revocations(ctx context.Context, from, to int64) ([]Revocat
 	return out, rows.Err()
 }
 
-func (p *postgresDB) bySubject(ctx context.Context, key string) ([]Decision, error) {
-	rows, err := p.pool.Query(ctx, pgSelect+` WHERE d.subject_key = $1 ORDER BY d.decided_at, d.digest`, key)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Decision
-	for rows.Next() {
-		d, err := pgScan(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
-}
