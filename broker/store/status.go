@@ -133,7 +133,6 @@ func (s *sqliteDB) selectDecisions(ctx context.Context, where string, args ...an
 	return out, rows.Err()
 }
 
-
 func (s *sqliteDB) reserveStatus(ctx context.Context, n int) (int64, error) {
 	var next int64
 	err := s.db.QueryRowContext(ctx, `UPDATE status_allocation SET next = next + ? WHERE one = 1 RETURNING next`, n).Scan(&next)
@@ -178,7 +177,6 @@ func (s *sqliteDB) revocations(ctx context.Context, from, to int64) ([]Revocatio
 	return out, rows.Err()
 }
 
-
 // PostgreSQL.
 
 func (p *postgresDB) recent(ctx context.Context, agency string, limit int) ([]Decision, error) {
@@ -206,7 +204,6 @@ func (p *postgresDB) selectDecisions(ctx context.Context, where string, args ...
 	}
 	return out, rows.Err()
 }
-
 
 func (p *postgresDB) reserveStatus(ctx context.Context, n int) (int64, error) {
 	var next int64
@@ -248,4 +245,3 @@ func (p *postgresDB) revocations(ctx context.Context, from, to int64) ([]Revocat
 	}
 	return out, rows.Err()
 }
-
