@@ -452,6 +452,12 @@ func statusCheck(ctx context.Context, r *client.Receipt, file string, b *client.
 		c.Err = errors.New("the receipt could not be read, so neither could its revocation status")
 		return c
 	}
+	if r.CredentialStatus == nil {
+		// Signed without one: issued before status lists, and so never
+		// revocable.
+		c.Note = "no revocation entry (issued before status lists; it cannot be revoked)"
+		return c
+	}
 	var list []byte
 	var err error
 	if file != "" {
