@@ -51,6 +51,9 @@ type AgencyAccess struct {
 	// GroupPrefix starts the name of every consumer group the agency may
 	// use, e.g. "court-changchun.".
 	GroupPrefix string
+	// ReadTopics are further topics the principal may read, such as a
+	// police data owner's <owner>.disputes.
+	ReadTopics []string
 }
 
 func (a AgencyAccess) validate() error {
@@ -72,13 +75,19 @@ func (a AgencyAccess) Bindings() []kafka.ACLEntry {
 			Principal: principal, Host: "*", Operation: op, PermissionType: kafka.ACLPermissionTypeAllow,
 		}
 	}
-	return []kafka.ACLEntry{
+	out := []kafka.ACLEntry{
 		allow(kafka.ResourceTypeTopic, a.RequestsTopic, kafka.PatternTypeLiteral, kafka.ACLOperationTypeWrite),
 		allow(kafka.ResourceTypeTopic, a.RequestsTopic, kafka.PatternTypeLiteral, kafka.ACLOperationTypeDescribe),
 		allow(kafka.ResourceTypeTopic, a.ReceiptsTopic, kafka.PatternTypeLiteral, kafka.ACLOperationTypeRead),
 		allow(kafka.ResourceTypeTopic, a.ReceiptsTopic, kafka.PatternTypeLiteral, kafka.ACLOperationTypeDescribe),
 		allow(kafka.ResourceTypeGroup, a.GroupPrefix, kafka.PatternTypePrefixed, kafka.ACLOperationTypeRead),
 	}
+	for _, t := range a.ReadTopics {
+		out = append(out,
+			allow(kafka.ResourceTypeTopic, t, kafka.PatternTypeLiteral, kafka.ACLOperationTypeRead),
+			allow(kafka.ResourceTypeTopic, t, kafka.PatternTypeLiteral, kafka.ACLOperationTypeDescribe))
+	}
+	return out
 }
 
 // HasSecurity reports whether cfg reaches a cluster where agencies get

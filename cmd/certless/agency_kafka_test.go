@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/certless/certless/broker"
+	"github.com/certless/certless/client"
 	"github.com/certless/certless/config"
 	"github.com/certless/certless/internal/testenv"
 	bkafka "github.com/certless/certless/kafka"
@@ -387,4 +389,80 @@ func agencyKeyFile(t *testing.T, id string) (*keys.Private, string) {
 		t.Fatal(err)
 	}
 	return k, path
+}
+
+// TestAgencyDockDataOwnerReadsDisputes: a police data owner docked on the
+// secured cluster gets, beside an agency's ACLs, read access to the
+// disputes forwarded to it, and reads one there with its own credential.
+func TestAgencyDockDataOwnerReadsDisputes(t *testing.T) {
+	s := testenv.SecureKafka(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	data := t.TempDir()
+	cfg, err := ensureDevData(ctx, data, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const pwEnv = "CERTLESS_TEST_OWNER_DOCK_ADMIN_PASSWORD"
+	t.Setenv(pwEnv, s.AdminPassword)
+	t.Setenv(config.EnvKafkaBrokers, "")
+	prefix := "t" + testenv.Random(4) + "."
+	owner := "police-" + testenv.Random(3)
+	cfg.DataOwners = append(cfg.DataOwners, owner)
+	cfg.Kafka = config.Kafka{Brokers: []string{s.Addr}, TopicPrefix: prefix, Partitions: 1, ReplicationFactor: 1,
+		TLS:  &config.TLS{Enabled: true, CAFile: s.CAFile},
+		SASL: &config.SASL{Mechanism: bkafka.MechanismSCRAMSHA512, Username: s.AdminUser, PasswordEnv: pwEnv}}
+	if err := cfg.Write(filepath.Join(data, config.FileName)); err != nil {
+		t.Fatal(err)
+	}
+	admin := bkafka.Config{Brokers: []string{s.Addr}, TLS: bkafka.TLS{Enabled: true, CAFile: s.CAFile},
+		SASL: bkafka.SASL{Mechanism: bkafka.MechanismSCRAMSHA512, Username: s.AdminUser, Password: s.AdminPassword}}
+	topics := broker.Topics{Prefix: prefix}
+	disputes := topics.Disputes(owner)
+	acc := bkafka.AgencyAccess{Principal: owner, RequestsTopic: topics.Requests(owner), ReceiptsTopic: topics.Receipts(owner),
+		GroupPrefix: owner + ".", ReadTopics: []string{disputes}}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = bkafka.RevokeAgencyAccess(ctx, admin, acc)
+		_ = bkafka.DeleteSCRAM(ctx, admin, owner)
+	})
+	if err := bkafka.EnsureTopics(ctx, admin, bkafka.TopicSpec{Name: disputes, Partitions: 1, ReplicationFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	_, jwksFile := agencyKeyFile(t, owner)
+	pwFile := filepath.Join(t.TempDir(), owner+".password")
+	code, out, errOut := runCLI(t, "--data", data, "agency", "--actor", "ops-test", "dock", "--id", owner, "--level", "province",
+		"--region", "220000", "--name", "Jilin Provincial Public Security Department", "--kind", "police", "--jwks", jwksFile, "--password-file", pwFile)
+	if code != exitOK {
+		t.Fatalf("dock the data owner: %d\n%s%s", code, out, errOut)
+	}
+	testenv.WaitACLs(ctx, t, admin, owner, len(acc.Bindings()))
+	me := bkafka.Config{Brokers: []string{s.Addr}, TLS: bkafka.TLS{Enabled: true, CAFile: s.CAFile},
+		SASL: bkafka.SASL{Mechanism: bkafka.MechanismSCRAMSHA512, Username: owner, Password: readPassword(t, pwFile)}}
+	testenv.Eventually(ctx, t, "the data owner reads its disputes topic", 30*time.Second, func() error {
+		tail, err := client.TailTopic(ctx, me, disputes)
+		if err != nil {
+			return err
+		}
+		defer tail.Close()
+		p, err := bkafka.NewProducer(admin, bkafka.ProducerOptions{})
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		if err := p.Produce(ctx, bkafka.Message{Topic: disputes, Key: []byte("d"), Value: []byte("a forwarded dispute")}); err != nil {
+			return err
+		}
+		rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+		defer rcancel()
+		rec, err := tail.Next(rctx)
+		if err != nil {
+			return err
+		}
+		if string(rec.Value) != "a forwarded dispute" {
+			return fmt.Errorf("read %q", rec.Value)
+		}
+		return nil
+	})
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/user"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -520,12 +521,18 @@ func (c *agencyCtx) kafkaAccess(id string) (bkafka.Config, bkafka.AgencyAccess, 
 		return bkafka.Config{}, bkafka.AgencyAccess{}, false
 	}
 	topics := broker.Topics{Prefix: k.TopicPrefix}
-	return kafkaConfig(k), bkafka.AgencyAccess{
+	acc := bkafka.AgencyAccess{
 		Principal:     id,
 		RequestsTopic: topics.Requests(id),
 		ReceiptsTopic: topics.Receipts(id),
 		GroupPrefix:   agencyGroupPrefix(id),
-	}, true
+	}
+	// A police data owner docked like an agency also reads the disputes
+	// forwarded to it.
+	if slices.Contains(c.cfg.DataOwners, id) {
+		acc.ReadTopics = []string{topics.Disputes(id)}
+	}
+	return kafkaConfig(k), acc, true
 }
 
 // embeddedTopics creates agency id's topics on the embedded dev cluster if
