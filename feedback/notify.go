@@ -1,7 +1,9 @@
 package feedback
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -205,14 +207,14 @@ func (n *Notifier) sign(d Dispute, ev Event) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return n.signPayload(schemas.TypeDisputeStatus, envelope.Purpose{Basis: "dispute", CaseRef: d.ID}, body)
+	return n.signPayload(schemas.TypeDisputeStatus, ulid.Make().String(), n.now(), envelope.Purpose{Basis: "dispute", CaseRef: d.ID}, body)
 }
 
-// signPayload signs a broker message of type typ, valid against its schema.
-func (n *Notifier) signPayload(typ string, purpose envelope.Purpose, body []byte) ([]byte, error) {
-	now := n.now()
+// signPayload signs a broker message of type typ with id, issued at now,
+// valid against its schema.
+func (n *Notifier) signPayload(typ, id string, now time.Time, purpose envelope.Purpose, body []byte) ([]byte, error) {
 	p := envelope.Payload{
-		Type: typ, ID: ulid.Make().String(), Agency: n.BrokerID,
+		Type: typ, ID: id, Agency: n.BrokerID,
 		IssuedAt: now, ExpiresAt: now.Add(noticeLifetime), Purpose: purpose, Body: body,
 	}
 	doc, err := json.Marshal(p)
@@ -313,7 +315,15 @@ func (n *Notifier) revocationNotices(d Dispute, targets []store.Decision, rs []s
 		if err != nil {
 			return nil, err
 		}
-		jws, err := n.signPayload(schemas.TypeReceiptRevocation, envelope.Purpose{Basis: "revocation", CaseRef: d.ID}, body)
+		// Id and time follow from the revocation, so a resent notice is
+		// the same payload (and, with EdDSA, the same bytes).
+		at := r.At.UTC().Truncate(time.Second)
+		seed := sha256.Sum256([]byte(d.ID + "\x00" + strconv.FormatInt(r.StatusIndex, 10)))
+		id, err := ulid.New(ulid.Timestamp(at), bytes.NewReader(seed[:]))
+		if err != nil {
+			return nil, err
+		}
+		jws, err := n.signPayload(schemas.TypeReceiptRevocation, id.String(), at, envelope.Purpose{Basis: "revocation", CaseRef: d.ID}, body)
 		if err != nil {
 			return nil, err
 		}
