@@ -58,6 +58,7 @@ func Run(t *testing.T, newSource func(t *testing.T) adapters.Source, fx Fixtures
 	t.Run("InvalidQuery", s.invalidQuery)
 	t.Run("ContextCancelled", s.contextCancelled)
 	t.Run("Concurrent", s.concurrent)
+	t.Run("Changes", s.changes)
 }
 
 type suite struct {
@@ -594,5 +595,85 @@ func (s *suite) concurrent(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// changes: a source with a change feed lists, for every type that has one,
+// the same changes as the reference, each with the answer as of the
+// period's end, page by page through the cursor; a count read straight
+// from the generated records agrees for cancellations; an empty period
+// lists nothing; malformed queries are invalid.
+func (s *suite) changes(t *testing.T) {
+	feed, ok := s.src.(adapters.ChangeFeed)
+	if !ok {
+		t.Fatalf("%s has no change feed", s.src.Name())
+	}
+	ctx := context.Background()
+	until := records.Snapshot
+	after := until.AddDate(-3, 0, 0)
+	all := func(f adapters.ChangeFeed, q adapters.ChangeQuery) []adapters.Change {
+		t.Helper()
+		var out []adapters.Change
+		for pages := 0; ; pages++ {
+			page, err := f.Changes(ctx, q)
+			if err != nil {
+				t.Fatalf("changes %+v: %v", q, err)
+			}
+			out = append(out, page.Changes...)
+			if !page.More {
+				return out
+			}
+			if pages > 10000 {
+				t.Fatal("the feed does not end")
+			}
+			q.Cursor = page.Next
+		}
+	}
+	for _, typ := range adapters.ChangeTypes {
+		for _, region := range []string{"220000", "220500", "222403"} {
+			q := adapters.ChangeQuery{Type: typ, Region: region, After: after, Until: until, Limit: 7}
+			got, want := all(feed, q), all(s.ref, q)
+			if len(got) != len(want) {
+				t.Fatalf("%s in %s: %d changes, the reference %d", typ, region, len(got), len(want))
+			}
+			for i := range got {
+				if got[i].Subject != want[i].Subject || !got[i].At.Equal(want[i].At) ||
+					!reflect.DeepEqual(normalise(t, got[i].Answer.Fields), normalise(t, want[i].Answer.Fields)) {
+					t.Fatalf("%s in %s, change %d: %+v, the reference %+v", typ, region, i, got[i], want[i])
+				}
+			}
+			if region == "220000" && typ == adapters.QueryHukouCancellation {
+				n := 0
+				for _, p := range s.ds.Persons {
+					d := p.CancelDate.Format(records.DateLayout)
+					if p.CancelReason != "" && d > after.Format(records.DateLayout) && d <= until.Format(records.DateLayout) {
+						n++
+					}
+				}
+				if n == 0 || len(got) != n {
+					t.Fatalf("cancellations in the province: %d, the records hold %d", len(got), n)
+				}
+				for _, c := range got {
+					if c.Answer.Fields[adapters.FieldCancelled] != true {
+						t.Fatalf("a cancellation whose answer is not cancelled: %+v", c)
+					}
+				}
+			}
+		}
+	}
+	empty := adapters.ChangeQuery{Type: adapters.QueryHukouCancellation, Region: "220000", After: until.AddDate(1, 0, 0), Until: until.AddDate(2, 0, 0)}
+	if got := all(feed, empty); len(got) != 0 {
+		t.Fatalf("a period after the records: %d changes", len(got))
+	}
+	for name, q := range map[string]adapters.ChangeQuery{
+		"no feed for the type": {Type: adapters.QueryKinship, Region: "220000", After: after, Until: until},
+		"bad region":           {Type: adapters.QueryResidence, Region: "22", After: after, Until: until},
+		"empty period":         {Type: adapters.QueryResidence, Region: "220000", After: until, Until: until},
+		"bad cursor":           {Type: adapters.QueryResidence, Region: "220000", After: after, Until: until, Cursor: "x' OR 1=1"},
+		"limit too large":      {Type: adapters.QueryResidence, Region: "220000", After: after, Until: until, Limit: adapters.MaxChangePage + 1},
+	} {
+		if _, err := feed.Changes(ctx, q); !errors.Is(err, adapters.ErrInvalidQuery) {
+			t.Errorf("%s: %v, want invalid_query", name, err)
+		}
 	}
 }

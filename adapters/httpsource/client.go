@@ -96,7 +96,8 @@ func (o *Options) defaults() {
 type Client struct {
 	url     string
 	opt     Options
-	breaker *gobreaker.CircuitBreaker[adapters.Answer]
+	base    string // the service's base URL, without a trailing /
+	breaker *gobreaker.CircuitBreaker[[]byte]
 }
 
 // New returns a Client for the service at baseURL (scheme and host, and an
@@ -107,8 +108,9 @@ func New(baseURL string, opt Options) (*Client, error) {
 		return nil, fmt.Errorf("httpsource: base URL must be http(s)://host[/prefix], got %q", baseURL)
 	}
 	opt.defaults()
-	c := &Client{url: strings.TrimSuffix(u.String(), "/") + Path, opt: opt}
-	c.breaker = gobreaker.NewCircuitBreaker[adapters.Answer](gobreaker.Settings{
+	base := strings.TrimSuffix(u.String(), "/")
+	c := &Client{url: base + Path, base: base, opt: opt}
+	c.breaker = gobreaker.NewCircuitBreaker[[]byte](gobreaker.Settings{
 		Name:        opt.Name,
 		MaxRequests: 1,
 		Timeout:     opt.OpenFor,
@@ -154,32 +156,107 @@ func (c *Client) Answer(ctx context.Context, q adapters.Query) (adapters.Answer,
 	if err != nil {
 		return adapters.Answer{}, fmt.Errorf("httpsource: encode query: %w", err)
 	}
+	var a adapters.Answer
+	err = c.call(ctx, c.url, body, func(data []byte) error {
+		if err := decodeStrict(data, &a); err != nil {
+			return fault.Permanentf(adapters.ReasonAnswerInvalid, "decode answer: %w", err)
+		}
+		if a.AsOf.IsZero() || (a.Found && a.Fields == nil) || (!a.Found && len(a.Fields) != 0) {
+			return fault.Permanentf(adapters.ReasonAnswerInvalid, "malformed answer: as_of missing or fields inconsistent with found")
+		}
+		return nil
+	})
+	if err != nil {
+		return adapters.Answer{}, err
+	}
+	a.Source = c.opt.Name
+	return a, nil
+}
+
+// Changes implements adapters.ChangeFeed over POST /v1/changes. Each
+// change's answer carries the client's Name as its Source.
+func (c *Client) Changes(ctx context.Context, q adapters.ChangeQuery) (adapters.ChangePage, error) {
+	if err := q.Validate(); err != nil {
+		return adapters.ChangePage{}, err
+	}
+	body, err := json.Marshal(q)
+	if err != nil {
+		return adapters.ChangePage{}, fmt.Errorf("httpsource: encode change query: %w", err)
+	}
+	var page adapters.ChangePage
+	err = c.call(ctx, c.base+ChangesPath, body, func(data []byte) error {
+		page = adapters.ChangePage{}
+		if err := decodeStrict(data, &page); err != nil {
+			return fault.Permanentf(adapters.ReasonAnswerInvalid, "decode changes: %w", err)
+		}
+		limit := q.Limit
+		if limit == 0 {
+			limit = adapters.MaxChangePage
+		}
+		if len(page.Changes) > limit || page.More != (page.Next != "") {
+			return fault.Permanentf(adapters.ReasonAnswerInvalid, "malformed page of changes")
+		}
+		return nil
+	})
+	if err != nil {
+		return adapters.ChangePage{}, err
+	}
+	for i := range page.Changes {
+		page.Changes[i].Answer.Source = c.opt.Name
+	}
+	return page, nil
+}
+
+func decodeStrict(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("data after the value")
+	}
+	return nil
+}
+
+// call posts body to url with bounded, jittered retries behind the circuit
+// breaker, and hands the 200 response to decode (whose error is permanent).
+func (c *Client) call(ctx context.Context, url string, body []byte, decode func([]byte) error) error {
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
-			return adapters.Answer{}, fmt.Errorf("httpsource: %w", err)
+			return fmt.Errorf("httpsource: %w", err)
 		}
-		a, err := c.breaker.Execute(func() (adapters.Answer, error) { return c.attempt(ctx, body) })
+		data, err := c.breaker.Execute(func() ([]byte, error) {
+			data, err := c.attempt(ctx, url, body)
+			if err == nil {
+				if derr := decode(data); derr != nil {
+					return nil, &attemptError{err: derr, fault: true}
+				}
+			}
+			return data, err
+		})
 		if err == nil {
-			a.Source = c.opt.Name
-			return a, nil
+			_ = data
+			return nil
 		}
 		if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
-			return adapters.Answer{}, fmt.Errorf("httpsource: %w: circuit %w", adapters.ErrUnavailable, err)
+			return fmt.Errorf("httpsource: %w: circuit %w", adapters.ErrUnavailable, err)
 		}
 		var ae *attemptError
 		if !errors.As(err, &ae) || !ae.retry {
 			// Permanent failures carry their fault classification; the
 			// rest (the caller gave up) are transient.
-			return adapters.Answer{}, fmt.Errorf("httpsource: %w", err)
+			return fmt.Errorf("httpsource: %w", err)
 		}
 		if attempt >= c.opt.MaxAttempts {
-			return adapters.Answer{}, fmt.Errorf("httpsource: %w after %d attempts: %w", adapters.ErrUnavailable, attempt, err)
+			return fmt.Errorf("httpsource: %w after %d attempts: %w", adapters.ErrUnavailable, attempt, err)
 		}
 		t := time.NewTimer(c.backoff(attempt))
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return adapters.Answer{}, fmt.Errorf("httpsource: %w", ctx.Err())
+			return fmt.Errorf("httpsource: %w", ctx.Err())
 		case <-t.C:
 		}
 	}
@@ -193,21 +270,22 @@ func (c *Client) backoff(attempt int) time.Duration {
 	return rand.N(d + 1)
 }
 
-// attempt sends one request and reads its answer within AttemptTimeout.
-func (c *Client) attempt(parent context.Context, body []byte) (adapters.Answer, error) {
+// attempt sends one request and reads its 200 response within
+// AttemptTimeout.
+func (c *Client) attempt(parent context.Context, url string, body []byte) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(parent, c.opt.AttemptTimeout)
 	defer cancel()
-	fail := func(err error, retry, fault bool) (adapters.Answer, error) {
+	fail := func(err error, retry, fault bool) ([]byte, error) {
 		if parent.Err() != nil {
-			return adapters.Answer{}, &attemptError{err: parent.Err(), caller: true}
+			return nil, &attemptError{err: parent.Err(), caller: true}
 		}
 		if ctx.Err() != nil {
 			// The attempt's own deadline passed: the upstream is slow.
-			return adapters.Answer{}, &attemptError{err: fmt.Errorf("attempt timed out after %v: %w", c.opt.AttemptTimeout, ctx.Err()), retry: true, fault: true}
+			return nil, &attemptError{err: fmt.Errorf("attempt timed out after %v: %w", c.opt.AttemptTimeout, ctx.Err()), retry: true, fault: true}
 		}
-		return adapters.Answer{}, &attemptError{err: err, retry: retry, fault: fault}
+		return nil, &attemptError{err: err, retry: retry, fault: fault}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return fail(err, false, false)
 	}
@@ -242,20 +320,7 @@ func (c *Client) attempt(parent context.Context, body []byte) (adapters.Answer, 
 		// 401, 403, 404, 409, 422...: asking again gets the same answer.
 		return fail(fault.Permanentf(adapters.ReasonSourceRefused, "upstream status %d: %s", resp.StatusCode, errorText(data)), false, true)
 	}
-	var a adapters.Answer
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&a); err != nil {
-		return fail(fault.Permanentf(adapters.ReasonAnswerInvalid, "decode answer: %w", err), false, true)
-	}
-	if dec.More() {
-		return fail(fault.Permanentf(adapters.ReasonAnswerInvalid, "data after the answer"), false, true)
-	}
-	if a.AsOf.IsZero() || (a.Found && a.Fields == nil) || (!a.Found && len(a.Fields) != 0) {
-		return fail(fault.Permanentf(adapters.ReasonAnswerInvalid, "malformed answer: as_of missing or fields inconsistent with found"), false, true)
-	}
-	return a, nil
+	return data, nil
 }
 
 // errorText is what of an error body may reach logs and receipts: the

@@ -32,6 +32,7 @@ func Handler(src adapters.Source, opt HandlerOptions) http.Handler {
 	h := &handler{src: src, opt: opt}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+Path, h.answer)
+	mux.HandleFunc("POST "+ChangesPath, h.changes)
 	mux.HandleFunc("GET "+HealthPath, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, healthBody{Source: src.Name()})
 	})
@@ -75,6 +76,34 @@ func (h *handler) answer(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "request cancelled"})
 	default:
 		h.opt.Logger.Warn("record source failed", zap.String("query_type", string(q.Type)), zap.Error(err))
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "record source unavailable"})
+	}
+}
+
+func (h *handler) changes(w http.ResponseWriter, r *http.Request) {
+	feed, ok := h.src.(adapters.ChangeFeed)
+	if !ok {
+		writeJSON(w, http.StatusNotFound, errorBody{Error: "this source keeps no change feed"})
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, h.opt.MaxRequestBytes)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	var q adapters.ChangeQuery
+	if err := dec.Decode(&q); err != nil || dec.More() {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "request is not one change query"})
+		return
+	}
+	page, err := feed.Changes(r.Context(), q)
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, page)
+	case errors.Is(err, adapters.ErrInvalidQuery):
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error()})
+	case r.Context().Err() != nil:
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "request cancelled"})
+	default:
+		h.opt.Logger.Warn("change feed failed", zap.String("query_type", string(q.Type)), zap.Error(err))
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "record source unavailable"})
 	}
 }

@@ -16,6 +16,13 @@
 //	400                the query is invalid         {"error":"..."}
 //	413                the request is too large     {"error":"..."}
 //	503 / 504          the source failed / timed out {"error":"..."}
+//	POST /v1/changes   body: an adapters.ChangeQuery as JSON
+//	                   {"type":"hukou_cancellation","region":"220500",
+//	                    "after":"...","until":"...","cursor":"...","limit":100}
+//	200                an adapters.ChangePage as JSON
+//	                   {"changes":[{"subject":{...},"at":"...","answer":{...}}],
+//	                    "next":"2026-06-01/2205…","more":true}
+//	400 / 404          invalid query / the source keeps no change feed
 //	GET /v1/health     200 {"source":"<name>"}
 //
 // "Not found" is a 200 answer with found=false, never a 404. Error texts carry
@@ -37,6 +44,9 @@ import "github.com/certless/certless/adapters"
 // Path is where the protocol's answer endpoint lives.
 const Path = "/v1/answer"
 
+// ChangesPath is where the protocol's change feed lives.
+const ChangesPath = "/v1/changes"
+
 // HealthPath answers GET with the source's name.
 const HealthPath = "/v1/health"
 
@@ -49,5 +59,6 @@ type healthBody struct {
 }
 
 var (
-	_ adapters.Source = (*Client)(nil)
+	_ adapters.Source     = (*Client)(nil)
+	_ adapters.ChangeFeed = (*Client)(nil)
 )

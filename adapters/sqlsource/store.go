@@ -41,7 +41,7 @@ type sqlQuerier struct {
 
 func newSQLQuerier(ctx context.Context, db *sql.DB) (*sqlQuerier, error) {
 	s := &sqlQuerier{db: db, stmts: map[string]*sql.Stmt{}}
-	for _, q := range []string{qPerson, qHousehold, qRelation, qFormerNames, qResidences, qCrimes} {
+	for _, q := range append([]string{qPerson, qHousehold, qRelation, qFormerNames, qResidences, qCrimes}, sqliteEventQueries()...) {
 		st, err := db.PrepareContext(ctx, q)
 		if err != nil {
 			s.close()
