@@ -8,6 +8,7 @@ import "strings"
 //	<prefix><agency>.receipts   signed receipts to the agency
 //	<prefix>certless.deadletter messages whose sender was not authenticated
 //	<prefix><owner>.disputes    disputes forwarded to a police data owner
+//	<prefix><agency>.batches    periodic-exchange batches to the agency
 type Topics struct {
 	Prefix string
 }
@@ -20,6 +21,9 @@ func (t Topics) Receipts(agency string) string { return t.Prefix + agency + ".re
 
 // Disputes is the topic disputes are forwarded to the data owner on.
 func (t Topics) Disputes(owner string) string { return t.Prefix + owner + ".disputes" }
+
+// Batches is the topic periodic-exchange batches reach agency on.
+func (t Topics) Batches(agency string) string { return t.Prefix + agency + ".batches" }
 
 // DeadLetter is the dead-letter topic.
 func (t Topics) DeadLetter() string { return t.Prefix + "certless.deadletter" }

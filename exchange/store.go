@@ -74,9 +74,9 @@ type Stored struct {
 
 // records are stored as one blob: each record's length-prefixed bytes.
 func joinRecords(rs [][]byte) []byte {
-	var b bytes.Buffer
+	b := bytes.NewBuffer([]byte{}) // never nil: the column is NOT NULL
 	for _, r := range rs {
-		fmt.Fprintf(&b, "%d\n", len(r))
+		fmt.Fprintf(b, "%d\n", len(r))
 		b.Write(r)
 	}
 	return b.Bytes()

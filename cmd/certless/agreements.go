@@ -31,6 +31,13 @@ var samplePurposes = map[string][]string{
 	"notary-dunhua":   {"case-handling", "notarisation"},
 }
 
+// sampleSchedules are the periodic exchanges of the sample agreements: the
+// Baicheng social security bureau receives its prefecture's hukou
+// cancellations every day at 01:00 Beijing time, so pensions stop.
+var sampleSchedules = map[string]string{
+	"social-security-baicheng": "schedules:\n  - name: daily-cancellations\n    query: hukou_cancellation\n    cron: \"0 1 * * *\"\n",
+}
+
 // defaultScope are the sample agencies whose agreements set no scope: they
 // reach the residents of their own region in the directory only.
 var defaultScope = map[string]bool{"social-security-baicheng": true, "civil-affairs-shulan": true}
@@ -69,6 +76,12 @@ func sampleAgreement(a config.Agency, from time.Time) []byte {
 		default:
 			fmt.Fprintf(&b, "    scope: [%q]\n", regions.Jilin)
 		}
+	}
+	if sched, ok := sampleSchedules[a.ID]; ok {
+		// In force since the start of the synthetic records' last half
+		// year, so its periods have changes to carry.
+		from = time.Date(2026, 1, 1, 0, 0, 0, 0, policies.Beijing)
+		b.WriteString(sched)
 	}
 	fmt.Fprintf(&b, "quotas:\n  per_day: 1000000\nvalidity:\n  from: %q\n  until: %q\nstatus: active\n",
 		from.UTC().Format(time.RFC3339), from.AddDate(2, 0, 0).UTC().Format(time.RFC3339))

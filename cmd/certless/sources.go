@@ -31,6 +31,9 @@ type sources struct {
 type openedSource struct {
 	cfg config.Adapter
 	src broker.RecordSource
+	// raw is the source itself, unwrapped by metrics: a change feed when it
+	// keeps one.
+	raw adapters.Source
 }
 
 func (s *sources) close() {
@@ -104,7 +107,7 @@ func openSources(ctx context.Context, cfg *config.Config, log *zap.Logger, m *br
 			return nil, fmt.Errorf("adapter %s: %w", a.Name, err)
 		}
 		s.closers = append(s.closers, closeFn)
-		s.opened = append(s.opened, openedSource{cfg: a, src: m.Wrap(a.Name, src)})
+		s.opened = append(s.opened, openedSource{cfg: a, src: m.Wrap(a.Name, src), raw: src})
 		log.Info("record source ready", zap.String("name", a.Name), zap.String("type", a.Type), zap.String("region", a.Region), zap.String("level", a.Level))
 	}
 	return s, nil
@@ -153,4 +156,20 @@ func openSource(ctx context.Context, a config.Adapter, m *broker.SourceMetrics) 
 	default:
 		return nil, nil, fmt.Errorf("unknown adapter type %q (want sql or http)", a.Type)
 	}
+}
+
+// feedFor is the most specific opened source covering region (county,
+// prefecture, province) that keeps a change feed, and its name.
+func (s *sources) feedFor(region string) (adapters.ChangeFeed, string) {
+	for _, code := range broker.Jurisdictions(region) {
+		for _, o := range s.opened {
+			if o.cfg.Region != code {
+				continue
+			}
+			if f, ok := o.raw.(adapters.ChangeFeed); ok {
+				return f, o.cfg.Name
+			}
+		}
+	}
+	return nil, ""
 }
