@@ -8,8 +8,11 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/certless/certless/envelope"
 	"github.com/certless/certless/internal/sqldb"
 )
+
+func envelopeDigest(b []byte) string { return envelope.DigestOf(b) }
 
 var schema = sqldb.Schema{Name: "exchange", LockKey: 7236102365487124004,
 	SQLite: []string{`CREATE TABLE exchange_batches (
@@ -176,3 +179,31 @@ func (s *Store) MarkSent(ctx context.Context, id string, at time.Time) error {
 	_, err := s.db.SQL.ExecContext(ctx, s.db.Q(`UPDATE exchange_batches SET sent_at = ? WHERE batch_id = ? AND sent_at IS NULL`), s.db.T(at), id)
 	return err
 }
+
+// Ack records agency's acknowledgement of batch id (the manifest's message
+// id) whose manifest has digest: found false when no batch has that id, an
+// error wrapping ErrNotRecipient or ErrDigest when it is not agency's or
+// not that manifest. Acknowledging again keeps the first time.
+func (s *Store) Ack(ctx context.Context, id, digest, agency string, at time.Time) (bool, error) {
+	b, ok, err := s.ByID(ctx, id)
+	if err != nil || !ok {
+		return false, err
+	}
+	switch {
+	case b.Recipient != agency:
+		return true, fmt.Errorf("%w: batch %s goes to %s", ErrNotRecipient, id, b.Recipient)
+	case envelopeDigest(b.Manifest) != digest:
+		return true, fmt.Errorf("%w: batch %s", ErrDigest, id)
+	}
+	_, err = s.db.SQL.ExecContext(ctx, s.db.Q(`UPDATE exchange_batches SET acked_at = ? WHERE batch_id = ? AND acked_at IS NULL`), s.db.T(at), id)
+	if err != nil {
+		return true, fmt.Errorf("exchange: acknowledge: %w", err)
+	}
+	return true, nil
+}
+
+// Errors of Ack.
+var (
+	ErrNotRecipient = errors.New("exchange: the batch was not sent to this agency")
+	ErrDigest       = errors.New("exchange: the digest is not the batch manifest's")
+)

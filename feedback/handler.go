@@ -33,6 +33,7 @@ import (
 	"github.com/certless/certless/broker"
 	"github.com/certless/certless/broker/store"
 	"github.com/certless/certless/envelope"
+	"github.com/certless/certless/exchange"
 	"github.com/certless/certless/fault"
 	"github.com/certless/certless/schemas"
 )
@@ -64,11 +65,21 @@ type Terms interface {
 	Due(opened time.Time, agreementID string, version int) time.Time
 }
 
+// Batches acknowledges periodic-exchange batches; exchange.Store is one.
+type Batches interface {
+	// Ack records agency's acknowledgement of batch id (its manifest's id)
+	// whose manifest has digest; found false for no such batch, an error
+	// when it is not the agency's or not that manifest.
+	Ack(ctx context.Context, id, digest, agency string, at time.Time) (found bool, err error)
+}
+
 // Handlers decides acknowledgements and disputes.
 type Handlers struct {
 	Receipts Receipts
 	Store    *Store
 	Terms    Terms
+	// Batches, when set, takes acknowledgements of batches.
+	Batches Batches
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -136,8 +147,22 @@ func (a ackHandler) Decide(ctx context.Context, v *envelope.Verified) (broker.De
 			v.Agency, "resolution acknowledged", a.h.now(), nil); err != nil {
 			return broker.Decision{}, err
 		}
-	default: // batch_manifest: periodic exchange has sent no batch yet
-		return broker.Decision{}, fault.Permanentf(ReasonUnknownBatch, "no batch has id %s", body.Ref.ID)
+	default: // batch_manifest
+		found := false
+		var err error
+		if a.h.Batches != nil {
+			found, err = a.h.Batches.Ack(ctx, body.Ref.ID, body.Ref.Digest, v.Agency, a.h.now())
+		}
+		switch {
+		case !found && err == nil:
+			return broker.Decision{}, fault.Permanentf(ReasonUnknownBatch, "no batch has id %s", body.Ref.ID)
+		case errors.Is(err, exchange.ErrNotRecipient):
+			return broker.Decision{}, fault.Permanentf(ReasonNotYourReceipt, "%v", err)
+		case errors.Is(err, exchange.ErrDigest):
+			return broker.Decision{}, fault.Permanentf(ReasonDigestMismatch, "%v", err)
+		case err != nil:
+			return broker.Decision{}, err
+		}
 	}
 	if err := a.h.Store.RecordAck(ctx, ack); err != nil {
 		return broker.Decision{}, err

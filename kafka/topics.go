@@ -50,7 +50,7 @@ func EnsureTopics(ctx context.Context, cfg Config, specs ...TopicSpec) error {
 		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: s.Name, NumPartitions: p, ReplicationFactor: rf})
 		names = append(names, s.Name)
 	}
-	resp, err := client.CreateTopics(ctx, req)
+	resp, err := createTopics(ctx, cfg, client, req)
 	if err != nil {
 		return fmt.Errorf("kafka: create topics: %w", err)
 	}
@@ -60,6 +60,33 @@ func EnsureTopics(ctx context.Context, cfg Config, specs ...TopicSpec) error {
 		}
 	}
 	return waitLeaders(ctx, cfg, names)
+}
+
+// startupWait bounds how long CreateTopics is retried while a cluster that
+// was just started has no controller yet.
+const startupWait = 30 * time.Second
+
+// createTopics sends req, retrying while the cluster answers that no broker
+// or controller is available yet (a cluster that is still starting) — but
+// not when the connection itself is refused (a wrong password, an untrusted
+// certificate, which no wait mends; Explain names it).
+func createTopics(ctx context.Context, cfg Config, client *kafka.Client, req *kafka.CreateTopicsRequest) (*kafka.CreateTopicsResponse, error) {
+	deadline := time.Now().Add(startupWait)
+	for {
+		resp, err := client.CreateTopics(ctx, req)
+		starting := errors.Is(err, kafka.BrokerNotAvailable) || errors.Is(err, kafka.NotController) || errors.Is(err, kafka.LeaderNotAvailable)
+		if !starting || time.Now().After(deadline) {
+			return resp, err
+		}
+		if Diagnose(ctx, cfg) != nil {
+			return resp, err // the connection is refused: Explain says why
+		}
+		select {
+		case <-ctx.Done():
+			return resp, err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // waitLeaders polls fresh metadata until every partition of topics has a

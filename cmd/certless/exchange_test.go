@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,7 +14,11 @@ import (
 	"github.com/certless/certless/broker"
 	"github.com/certless/certless/client"
 	"github.com/certless/certless/config"
+	"github.com/certless/certless/envelope"
 	bkafka "github.com/certless/certless/kafka"
+	"github.com/certless/certless/keys"
+	"github.com/certless/certless/schemas"
+	"go.uber.org/zap"
 )
 
 // TestRealKafkaExchangeRun: on the real Kafka and PostgreSQL, `certless
@@ -84,6 +89,48 @@ func TestRealKafkaExchangeRun(t *testing.T) {
 		if string(again[k]) != string(v) {
 			t.Fatalf("a re-run published other bytes for %s", k)
 		}
+	}
+
+	// The recipient acknowledges the batch through the running broker; no
+	// other agency may, nor with another manifest digest.
+	svc := startLoggedService(ctx, t, cfg, serviceOptions{httpAddr: "127.0.0.1:0"}, zap.NewNop())
+	ref := schemas.MessageRef{ID: id, Digest: envelope.DigestOf(first["manifest"])}
+	ack := func(agency string, ref schemas.MessageRef) *client.Receipt {
+		t.Helper()
+		k, err := keys.SigningKey(cfg.KeysDir, agency, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := newAgencyClient(ctx, cfg, agency, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Kafka = svc.kafka
+		defer c.Close()
+		body, _ := json.Marshal(schemas.Acknowledgement{RefType: schemas.TypeBatchManifest, Ref: ref})
+		issued := time.Now().UTC().Truncate(time.Second)
+		raw, err := envelope.Sign(k, envelope.Payload{Type: schemas.TypeAcknowledgement, ID: newULID(), Agency: agency, IssuedAt: issued,
+			ExpiresAt: issued.Add(10 * time.Minute), Purpose: envelope.Purpose{Basis: "pension-eligibility", CaseRef: "BATCH-ACK"}, Body: body})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.Request(ctx, client.Signed{Digest: envelope.DigestOf(raw), Bytes: raw})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := ack("court-changchun", ref); got.Decision != schemas.DecisionRejected || got.Reason != "not_your_receipt" {
+		t.Errorf("another agency acknowledges the batch: %s/%s", got.Decision, got.Reason)
+	}
+	if got := ack("social-security-baicheng", schemas.MessageRef{ID: id, Digest: "sha256:" + strings.Repeat("0", 64)}); got.Decision != schemas.DecisionRejected || got.Reason != "receipt_digest_mismatch" {
+		t.Errorf("an acknowledgement with another digest: %s/%s", got.Decision, got.Reason)
+	}
+	if got := ack("social-security-baicheng", ref); got.Decision != schemas.DecisionAnswered || got.Acknowledged == nil {
+		t.Fatalf("the recipient's acknowledgement: %s/%s %s", got.Decision, got.Reason, got.Detail)
+	}
+	if b, ok, err := svc.batches.ByID(ctx, id); err != nil || !ok || b.AckedAt.IsZero() || b.SentAt.IsZero() {
+		t.Fatalf("the stored batch is not acknowledged: %+v %v", b.AckedAt, err)
 	}
 
 	dir := filepath.Join(t.TempDir(), "batch")

@@ -24,6 +24,7 @@ import (
 	"github.com/certless/certless/config"
 	"github.com/certless/certless/directory"
 	"github.com/certless/certless/envelope"
+	"github.com/certless/certless/exchange"
 	"github.com/certless/certless/feedback"
 	bkafka "github.com/certless/certless/kafka"
 	"github.com/certless/certless/keys"
@@ -55,6 +56,8 @@ type service struct {
 	// along and tells their parties.
 	feedback *feedback.Store
 	notifier *feedback.Notifier
+	// batches are the periodic-exchange batches (acknowledged here).
+	batches *exchange.Store
 	// dir is the docking directory, docking the broker's view of it; lag
 	// follows its request topics.
 	dir      *directory.Directory
@@ -231,7 +234,10 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 	if fbClock == nil {
 		fbClock = time.Now
 	}
-	fb := &feedback.Handlers{Receipts: s.store, Store: s.feedback, Now: fbClock,
+	if s.batches, err = exchange.Open(ctx, cfg.Store.DSN); err != nil {
+		return nil, fmt.Errorf("exchange: %w", err)
+	}
+	fb := &feedback.Handlers{Receipts: s.store, Store: s.feedback, Now: fbClock, Batches: s.batches,
 		Terms: agreementTerms{agreements: s.agreements, owners: cfg.DataOwners, calendar: workdays.Default()}}
 	var ownerTopics []bkafka.TopicSpec
 	for _, o := range cfg.DataOwners {
@@ -497,6 +503,9 @@ func (s *service) close() {
 	}
 	if s.feedback != nil {
 		_ = s.feedback.Close()
+	}
+	if s.batches != nil {
+		_ = s.batches.Close()
 	}
 	if s.store != nil {
 		if err := s.store.Close(); err != nil {
