@@ -32,31 +32,7 @@ func TestAgencyDockOnSecureKafka(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	data := t.TempDir()
-	cfg, err := ensureDevData(ctx, data, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	const pwEnv = "CERTLESS_TEST_AGENCY_DOCK_ADMIN_PASSWORD"
-	t.Setenv(pwEnv, s.AdminPassword)
-	t.Setenv(config.EnvKafkaBrokers, "")
-	prefix := "t" + testenv.Random(4) + "."
-	cfg.Kafka = config.Kafka{
-		Brokers:           []string{s.Addr},
-		TopicPrefix:       prefix,
-		Partitions:        1,
-		ReplicationFactor: 1,
-		TLS:               &config.TLS{Enabled: true, CAFile: s.CAFile},
-		SASL:              &config.SASL{Mechanism: bkafka.MechanismSCRAMSHA512, Username: s.AdminUser, PasswordEnv: pwEnv},
-	}
-	if err := cfg.Write(filepath.Join(data, config.FileName)); err != nil {
-		t.Fatal(err)
-	}
-	admin := bkafka.Config{
-		Brokers: []string{s.Addr},
-		TLS:     bkafka.TLS{Enabled: true, CAFile: s.CAFile},
-		SASL:    bkafka.SASL{Mechanism: bkafka.MechanismSCRAMSHA512, Username: s.AdminUser, Password: s.AdminPassword},
-	}
+	data, prefix, admin := secureDevData(ctx, t, s, nil)
 
 	id := "court-jian-" + testenv.Random(3)
 	topics := broker.Topics{Prefix: prefix}
@@ -229,28 +205,7 @@ func TestAgencyDockPrintsPasswordOnce(t *testing.T) {
 	s := testenv.SecureKafka(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	data := t.TempDir()
-	cfg, err := ensureDevData(ctx, data, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	const pwEnv = "CERTLESS_TEST_AGENCY_DOCK_ADMIN_PASSWORD"
-	t.Setenv(pwEnv, s.AdminPassword)
-	t.Setenv(config.EnvKafkaBrokers, "")
-	prefix := "t" + testenv.Random(4) + "."
-	cfg.Kafka = config.Kafka{
-		Brokers: []string{s.Addr}, TopicPrefix: prefix, Partitions: 1, ReplicationFactor: 1,
-		TLS:  &config.TLS{Enabled: true, CAFile: s.CAFile},
-		SASL: &config.SASL{Mechanism: bkafka.MechanismSCRAMSHA512, Username: s.AdminUser, PasswordEnv: pwEnv},
-	}
-	if err := cfg.Write(filepath.Join(data, config.FileName)); err != nil {
-		t.Fatal(err)
-	}
-	admin := bkafka.Config{
-		Brokers: []string{s.Addr},
-		TLS:     bkafka.TLS{Enabled: true, CAFile: s.CAFile},
-		SASL:    bkafka.SASL{Mechanism: bkafka.MechanismSCRAMSHA512, Username: s.AdminUser, Password: s.AdminPassword},
-	}
+	data, prefix, admin := secureDevData(ctx, t, s, nil)
 	id := "notary-jian-" + testenv.Random(3)
 	topics := broker.Topics{Prefix: prefix}
 	acc := bkafka.AgencyAccess{Principal: id, RequestsTopic: topics.Requests(id), ReceiptsTopic: topics.Receipts(id), GroupPrefix: id + "."}
@@ -398,25 +353,8 @@ func TestAgencyDockDataOwnerReadsDisputes(t *testing.T) {
 	s := testenv.SecureKafka(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	data := t.TempDir()
-	cfg, err := ensureDevData(ctx, data, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	const pwEnv = "CERTLESS_TEST_OWNER_DOCK_ADMIN_PASSWORD"
-	t.Setenv(pwEnv, s.AdminPassword)
-	t.Setenv(config.EnvKafkaBrokers, "")
-	prefix := "t" + testenv.Random(4) + "."
 	owner := "police-" + testenv.Random(3)
-	cfg.DataOwners = append(cfg.DataOwners, owner)
-	cfg.Kafka = config.Kafka{Brokers: []string{s.Addr}, TopicPrefix: prefix, Partitions: 1, ReplicationFactor: 1,
-		TLS:  &config.TLS{Enabled: true, CAFile: s.CAFile},
-		SASL: &config.SASL{Mechanism: bkafka.MechanismSCRAMSHA512, Username: s.AdminUser, PasswordEnv: pwEnv}}
-	if err := cfg.Write(filepath.Join(data, config.FileName)); err != nil {
-		t.Fatal(err)
-	}
-	admin := bkafka.Config{Brokers: []string{s.Addr}, TLS: bkafka.TLS{Enabled: true, CAFile: s.CAFile},
-		SASL: bkafka.SASL{Mechanism: bkafka.MechanismSCRAMSHA512, Username: s.AdminUser, Password: s.AdminPassword}}
+	data, prefix, admin := secureDevData(ctx, t, s, func(c *config.Config) { c.DataOwners = append(c.DataOwners, owner) })
 	topics := broker.Topics{Prefix: prefix}
 	disputes := topics.Disputes(owner)
 	acc := bkafka.AgencyAccess{Principal: owner, RequestsTopic: topics.Requests(owner), ReceiptsTopic: topics.Receipts(owner),
@@ -465,4 +403,39 @@ func TestAgencyDockDataOwnerReadsDisputes(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// secureDevData is a dev data folder whose configuration reaches the
+// secured listener as its administrator (the password from an environment
+// variable), with a fresh topic prefix; edit, when set, changes the
+// configuration before it is written. It returns the folder, the prefix
+// and the administrator's Kafka configuration.
+func secureDevData(ctx context.Context, t *testing.T, s testenv.SecureListener, edit func(*config.Config)) (string, string, bkafka.Config) {
+	t.Helper()
+	data := t.TempDir()
+	cfg, err := ensureDevData(ctx, data, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const pwEnv = "CERTLESS_TEST_SECURE_ADMIN_PASSWORD"
+	t.Setenv(pwEnv, s.AdminPassword)
+	t.Setenv(config.EnvKafkaBrokers, "")
+	prefix := "t" + testenv.Random(4) + "."
+	cfg.Kafka = config.Kafka{
+		Brokers: []string{s.Addr}, TopicPrefix: prefix, Partitions: 1, ReplicationFactor: 1,
+		TLS:  &config.TLS{Enabled: true, CAFile: s.CAFile},
+		SASL: &config.SASL{Mechanism: bkafka.MechanismSCRAMSHA512, Username: s.AdminUser, PasswordEnv: pwEnv},
+	}
+	if edit != nil {
+		edit(cfg)
+	}
+	if err := cfg.Write(filepath.Join(data, config.FileName)); err != nil {
+		t.Fatal(err)
+	}
+	admin := bkafka.Config{
+		Brokers: []string{s.Addr},
+		TLS:     bkafka.TLS{Enabled: true, CAFile: s.CAFile},
+		SASL:    bkafka.SASL{Mechanism: bkafka.MechanismSCRAMSHA512, Username: s.AdminUser, Password: s.AdminPassword},
+	}
+	return data, prefix, admin
 }

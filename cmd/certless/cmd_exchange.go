@@ -17,7 +17,6 @@ import (
 
 	"github.com/certless/certless/adapters"
 	"github.com/certless/certless/broker"
-	"github.com/certless/certless/client"
 	"github.com/certless/certless/config"
 	"github.com/certless/certless/directory"
 	"github.com/certless/certless/exchange"
@@ -365,19 +364,7 @@ func exchangeVerifyCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if brokerID == "" {
-				brokerID = cfg.BrokerID
-			}
-			var jwks []byte
-			if jwksFile != "" {
-				jwks, err = readBounded(jwksFile, 1<<20)
-			} else {
-				jwks, err = os.ReadFile(keys.JWKSPath(cfg.KeysDir, brokerID))
-			}
-			if err != nil {
-				return fmt.Errorf("broker keys: %w", err)
-			}
-			bk, err := client.BrokerKeys(brokerID, jwks)
+			bk, err := brokerKeysFor(cfg, jwksFile, brokerID)
 			if err != nil {
 				return err
 			}

@@ -134,19 +134,7 @@ verifier key file, once per witness.`,
 			if err != nil {
 				return err
 			}
-			if brokerID == "" {
-				brokerID = cfg.BrokerID
-			}
-			var jwks []byte
-			if jwksFile != "" {
-				jwks, err = readBounded(jwksFile, 1<<20)
-			} else {
-				jwks, err = os.ReadFile(keys.JWKSPath(cfg.KeysDir, brokerID))
-			}
-			if err != nil {
-				return fmt.Errorf("broker keys: %w", err)
-			}
-			bk, err := client.BrokerKeys(brokerID, jwks)
+			bk, err := brokerKeysFor(cfg, jwksFile, brokerID)
 			if err != nil {
 				return err
 			}
@@ -576,4 +564,24 @@ ID is the request digest, AGENCY/REQUEST_ID, or REQUEST_ID with --agency.`,
 	fl.StringVar(&out, "out", "", "file to write (default: standard output)")
 	fl.StringVar(&decryptFile, "decrypt-key", "", "the receiving agency's private JWK, for a confidential (JWE) receipt")
 	return cmd
+}
+
+// brokerKeysFor reads the broker's public keys for an offline check: the
+// JWK set file given, else the keys folder's set of brokerID (default the
+// configuration's broker).
+func brokerKeysFor(cfg *config.Config, jwksFile, brokerID string) (*client.Broker, error) {
+	if brokerID == "" {
+		brokerID = cfg.BrokerID
+	}
+	var jwks []byte
+	var err error
+	if jwksFile != "" {
+		jwks, err = readBounded(jwksFile, 1<<20)
+	} else {
+		jwks, err = os.ReadFile(keys.JWKSPath(cfg.KeysDir, brokerID))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("broker keys: %w", err)
+	}
+	return client.BrokerKeys(brokerID, jwks)
 }
