@@ -29,6 +29,14 @@ func Seed(ctx context.Context, dsn string, persons int, seed int64, progress fun
 // accepts holds (records.Batch.Where): a prefecture's own database. A nil
 // keep loads everything.
 func SeedWhere(ctx context.Context, dsn string, persons int, seed int64, keep func(region string) bool, progress func(done, total int)) error {
+	return SeedThrough(ctx, dsn, persons, seed, keep, time.Time{}, progress)
+}
+
+// SeedThrough is SeedWhere followed by the change journal
+// (records.Generator.Journal) through the day of through: recent
+// cancellations, one per prefecture and day, up to that day. A zero
+// through loads no journal.
+func SeedThrough(ctx context.Context, dsn string, persons int, seed int64, keep func(region string) bool, through time.Time, progress func(done, total int)) error {
 	if progress == nil {
 		progress = func(int, int) {}
 	}
@@ -62,10 +70,17 @@ func SeedWhere(ctx context.Context, dsn string, persons int, seed int64, keep fu
 		progress(g.Done(), g.Total())
 		return nil
 	}
+	var journal []records.Batch
 	for {
 		b, ok := g.Next()
 		if !ok {
-			break
+			if !through.IsZero() && journal == nil {
+				journal = append(g.Journal(through), records.Batch{})
+			}
+			if len(journal) == 0 {
+				break
+			}
+			b, journal = journal[0], journal[1:]
 		}
 		if keep != nil {
 			b = b.Where(keep)

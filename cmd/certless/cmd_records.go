@@ -18,6 +18,7 @@ import (
 	"github.com/certless/certless/adapters/records"
 	"github.com/certless/certless/adapters/sqlsource"
 	"github.com/certless/certless/config"
+	"github.com/certless/certless/exchange"
 )
 
 func newRecordsCmd(g *globals) *cobra.Command {
@@ -30,6 +31,7 @@ func newRecordsCmd(g *globals) *cobra.Command {
 		persons int
 		seed    int64
 		db      string
+		journal string
 	)
 	seedCmd := &cobra.Command{
 		Use:   "seed --persons N --db DSN",
@@ -55,7 +57,15 @@ be allowed to create tables; the broker later reads with a SELECT-only role.`,
 				progressbar.OptionThrottle(100_000_000),
 				progressbar.OptionOnCompletion(func() { fmt.Fprintln(g.stderr) }),
 			)
-			err := sqlsource.Seed(cmd.Context(), db, persons, seed, func(done, total int) { _ = bar.Set(done) })
+			var through time.Time
+			if journal != "" {
+				t, err := time.ParseInLocation(time.DateOnly, journal, exchange.Beijing)
+				if err != nil {
+					return usagef("--journal-through: %v", err)
+				}
+				through = t
+			}
+			err := sqlsource.SeedThrough(cmd.Context(), db, persons, seed, nil, through, func(done, total int) { _ = bar.Set(done) })
 			if err != nil {
 				return err
 			}
@@ -67,6 +77,7 @@ be allowed to create tables; the broker later reads with a SELECT-only role.`,
 	seedCmd.Flags().IntVar(&persons, "persons", 10000, "number of persons")
 	seedCmd.Flags().Int64Var(&seed, "seed", 1, "generator seed")
 	seedCmd.Flags().StringVar(&db, "db", "", "postgres://… DSN or SQLite file path")
+	seedCmd.Flags().StringVar(&journal, "journal-through", "", "also load the change journal (one cancellation per prefecture and day after 2026-06-30) through this date, YYYY-MM-DD")
 
 	var n int
 	sample := &cobra.Command{
@@ -156,7 +167,9 @@ func ensureSeededRecords(ctx context.Context, cfg *config.Config, log *zap.Logge
 			continue
 		}
 		log.Info("seeding synthetic records (first run)", zap.Int("persons", devPersons), zap.String("db", o.DSN), zap.String("region", a.Region))
-		err := sqlsource.SeedWhere(ctx, o.DSN, devPersons, devSeed, heldBy(a.Region), nil)
+		// With the change journal through today, so the periodic
+		// exchange of recent days has something to carry.
+		err := sqlsource.SeedThrough(ctx, o.DSN, devPersons, devSeed, heldBy(a.Region), time.Now().In(exchange.Beijing), nil)
 		if err != nil && !errors.Is(err, sqlsource.ErrNotEmpty) {
 			return fmt.Errorf("seed %s: %w", o.DSN, err)
 		}
