@@ -317,3 +317,42 @@ func (w *Watcher) Close() {
 		w.stop()
 	}
 }
+
+// ReadTopic reads one partition of topic from its first record to the end
+// offset it sees when called, at most max records (a bound against a
+// topic larger than the reader meant to hold).
+func ReadTopic(ctx context.Context, cfg bkafka.Config, topic string, partition, max int) ([]Record, error) {
+	dialer, err := cfg.Dialer()
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	end, err := lastOffset(ctx, dialer, cfg.Brokers[0], topic, partition)
+	if err != nil {
+		return nil, fmt.Errorf("client: %s partition %d end offset: %w", topic, partition, err)
+	}
+	r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: cfg.Brokers, Topic: topic, Partition: partition,
+		Dialer: dialer, MinBytes: 1, MaxBytes: 1 << 20, MaxWait: defaultMaxWait})
+	defer r.Close()
+	if err := r.SetOffset(kafkago.FirstOffset); err != nil {
+		return nil, fmt.Errorf("client: %s seek: %w", topic, err)
+	}
+	var out []Record
+	for end > 0 {
+		if len(out) == max {
+			return out, fmt.Errorf("client: %s holds more than %d records", topic, max)
+		}
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			return out, fmt.Errorf("client: read %s: %w", topic, err)
+		}
+		rec := Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Key: m.Key, Value: m.Value, Headers: map[string]string{}}
+		for _, h := range m.Headers {
+			rec.Headers[h.Key] = string(h.Value)
+		}
+		out = append(out, rec)
+		if m.Offset+1 >= end {
+			break
+		}
+	}
+	return out, nil
+}

@@ -58,6 +58,8 @@ type Config struct {
 	Adapters   []Adapter `yaml:"adapters" json:"adapters,omitempty"`
 	// Directory is how the broker follows the docking directory.
 	Directory Directory `yaml:"directory" json:"directory"`
+	// Exchange is how the broker runs the periodic-exchange schedules.
+	Exchange Exchange `yaml:"exchange" json:"exchange"`
 	// Transparency is the transparency log every decision is appended to.
 	Transparency Transparency `yaml:"transparency" json:"transparency"`
 }
@@ -66,6 +68,20 @@ type Config struct {
 type Directory struct {
 	// Poll is how often it looks for changes; default 1s.
 	Poll Duration `yaml:"poll" json:"poll,omitempty"`
+}
+
+// Exchange configures the broker's scheduler of periodic exchange.
+type Exchange struct {
+	// Disabled keeps this broker from running schedules.
+	Disabled bool `yaml:"disabled" json:"disabled,omitempty"`
+	// CatchUp bounds a schedule's first run: periods that ended longer
+	// ago are not sent (default 168h). Later, every missed period is.
+	CatchUp Duration `yaml:"catch_up" json:"catch_up,omitempty"`
+	// AckDeadline is how long a sent batch may go unacknowledged before
+	// it is offered again (default 24h).
+	AckDeadline Duration `yaml:"ack_deadline" json:"ack_deadline,omitempty"`
+	// MaxBatchesPerRound bounds one round's work (default 50).
+	MaxBatchesPerRound int `yaml:"max_batches_per_round" json:"max_batches_per_round,omitempty"`
 }
 
 // Transparency configures the transparency log.

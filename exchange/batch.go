@@ -16,6 +16,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -202,6 +203,28 @@ func MerkleRoot(records [][]byte) string {
 	return "sha256:" + hex.EncodeToString(h[:])
 }
 
+// ParseManifest reads the body of a signed manifest this broker stored
+// (no signature check: for a verified batch, see Verify).
+func ParseManifest(jws []byte) (Manifest, error) {
+	var m Manifest
+	parts := bytes.Split(jws, []byte("."))
+	if len(parts) != 3 {
+		return m, errors.New("exchange: manifest is not a compact JWS")
+	}
+	raw, err := base64.RawURLEncoding.AppendDecode(nil, parts[1])
+	if err != nil {
+		return m, fmt.Errorf("exchange: manifest: %w", err)
+	}
+	var p envelope.Payload
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return m, fmt.Errorf("exchange: manifest: %w", err)
+	}
+	if err := json.Unmarshal(p.Body, &m); err != nil {
+		return m, fmt.Errorf("exchange: manifest: %w", err)
+	}
+	return m, nil
+}
+
 // ErrBatch is wrapped by every verification failure.
 var ErrBatch = errors.New("exchange: batch does not verify")
 
@@ -209,6 +232,9 @@ var ErrBatch = errors.New("exchange: batch does not verify")
 type Verified struct {
 	Manifest Manifest
 	Records  []Record
+	// Stream names the schedule: "<agreement>/<schedule>", from the
+	// manifest's signed case reference.
+	Stream string
 }
 
 // Verify checks a received batch offline: the manifest's and every
@@ -225,7 +251,7 @@ func Verify(manifest []byte, records [][]byte, resolver envelope.KeyResolver, se
 	if mv.Type != schemas.TypeBatchManifest {
 		return Verified{}, fmt.Errorf("%w: manifest is a %s", ErrBatch, mv.Type)
 	}
-	var out Verified
+	out := Verified{Stream: mv.Purpose.CaseRef}
 	if err := json.Unmarshal(mv.Body, &out.Manifest); err != nil {
 		return Verified{}, fmt.Errorf("%w: manifest: %w", ErrBatch, err)
 	}

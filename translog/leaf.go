@@ -24,6 +24,12 @@ const (
 	// Subject the digest of its encodedList, Request the digest of the
 	// dispute whose correction changed it.
 	KindStatusList = "status_list"
+	// KindBatchManifest is a periodic-exchange batch, logged under
+	// "batch:<id>" before it is first published: Agency the recipient,
+	// Agreement/AgreementID/AgreementVersion its agreement, Reason the
+	// schedule's name, Receipt the digest of the signed manifest, Subject
+	// the records' Merkle root, Time the period's end.
+	KindBatchManifest = "batch_manifest"
 )
 
 // LeafVersion is the version of the leaf encoding this package writes.

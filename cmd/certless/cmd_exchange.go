@@ -1,12 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -15,10 +17,12 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
-	"github.com/certless/certless/adapters"
 	"github.com/certless/certless/broker"
+	"github.com/certless/certless/broker/store"
+	"github.com/certless/certless/client"
 	"github.com/certless/certless/config"
 	"github.com/certless/certless/directory"
+	"github.com/certless/certless/envelope"
 	"github.com/certless/certless/exchange"
 	bkafka "github.com/certless/certless/kafka"
 	"github.com/certless/certless/keys"
@@ -38,43 +42,34 @@ RFC 6962 Merkle root. The first batch built for a period is that period's
 batch: a re-run sends the same bytes. Schedules run in Beijing time.
 
   list     the schedules, their last batch and when the next is due
+  status   each schedule's batches built, published, acknowledged, overdue
   run      build (or take the stored) batch of a period and publish it
   export   write a stored batch as files: manifest.jws and records/NNNNNN.jws
   verify   a receiver's check of such files, naming the first bad part`,
 		Args: cobra.NoArgs,
 	}
-	cmd.AddCommand(exchangeListCmd(g), exchangeRunCmd(g), exchangeExportCmd(g), exchangeVerifyCmd(g))
+	cmd.AddCommand(exchangeListCmd(g), exchangeStatusCmd(g), exchangeRunCmd(g), exchangeExportCmd(g), exchangeVerifyCmd(g))
 	return cmd
 }
 
-// schedule is one schedule of an agreement in force.
-type schedule struct {
-	info      policies.Info
-	s         policies.Schedule
-	recipient string
-}
-
-// schedules lists the schedules of the agreements in force at now.
-func schedules(cfg *config.Config, now time.Time) ([]schedule, error) {
+// cliJobs lists the schedules of the agreements in force at now, as the
+// broker would run them.
+func cliJobs(cfg *config.Config, now time.Time) ([]exchange.Job, error) {
 	reg, err := keys.LoadDir(cfg.KeysDir)
 	if err != nil {
 		return nil, err
 	}
 	set, _ := policies.LoadFor(cfg.PoliciesDir, reg, cfg.DataOwners)
-	var out []schedule
-	for _, in := range set.InForce(now) {
-		for _, s := range in.Agreement.Schedules {
-			r := s.Recipient
-			if r == "" {
-				r = in.Agreement.Parties.Requester
-			}
-			out = append(out, schedule{info: in, s: s, recipient: r})
+	return exchangeJobs(set, now), nil
+}
+
+func findJob(jobs []exchange.Job, agreementID, name string) (exchange.Job, bool) {
+	for _, j := range jobs {
+		if j.Agreement.ID == agreementID && j.Schedule == name {
+			return j, true
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		return out[i].info.Ref.ID+"/"+out[i].s.Name < out[j].info.Ref.ID+"/"+out[j].s.Name
-	})
-	return out, nil
+	return exchange.Job{}, false
 }
 
 func exchangeListCmd(g *globals) *cobra.Command {
@@ -88,7 +83,7 @@ func exchangeListCmd(g *globals) *cobra.Command {
 				return err
 			}
 			now := time.Now()
-			ss, err := schedules(cfg, now)
+			jobs, err := cliJobs(cfg, now)
 			if err != nil {
 				return err
 			}
@@ -98,39 +93,102 @@ func exchangeListCmd(g *globals) *cobra.Command {
 			}
 			defer st.Close()
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "agreement\tschedule\tquery\trecipient\tcron (Beijing)\tperiods done\tlast batch\tnext due\t")
-			for _, s := range ss {
-				ps, err := exchange.Periods(s.s.Cron, s.info.Agreement.Validity.From, s.info.Agreement.Validity.Until, now)
+			fmt.Fprintln(tw, "agreement\tschedule\tquery\trecipient\tcron (Beijing)\tperiods ended\tlast batch\tlast period\tnext due\t")
+			for _, j := range jobs {
+				ps, err := exchange.Periods(j.Cron, j.From, j.Until, now)
 				if err != nil {
 					return err
 				}
-				last, err := st.Last(cmd.Context(), s.info.Ref.ID, s.s.Name)
+				last, err := st.Last(cmd.Context(), j.Agreement.ID, j.Schedule)
 				if err != nil {
 					return err
 				}
-				next, _ := exchange.Next(s.s.Cron, now)
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t\n", s.info.Ref.ID, s.s.Name, s.s.Query, s.recipient, s.s.Cron,
-					len(ps), last, next.In(exchange.Beijing).Format("2006-01-02 15:04"))
+				lastPeriod := "-"
+				if len(ps) > 0 {
+					p := ps[len(ps)-1]
+					lastPeriod = fmt.Sprintf("%d [%s, %s)", p.Sequence, p.From.In(exchange.Beijing).Format("01-02 15:04"), p.To.In(exchange.Beijing).Format("01-02 15:04"))
+				}
+				next, _ := exchange.Next(j.Cron, now)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t\n", j.Agreement.ID, j.Schedule, j.Query, j.Recipient, j.Cron,
+					len(ps), last, lastPeriod, next.In(exchange.Beijing).Format("2006-01-02 15:04"))
 			}
 			return tw.Flush()
 		},
 	}
 }
 
+func exchangeStatusCmd(g *globals) *cobra.Command {
+	var deadline time.Duration
+	cmd := &cobra.Command{
+		Use:   "status [--deadline D]",
+		Short: "Each schedule's batches: built, published, acknowledged, waiting and overdue for acknowledgement",
+		Long: `Per schedule: the last sequence built, published and acknowledged, the
+batches built but not yet published, those published and waiting for their
+acknowledgement, and those waiting past the acknowledgement deadline
+(exchange.ack_deadline, default 24h) — which the broker offers again, the
+same bytes, and which raise certless_exchange_overdue. Exit 1 when any is
+overdue.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := g.loadConfig(os.Getenv)
+			if err != nil {
+				return err
+			}
+			if deadline <= 0 {
+				deadline = cmp.Or(cfg.Exchange.AckDeadline.D(), exchange.DefaultAckDeadline)
+			}
+			st, err := exchange.Open(cmd.Context(), cfg.Store.DSN)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			sums, err := st.Summaries(cmd.Context(), time.Now(), deadline)
+			if err != nil {
+				return err
+			}
+			if len(sums) == 0 {
+				fmt.Fprintln(g.stdout, "no batch built yet (certless exchange list shows the schedules)")
+				return nil
+			}
+			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "agreement\tschedule\trecipient\tlast built\tlast sent\tlast acked\tunsent\tunacknowledged\toverdue\toffers\t")
+			overdue := 0
+			for _, m := range sums {
+				od := fmt.Sprint(m.Overdue)
+				if m.Overdue > 0 {
+					od += fmt.Sprintf(" (oldest #%d)", m.OldestOverdue)
+				}
+				overdue += m.Overdue
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%d\t\n", m.AgreementID, m.Schedule, m.Recipient, m.Last, m.LastSent, m.LastAcked,
+					m.Unsent, m.Unacknowledged, od, m.Offers)
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if overdue > 0 {
+				return fmt.Errorf("%d batches unacknowledged past %s", overdue, deadline)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&deadline, "deadline", 0, "acknowledgement deadline (default: the configuration's exchange.ack_deadline)")
+	return cmd
+}
+
 func exchangeRunCmd(g *globals) *cobra.Command {
-	var agreementID, name, at string
-	var sequence int
+	var agreementID, name, period string
 	var noSend bool
 	cmd := &cobra.Command{
-		Use:   "run --agreement ID --schedule NAME [--sequence N | --at TIME] [--no-send]",
+		Use:   "run --agreement ID --schedule NAME [--period P] [--no-send]",
 		Short: "Build (or take the stored) batch of a period and publish it to the recipient's batches topic",
-		Long: `Builds the batch of one period of a schedule from the configured record
-sources — the most specific source covering the recipient's region — signed
-with the broker's key, stores it (the first batch of a period is kept; a
-re-run takes the stored one, byte for byte) and publishes it to
-<prefix><recipient>.batches unless --no-send. The period is the last one
-completed, or --sequence N, or the one containing --at (RFC 3339 or a date,
-Beijing time).`,
+		Long: `The operator's run of one period of a schedule, the one the broker's
+scheduler also runs: builds the batch from the record source with a change
+feed covering the recipient's region, signed with the broker's key, stores
+it (the first batch of a period is kept: a re-run takes the stored one,
+byte for byte), logs its manifest in the transparency log, and publishes it
+to <prefix><recipient>.batches unless --no-send. --period is the period's
+sequence number, or a time or date (RFC 3339 or YYYY-MM-DD, Beijing time)
+it contains; by default the last period ended.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if agreementID == "" || name == "" {
@@ -142,113 +200,128 @@ Beijing time).`,
 				return err
 			}
 			now := time.Now()
-			ss, err := schedules(cfg, now)
+			jobs, err := cliJobs(cfg, now)
 			if err != nil {
 				return err
 			}
-			var s *schedule
-			for i := range ss {
-				if ss[i].info.Ref.ID == agreementID && ss[i].s.Name == name {
-					s = &ss[i]
-				}
-			}
-			if s == nil {
+			job, ok := findJob(jobs, agreementID, name)
+			if !ok {
 				return fmt.Errorf("no schedule %q in an agreement %s in force (certless exchange list)", name, agreementID)
 			}
-			ps, err := exchange.Periods(s.s.Cron, s.info.Agreement.Validity.From, s.info.Agreement.Validity.Until, now)
+			p, err := pickPeriod(job, now, period)
 			if err != nil {
 				return err
 			}
-			if len(ps) == 0 {
-				next, _ := exchange.Next(s.s.Cron, now)
-				return fmt.Errorf("no period of %s/%s has ended yet; the first ends %s", agreementID, name, next.In(exchange.Beijing).Format(time.RFC3339))
-			}
-			p := ps[len(ps)-1]
-			switch {
-			case sequence > 0:
-				if sequence > len(ps) {
-					return fmt.Errorf("period %d has not ended (%d have)", sequence, len(ps))
-				}
-				p = ps[sequence-1]
-			case at != "":
-				t, err := parseInstant(at)
-				if err != nil {
-					return usagef("--at: %v", err)
-				}
-				i := sort.Search(len(ps), func(i int) bool { return ps[i].To.After(t) })
-				if i == len(ps) || t.Before(ps[i].From) {
-					return fmt.Errorf("no ended period of %s/%s contains %s", agreementID, name, t.Format(time.RFC3339))
-				}
-				p = ps[i]
-			}
-			b, err := buildBatch(ctx, g, cfg, s, p)
+			st, err := exchange.Open(ctx, cfg.Store.DSN)
 			if err != nil {
 				return err
+			}
+			defer st.Close()
+			b, ok, err := st.Get(ctx, job.Agreement.ID, job.Schedule, p.Sequence)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				if b, err = cliBuild(ctx, g, cfg, st, job, p); err != nil {
+					return err
+				}
 			}
 			fmt.Fprintf(g.stdout, "batch %s: %s/%s sequence %d, [%s, %s), %d records to %s\n", b.ID, agreementID, name, p.Sequence,
-				p.From.In(exchange.Beijing).Format(time.RFC3339), p.To.In(exchange.Beijing).Format(time.RFC3339), b.Count, s.recipient)
+				p.From.In(exchange.Beijing).Format(time.RFC3339), p.To.In(exchange.Beijing).Format(time.RFC3339), b.Count, job.Recipient)
 			if noSend {
 				return nil
 			}
-			return sendBatch(ctx, g, cfg, b)
+			return cliSend(ctx, g, cfg, st, b)
 		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&agreementID, "agreement", "", "agreement id")
 	fl.StringVar(&name, "schedule", "", "the agreement's schedule name")
-	fl.IntVar(&sequence, "sequence", 0, "the period's sequence number (default: the last ended)")
-	fl.StringVar(&at, "at", "", "the ended period containing this time")
+	fl.StringVar(&period, "period", "", "the period: its sequence number, or a time or date it contains (default: the last ended)")
 	fl.BoolVar(&noSend, "no-send", false, "build and store only")
 	return cmd
 }
 
-// buildBatch returns the stored batch of period p, building and storing it
-// first if there is none.
-func buildBatch(ctx context.Context, g *globals, cfg *config.Config, s *schedule, p exchange.Period) (exchange.Stored, error) {
-	st, err := exchange.Open(ctx, cfg.Store.DSN)
+// pickPeriod is the ended period of job that spec names (a sequence
+// number, or a time or date it contains), the last ended when spec is "".
+func pickPeriod(job exchange.Job, now time.Time, spec string) (exchange.Period, error) {
+	ps, err := exchange.Periods(job.Cron, job.From, job.Until, now)
 	if err != nil {
-		return exchange.Stored{}, err
+		return exchange.Period{}, err
 	}
-	defer st.Close()
-	if got, ok, err := st.Get(ctx, s.info.Ref.ID, s.s.Name, p.Sequence); err != nil || ok {
-		return got, err
+	if len(ps) == 0 {
+		next, _ := exchange.Next(job.Cron, now)
+		return exchange.Period{}, fmt.Errorf("no period of %s has ended yet; the first ends %s", job.Key(), next.In(exchange.Beijing).Format(time.RFC3339))
 	}
-	region, err := recipientRegion(ctx, cfg, s.recipient)
+	if spec == "" {
+		return ps[len(ps)-1], nil
+	}
+	if n, err := strconv.Atoi(spec); err == nil {
+		if n < 1 || n > len(ps) {
+			return exchange.Period{}, fmt.Errorf("period %d of %s has not ended (%d have)", n, job.Key(), len(ps))
+		}
+		return ps[n-1], nil
+	}
+	t, err := parseInstant(spec)
 	if err != nil {
-		return exchange.Stored{}, err
+		return exchange.Period{}, usagef("--period: a sequence number, or %v", err)
 	}
+	i := sort.Search(len(ps), func(i int) bool { return ps[i].To.After(t) })
+	if i == len(ps) || t.Before(ps[i].From) {
+		return exchange.Period{}, fmt.Errorf("no ended period of %s contains %s", job.Key(), t.Format(time.RFC3339))
+	}
+	return ps[i], nil
+}
+
+// cliBuild builds and stores a period's batch from the configured sources.
+func cliBuild(ctx context.Context, g *globals, cfg *config.Config, st *exchange.Store, job exchange.Job, p exchange.Period) (exchange.Stored, error) {
 	srcs, err := openSources(ctx, cfg, zap.NewNop(), broker.NewSourceMetrics(prometheus.NewRegistry()))
 	if err != nil {
 		return exchange.Stored{}, err
 	}
 	defer srcs.close()
-	feed, feedName := srcs.feedFor(region)
-	if feed == nil {
-		return exchange.Stored{}, fmt.Errorf("no record source with a change feed covers %s", region)
-	}
-	key, err := keys.SigningKey(cfg.KeysDir, cfg.BrokerID, time.Now())
-	if err != nil {
-		return exchange.Stored{}, fmt.Errorf("the broker's signing key: %w", err)
-	}
 	set, err := schemas.Default()
 	if err != nil {
 		return exchange.Stored{}, err
 	}
-	terms := s.info.Agreement.Terms(s.s.Query)
-	spec := exchange.Spec{
-		Agreement: schemas.AgreementRef{ID: s.info.Ref.ID, Version: s.info.Ref.Version, Digest: s.info.Ref.Digest},
-		Schedule:  s.s.Name, Recipient: s.recipient, Type: adapters.QueryType(s.s.Query), Region: region,
-		From: p.From, To: p.To, Sequence: p.Sequence, Fields: terms.Fields,
-	}
-	if len(terms.Purposes) > 0 {
-		spec.Purpose = terms.Purposes[0]
-	}
-	b, err := exchange.Build(ctx, feed, spec, cfg.BrokerID, key, set)
+	bb := &batchBuilder{brokerID: cfg.BrokerID, feed: srcs.feedFor, set: set,
+		region: func(ctx context.Context, agency string) (string, error) { return recipientRegion(ctx, cfg, agency) },
+		key:    func() (*keys.Private, error) { return keys.SigningKey(cfg.KeysDir, cfg.BrokerID, time.Now()) }}
+	b, err := bb.build(ctx, job, p)
 	if err != nil {
 		return exchange.Stored{}, err
 	}
-	fmt.Fprintf(g.stderr, "built from %s (region %s)\n", feedName, region)
-	return st.Put(ctx, s.info.Ref.ID, s.s.Name, s.recipient, p, b, time.Now())
+	return st.Put(ctx, job.Agreement.ID, job.Schedule, job.Recipient, p, b, time.Now())
+}
+
+// cliSend logs and publishes a stored batch (again, when it was).
+func cliSend(ctx context.Context, g *globals, cfg *config.Config, st *exchange.Store, b exchange.Stored) error {
+	ds, err := store.Open(ctx, cfg.Store.DSN, store.Options{})
+	if err != nil {
+		return err
+	}
+	defer ds.Close()
+	kc := kafkaConfig(cfg.Kafka)
+	prod, err := bkafka.NewProducer(kc, bkafka.ProducerOptions{})
+	if err != nil {
+		return err
+	}
+	defer prod.Close()
+	pub := &batchPublisher{kafka: kc, topics: broker.Topics{Prefix: cfg.Kafka.TopicPrefix}, replication: cfg.Kafka.ReplicationFactor, producer: prod}
+	ok, err := st.Offer(ctx, b.ID, time.Now(), func(exchange.Stored) bool { return true }, func(ctx context.Context, b exchange.Stored) error {
+		if err := logBatch(ctx, ds, b); err != nil {
+			return err
+		}
+		return pub.publish(ctx, b)
+	})
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("batch %s is being published by a running broker right now; try again", b.ID)
+	}
+	fmt.Fprintf(g.stdout, "published %d records and the manifest to %s\n", len(b.Records), pub.topics.Batches(b.Recipient))
+	return nil
 }
 
 // recipientRegion is the recipient's region in the docking directory (else
@@ -267,42 +340,6 @@ func recipientRegion(ctx context.Context, cfg *config.Config, agency string) (st
 		}
 	}
 	return "", fmt.Errorf("the recipient %s is not docked", agency)
-}
-
-// sendBatch publishes a stored batch: its records, then its manifest.
-func sendBatch(ctx context.Context, g *globals, cfg *config.Config, b exchange.Stored) error {
-	kc := kafkaConfig(cfg.Kafka)
-	topic := broker.Topics{Prefix: cfg.Kafka.TopicPrefix}.Batches(b.Recipient)
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	if err := bkafka.EnsureTopics(ctx, kc, bkafka.TopicSpec{Name: topic, Partitions: 1, ReplicationFactor: cfg.Kafka.ReplicationFactor}); err != nil {
-		return fmt.Errorf("batches topic: %w", bkafka.Explain(ctx, kc, err))
-	}
-	p, err := bkafka.NewProducer(kc, bkafka.ProducerOptions{})
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	msgs := make([]bkafka.Message, 0, len(b.Records)+1)
-	for i, r := range b.Records {
-		msgs = append(msgs, bkafka.Message{Topic: topic, Key: []byte(b.ID), Value: r,
-			Headers: []bkafka.Header{{Key: "certless-batch", Value: []byte(b.ID)}, {Key: "certless-batch-index", Value: []byte(fmt.Sprint(i))}}})
-	}
-	msgs = append(msgs, bkafka.Message{Topic: topic, Key: []byte(b.ID), Value: b.Manifest,
-		Headers: []bkafka.Header{{Key: "certless-batch", Value: []byte(b.ID)}, {Key: "certless-batch-manifest", Value: []byte("1")}}})
-	if err := p.Produce(ctx, msgs...); err != nil {
-		return fmt.Errorf("publish batch %s: %w", b.ID, bkafka.Explain(ctx, kc, err))
-	}
-	st, err := exchange.Open(ctx, cfg.Store.DSN)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	if err := st.MarkSent(ctx, b.ID, time.Now()); err != nil {
-		return err
-	}
-	fmt.Fprintf(g.stdout, "published %d records and the manifest to %s\n", len(b.Records), topic)
-	return nil
 }
 
 func exchangeExportCmd(g *globals) *cobra.Command {
@@ -352,14 +389,31 @@ func exchangeExportCmd(g *globals) *cobra.Command {
 }
 
 func exchangeVerifyCmd(g *globals) *cobra.Command {
-	var jwksFile, brokerID string
+	var jwksFile, brokerID, topic string
 	var sequence int
 	cmd := &cobra.Command{
-		Use:   "verify DIR [--jwks F] [--sequence N]",
-		Short: "A receiver's check of an exported batch: signatures, sequence, count, digest and Merkle root; names the first bad part",
-		Args:  cobra.ExactArgs(1),
+		Use:   "verify DIR | --topic T [--jwks F] [--sequence N]",
+		Short: "A receiver's check of a batch (exported files) or of a whole batches topic; names the first bad part",
+		Long: `Checks what a receiver holds, offline, with the broker's public keys
+(--jwks, default the keys folder's): the manifest's and every record's
+signature, that each record belongs to the manifest's agreement, type and
+sequence, the count, the records' digest and the RFC 6962 Merkle root.
+
+  verify DIR        files written by 'exchange export': DIR/manifest.jws and
+                    DIR/records/*.jws; names the first bad record file
+  verify --topic T  every batch on a batches topic, in order: also that a
+                    part published again (a crash, an offer made again)
+                    has the same bytes, and that each schedule's sequence
+                    numbers run on without a gap or a step back (a
+                    replayed old batch)
+
+--sequence N is the sequence the receiver expects (of the batch in DIR, or
+the first on the topic).`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			dir := args[0]
+			if (len(args) == 1) == (topic != "") {
+				return usagef("give a directory or --topic, one of them")
+			}
 			cfg, err := g.loadConfig(os.Getenv)
 			if err != nil {
 				return err
@@ -372,6 +426,10 @@ func exchangeVerifyCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if topic != "" {
+				return verifyTopic(cmd.Context(), g, cfg, topic, bk, set, sequence)
+			}
+			dir := args[0]
 			manifest, err := readBounded(filepath.Join(dir, "manifest.jws"), 1<<20)
 			if err != nil {
 				return err
@@ -403,13 +461,59 @@ func exchangeVerifyCmd(g *globals) *cobra.Command {
 				return errors.New(msg)
 			}
 			m := v.Manifest
-			fmt.Fprintf(g.stdout, "batch verified: %s sequence %d, %s records of [%s, %s) to %s, Merkle root %s\n",
-				m.Agreement.ID, m.Sequence, fmt.Sprint(m.Count), m.Period.From.Format(time.RFC3339), m.Period.To.Format(time.RFC3339), m.Recipient, m.MerkleRoot)
+			fmt.Fprintf(g.stdout, "batch verified: %s sequence %d, %d records of [%s, %s) to %s, Merkle root %s\n",
+				m.Agreement.ID, m.Sequence, m.Count, m.Period.From.Format(time.RFC3339), m.Period.To.Format(time.RFC3339), m.Recipient, m.MerkleRoot)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&jwksFile, "jwks", "", "the broker's JWK set file (default: the keys folder's)")
 	cmd.Flags().StringVar(&brokerID, "broker-id", "", "the broker's id (default: the configuration's)")
-	cmd.Flags().IntVar(&sequence, "sequence", 0, "the sequence number expected next (a replayed old batch fails)")
+	cmd.Flags().StringVar(&topic, "topic", "", "verify every batch on this batches topic (e.g. social-security-baicheng.batches)")
+	cmd.Flags().IntVar(&sequence, "sequence", 0, "the sequence number expected (a replayed old batch fails)")
 	return cmd
+}
+
+// maxTopicParts bounds what verify --topic reads.
+const maxTopicParts = 1 << 20
+
+// verifyTopic reads a batches topic from its start and verifies it.
+func verifyTopic(ctx context.Context, g *globals, cfg *config.Config, topic string, bk envelope.KeyResolver, set *schemas.Set, from int) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	kc := kafkaConfig(cfg.Kafka)
+	recs, err := client.ReadTopic(ctx, kc, topic, 0, maxTopicParts)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", topic, bkafka.Explain(ctx, kc, err))
+	}
+	parts := make([]exchange.Part, 0, len(recs))
+	for _, r := range recs {
+		p := exchange.Part{Batch: r.Headers["certless-batch"], Index: -1, Value: r.Value}
+		if p.Batch == "" {
+			return fmt.Errorf("offset %d of %s is not a batch part (no certless-batch header)", r.Offset, topic)
+		}
+		if r.Headers["certless-batch-manifest"] != "1" {
+			if p.Index, err = strconv.Atoi(r.Headers["certless-batch-index"]); err != nil || p.Index < 0 {
+				return fmt.Errorf("offset %d of %s: batch %s part without a valid certless-batch-index", r.Offset, topic, p.Batch)
+			}
+		}
+		parts = append(parts, p)
+	}
+	batches, pending, err := exchange.VerifyStream(parts, bk, set, from)
+	for _, b := range batches {
+		m := b.Manifest
+		again := ""
+		if b.Offers > 1 {
+			again = fmt.Sprintf(", offered %d times", b.Offers)
+		}
+		fmt.Fprintf(g.stdout, "batch %s verified: %s sequence %d, %d records of [%s, %s)%s\n", b.ID, b.Stream, m.Sequence, m.Count,
+			m.Period.From.In(exchange.Beijing).Format(time.RFC3339), m.Period.To.In(exchange.Beijing).Format(time.RFC3339), again)
+	}
+	if err != nil {
+		return err
+	}
+	for _, id := range pending {
+		fmt.Fprintf(g.stdout, "batch %s: parts without a manifest yet (still being published, or cut off)\n", id)
+	}
+	fmt.Fprintf(g.stdout, "%s: %d batches verified, %d messages read\n", topic, len(batches), len(recs))
+	return nil
 }

@@ -52,7 +52,7 @@ func TestRealKafkaExchangeRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tail.Close()
-	run := []string{"exchange", "run", "--agreement", "social-security-baicheng/records", "--schedule", "daily-cancellations", "--at", "2026-03-01T12:00:00+08:00"}
+	run := []string{"exchange", "run", "--agreement", "social-security-baicheng/records", "--schedule", "daily-cancellations", "--period", "2026-03-01T12:00:00+08:00"}
 	out := cli(run...)
 	m := regexp.MustCompile(`batch ([0-9A-Z]{26}): .* sequence (\d+), .*, (\d+) records`).FindStringSubmatch(out)
 	if m == nil || m[3] == "0" {

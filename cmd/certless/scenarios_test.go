@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/certless/certless/client"
+	"github.com/certless/certless/exchange"
 
 	"go.uber.org/zap"
 
@@ -103,7 +104,7 @@ func realConfigAndRecords(ctx context.Context, t *testing.T) (*config.Config, st
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := sqlsource.Seed(ctx, recordsAdmin, devPersons, devSeed, nil); err != nil {
+	if err := sqlsource.SeedThrough(ctx, recordsAdmin, devPersons, devSeed, nil, time.Now().In(exchange.Beijing), nil); err != nil {
 		t.Fatalf("seed PostgreSQL records: %v", err)
 	}
 	role, password := "reader_"+testenv.Random(4), testenv.Random(8)

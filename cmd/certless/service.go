@@ -56,8 +56,11 @@ type service struct {
 	// along and tells their parties.
 	feedback *feedback.Store
 	notifier *feedback.Notifier
-	// batches are the periodic-exchange batches (acknowledged here).
-	batches *exchange.Store
+	// batches are the periodic-exchange batches (acknowledged here);
+	// scheduler runs the agreements' schedules (nil: exchange.disabled).
+	batches        *exchange.Store
+	scheduler      *exchange.Scheduler
+	exchangeManual bool
 	// dir is the docking directory, docking the broker's view of it; lag
 	// follows its request topics.
 	dir      *directory.Directory
@@ -103,6 +106,10 @@ type serviceOptions struct {
 	checkpointInterval time.Duration
 	// directoryPoll overrides how often the docking directory is polled.
 	directoryPoll time.Duration
+	// exchangeClock, when set, is the periodic-exchange scheduler's clock,
+	// and the broker runs no rounds of its own: the test calls
+	// s.scheduler.Round after moving the clock.
+	exchangeClock func() time.Time
 }
 
 func kafkaConfig(c config.Kafka) bkafka.Config {
@@ -288,6 +295,29 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 		Producer: producerAdapter{s.producer}, Topics: s.topics, BrokerID: cfg.BrokerID,
 		Encrypt: s.encryptNotice, Now: fbClock, Log: log.Named("feedback"),
 		Revoker: s.store, StatusBase: s.statusBase}
+	if !cfg.Exchange.Disabled {
+		s.scheduler = &exchange.Scheduler{Store: s.batches,
+			Jobs: func(now time.Time) []exchange.Job { return exchangeJobs(s.agreements.Set(), now) },
+			Build: (&batchBuilder{brokerID: cfg.BrokerID, feed: s.sources.feedFor, set: set,
+				region: func(_ context.Context, agency string) (string, error) {
+					if a, ok := s.docking.state().snap.Agency(agency); ok {
+						return a.Region, nil
+					}
+					return "", fmt.Errorf("the recipient %s is not docked", agency)
+				},
+				key: func() (*keys.Private, error) { return s.key.SigningKey(), nil }}).build,
+			Publish: (&batchPublisher{kafka: s.kafka, topics: s.topics, replication: cfg.Kafka.ReplicationFactor,
+				producer: s.producer}).publish,
+			Logged:      func(ctx context.Context, b exchange.Stored) error { return logBatch(ctx, s.store, b) },
+			CatchUp:     cfg.Exchange.CatchUp.D(),
+			AckDeadline: cfg.Exchange.AckDeadline.D(),
+			MaxPerRound: cfg.Exchange.MaxBatchesPerRound,
+			Now:         opts.exchangeClock,
+			Log:         log.Named("exchange"),
+			Metrics:     exchange.NewMetrics(s.registry),
+		}
+		s.exchangeManual = opts.exchangeClock != nil
+	}
 	s.runner = &broker.Runner{
 		Producer: producerAdapter{s.producer},
 		Handler:  handler,
@@ -390,10 +420,18 @@ func (s *service) run(ctx context.Context) error {
 	go func() { defer close(dirWatched); s.followDirectory(watchCtx) }()
 	notified := make(chan struct{})
 	go func() { defer close(notified); s.notifier.Run(watchCtx, s.directoryPoll) }()
+	scheduled := make(chan struct{})
+	go func() {
+		defer close(scheduled)
+		if s.scheduler != nil && !s.exchangeManual {
+			s.scheduler.Run(watchCtx, exchange.DefaultPoll)
+		}
+	}()
 	err := s.consume(ctx)
 	stopWatch()
 	<-dirWatched
 	<-notified
+	<-scheduled
 	<-watched
 	<-agreementsWatched
 	stopCheckpoints()

@@ -1,0 +1,282 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/zap"
+
+	"github.com/certless/certless/adapters/records"
+	"github.com/certless/certless/broker"
+	"github.com/certless/certless/client"
+	"github.com/certless/certless/config"
+	"github.com/certless/certless/envelope"
+	"github.com/certless/certless/exchange"
+	"github.com/certless/certless/schemas"
+	"github.com/certless/certless/translog"
+)
+
+// journalCancellations are the IDs of the persons of the dev records whose
+// registration in a region under prefix was cancelled on day (YYYY-MM-DD).
+func journalCancellations(t *testing.T, prefix string) map[string][]string {
+	t.Helper()
+	g := records.NewGenerator(devSeed, devPersons)
+	byDay := map[string][]string{}
+	for {
+		b, ok := g.Next()
+		if !ok {
+			break
+		}
+		add(byDay, b, prefix)
+	}
+	for _, b := range g.Journal(time.Now().In(exchange.Beijing)) {
+		add(byDay, b, prefix)
+	}
+	return byDay
+}
+
+func add(byDay map[string][]string, b records.Batch, prefix string) {
+	region := map[string]string{}
+	for _, h := range b.Households {
+		region[h.ID] = h.RegionCode
+	}
+	for _, p := range b.Persons {
+		if p.CancelReason != "" && strings.HasPrefix(region[p.HouseholdID], prefix) {
+			d := p.CancelDate.Format(records.DateLayout)
+			byDay[d] = append(byDay[d], p.IDNumber)
+		}
+	}
+}
+
+// batchesOn reads a batches topic from its start and verifies it as a
+// receiver does.
+func batchesOn(ctx context.Context, t *testing.T, cfg *config.Config, topic string) ([]exchange.StreamBatch, []client.Record) {
+	t.Helper()
+	recs, err := client.ReadTopic(ctx, kafkaConfig(cfg.Kafka), topic, 0, 100000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parts []exchange.Part
+	for _, r := range recs {
+		p := exchange.Part{Batch: r.Headers["certless-batch"], Index: -1, Value: r.Value}
+		if r.Headers["certless-batch-manifest"] != "1" {
+			fmt.Sscan(r.Headers["certless-batch-index"], &p.Index)
+		}
+		parts = append(parts, p)
+	}
+	bk, err := brokerKeysFor(cfg, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, _ := schemas.Default()
+	bs, pending, err := exchange.VerifyStream(parts, bk, set, 0)
+	if err != nil || len(pending) != 0 {
+		t.Fatalf("the batches topic does not verify: %v (pending %v)", err, pending)
+	}
+	return bs, recs
+}
+
+func gaugeValue(t *testing.T, svc *service, name, schedule string) float64 {
+	t.Helper()
+	mfs, err := svc.registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if labelOf(m, "schedule") == schedule {
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	return -1
+}
+
+func labelOf(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
+
+// TestRealKafkaExchangeScheduler: the broker's scheduler, on the real Kafka
+// and PostgreSQL with its clock injected, builds the daily batch of
+// Baicheng's hukou cancellations for each period that ended within the
+// catch-up window, with exactly that day's cancellations; offers again,
+// the same bytes, the batches not acknowledged past the deadline (and
+// counts them overdue); a broker restarted after a stop longer than the
+// catch-up window sends every missed period, in order; and two brokers
+// running one period at once build and publish it once.
+func TestRealKafkaExchangeScheduler(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cfg := realConfig(ctx, t)
+	cfg.Exchange.CatchUp = config.Duration(3 * 24 * time.Hour)
+	cfg.Exchange.AckDeadline = config.Duration(6 * time.Hour)
+	const job = "social-security-baicheng/records/daily-cancellations"
+	topic := broker.Topics{Prefix: cfg.Kafka.TopicPrefix}.Batches("social-security-baicheng")
+	want := journalCancellations(t, "2208")
+	clock := &testClock{now: time.Date(2026, 9, 10, 12, 0, 0, 0, exchange.Beijing)}
+	opts := serviceOptions{httpAddr: "127.0.0.1:0", exchangeClock: clock.Now}
+
+	runCtx, stop := context.WithCancel(ctx)
+	svc, done := startStoppable(runCtx, t, cfg, opts)
+	round := func(svc *service, wantBuilt, wantOffered, wantReoffered int) {
+		t.Helper()
+		var total exchange.RoundResult
+		for {
+			res, err := svc.scheduler.Round(ctx)
+			if err != nil {
+				t.Fatalf("round at %s: %v", clock.Now(), err)
+			}
+			total.Built, total.Offered, total.Reoffered = total.Built+res.Built, total.Offered+res.Offered, total.Reoffered+res.Reoffered
+			if !res.More {
+				break
+			}
+		}
+		if total.Built != wantBuilt || total.Offered != wantOffered || total.Reoffered != wantReoffered {
+			t.Fatalf("round at %s: %+v, want built %d, offered %d, offered again %d", clock.Now(), total, wantBuilt, wantOffered, wantReoffered)
+		}
+	}
+	checkRecords := func(bs []exchange.StreamBatch) {
+		t.Helper()
+		for _, b := range bs {
+			m := b.Manifest
+			// Each period [D-1 01:00, D 01:00) carries day D's changes.
+			day := m.Period.To.In(exchange.Beijing).Format(records.DateLayout)
+			var got []string
+			for _, r := range b.Records {
+				got = append(got, r.Subject.IDNumber)
+				if r.Data["cancelled"] != true || r.Data["reason"] != "death" || r.Data["date"] != day {
+					t.Errorf("batch %d record %d: %v", m.Sequence, r.Index, r.Data)
+				}
+			}
+			sort.Strings(got)
+			exp := append([]string(nil), want[day]...)
+			sort.Strings(exp)
+			if strings.Join(got, ",") != strings.Join(exp, ",") || len(exp) == 0 {
+				t.Errorf("batch %d (%s): subjects %v, want %v", m.Sequence, day, got, exp)
+			}
+		}
+	}
+
+	// First run: the three periods that ended within three days.
+	round(svc, 3, 3, 0)
+	bs, _ := batchesOn(ctx, t, cfg, topic)
+	if len(bs) != 3 {
+		t.Fatalf("%d batches published, want 3", len(bs))
+	}
+	ps, _ := exchange.Periods("0 1 * * *", time.Date(2026, 1, 1, 0, 0, 0, 0, exchange.Beijing), time.Date(2028, 1, 1, 0, 0, 0, 0, exchange.Beijing), clock.Now())
+	for i, b := range bs {
+		if p := ps[len(ps)-3+i]; b.Manifest.Sequence != p.Sequence || !b.Manifest.Period.To.Equal(p.To) || b.Stream != "social-security-baicheng/records/daily-cancellations" {
+			t.Fatalf("batch %d: sequence %d [%s, %s) of %s, want %+v", i, b.Manifest.Sequence, b.Manifest.Period.From, b.Manifest.Period.To, b.Stream, p)
+		}
+	}
+	checkRecords(bs)
+	first := bs
+	// Nothing more is due in the same period.
+	round(svc, 0, 0, 0)
+
+	// The recipient acknowledges the first; seven hours on, the other two
+	// are offered again, the same bytes, and count as overdue.
+	if _, err := svc.batches.Ack(ctx, first[0].ID, envelope.DigestOf(first[0].ManifestJWS), "social-security-baicheng", clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	clock.advance(7 * time.Hour) // 19:00, before the next period ends at 01:00
+	round(svc, 0, 0, 2)
+	bs, recs := batchesOn(ctx, t, cfg, topic)
+	if len(bs) != 3 || bs[0].Offers != 1 || bs[1].Offers != 2 || bs[2].Offers != 2 {
+		t.Fatalf("after the deadline: %d batches, offers %d %d %d", len(bs), bs[0].Offers, bs[1].Offers, bs[2].Offers)
+	}
+	if g := gaugeValue(t, svc, "certless_exchange_overdue", job); g != 2 {
+		t.Fatalf("certless_exchange_overdue %v, want 2", g)
+	}
+	// The manifest is a transparency-log leaf (a key logged returns the
+	// index it holds).
+	probe, _ := translog.Leaf{Kind: translog.KindBatchManifest, Time: translog.FormatTime(clock.Now())}.Marshal()
+	idx, err := svc.store.AppendLeaf(ctx, "batch:"+first[1].ID, probe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaves, err := svc.store.ReadLeaves(ctx, idx, 1)
+	if err != nil || len(leaves) != 1 {
+		t.Fatal(err)
+	}
+	if l, err := translog.ParseLeaf(leaves[0]); err != nil || l.Kind != translog.KindBatchManifest || l.Receipt != envelope.DigestOf(first[1].ManifestJWS) ||
+		l.Subject != first[1].Manifest.MerkleRoot || l.Agency != "social-security-baicheng" {
+		t.Fatalf("the manifest's leaf: %+v %v", l, err)
+	}
+	published := len(recs)
+
+	// A long stop: ten days, more than the catch-up window. The restarted
+	// broker sends all ten periods, in order.
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	clock.advance(10 * 24 * time.Hour)
+	runCtx, stop = context.WithCancel(ctx)
+	defer stop()
+	svc, done = startStoppable(runCtx, t, cfg, opts)
+	round(svc, 10, 10, 2) // and the two still unacknowledged, again
+	bs, recs = batchesOn(ctx, t, cfg, topic)
+	if len(bs) != 13 || bs[12].Manifest.Sequence != first[0].Manifest.Sequence+12 {
+		t.Fatalf("after the stop: %d batches, last %d", len(bs), bs[len(bs)-1].Manifest.Sequence)
+	}
+	checkRecords(bs[3:])
+	if len(recs) <= published {
+		t.Fatal("nothing published after the restart")
+	}
+
+	// Two brokers, one period: one batch, published once.
+	other, otherDone := startStoppable(runCtx, t, cfg, opts)
+	clock.advance(24 * time.Hour)
+	var wg sync.WaitGroup
+	results := make([]exchange.RoundResult, 2)
+	for i, s := range []*service{svc, other} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := s.scheduler.Round(ctx)
+			if err != nil {
+				t.Errorf("broker %d: %v", i, err)
+			}
+			results[i] = res
+		}()
+	}
+	wg.Wait()
+	if n := results[0].Offered + results[1].Offered; n != 1 {
+		t.Fatalf("two brokers published the new period %d times: %+v", n, results)
+	}
+	bs, _ = batchesOn(ctx, t, cfg, topic)
+	if len(bs) != 14 || bs[13].Offers != 1 {
+		t.Fatalf("after two brokers: %d batches, the last offered %d times", len(bs), bs[len(bs)-1].Offers)
+	}
+	stop()
+	<-done
+	<-otherDone
+}
+
+// startStoppable starts a broker that runs until ctx ends; done reports
+// how it stopped.
+func startStoppable(ctx context.Context, t *testing.T, cfg *config.Config, opts serviceOptions) (*service, chan error) {
+	t.Helper()
+	svc, err := startService(ctx, cfg, zap.NewNop(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- svc.run(ctx) }()
+	return svc, done
+}
