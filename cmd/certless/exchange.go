@@ -144,4 +144,3 @@ func logBatch(ctx context.Context, log leafAppender, b exchange.Stored) error {
 	_, err = log.AppendLeaf(ctx, "batch:"+b.ID, leaf)
 	return err
 }
-
