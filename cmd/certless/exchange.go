@@ -109,7 +109,7 @@ func (p *batchPublisher) publish(ctx context.Context, b exchange.Stored) error {
 	msgs = append(msgs, bkafka.Message{Topic: topic, Key: []byte(b.ID), Value: b.Manifest,
 		Headers: []bkafka.Header{{Key: "certless-batch", Value: []byte(b.ID)}, {Key: "certless-batch-manifest", Value: []byte("1")}}})
 	// A fault point of the crash test: die hard after the first records.
-	if n := crashAfterRecords(); n >= 0 && n < len(b.Records) {
+	if n := crashAfterRecords(); n >= 0 && n <= len(b.Records) {
 		if err := p.producer.Produce(ctx, msgs[:n]...); err != nil {
 			return err
 		}

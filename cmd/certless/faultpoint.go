@@ -8,7 +8,8 @@ import (
 
 // envCrashAfterRecords is the crash test's fault point: a broker started
 // with it set to N kills itself (SIGKILL, no cleanup) after producing the
-// first N records of a periodic-exchange batch. Never set in production.
+// first N records of a periodic-exchange batch (before its manifest).
+// Never set in production.
 const envCrashAfterRecords = "CERTLESS_FAULT_EXCHANGE_KILL_AFTER_RECORDS"
 
 // crashAfterRecords is the fault point's N, or -1 when unset.
