@@ -234,6 +234,9 @@ func (s *Store) Last(ctx context.Context, agreementID, schedule string) (int, er
 // when decides, given the stored batch, whether it is still to be offered
 // (another broker may have offered it since the caller looked).
 func (s *Store) Offer(ctx context.Context, id string, at time.Time, when func(Stored) bool, publish func(context.Context, Stored) error) (offered bool, err error) {
+	if !s.db.PG {
+		return s.offerSQLite(ctx, id, at, when, publish)
+	}
 	tx, err := s.db.SQL.BeginTx(ctx, nil)
 	if err != nil {
 		return false, fmt.Errorf("exchange: offer %s: %w", id, err)
@@ -243,11 +246,7 @@ func (s *Store) Offer(ctx context.Context, id string, at time.Time, when func(St
 			_ = tx.Rollback()
 		}
 	}()
-	q := `SELECT ` + columns + ` FROM exchange_batches WHERE batch_id = ?`
-	if s.db.PG {
-		q += ` FOR UPDATE SKIP LOCKED`
-	}
-	st, err := s.scan(tx.QueryRowContext(ctx, s.db.Q(q), id))
+	st, err := s.scan(tx.QueryRowContext(ctx, s.db.Q(`SELECT `+columns+` FROM exchange_batches WHERE batch_id = ? FOR UPDATE SKIP LOCKED`), id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil // another broker is publishing it
 	}
@@ -260,11 +259,31 @@ func (s *Store) Offer(ctx context.Context, id string, at time.Time, when func(St
 	if err := publish(ctx, st); err != nil {
 		return false, err
 	}
-	if _, err := tx.ExecContext(ctx, s.db.Q(`UPDATE exchange_batches SET sent_at = coalesce(sent_at, ?), offered_at = ?, offers = offers + 1 WHERE batch_id = ?`),
-		s.db.T(at), s.db.T(at), id); err != nil {
+	if _, err := tx.ExecContext(ctx, s.db.Q(offeredSQL), s.db.T(at), s.db.T(at), id); err != nil {
 		return false, fmt.Errorf("exchange: offer %s: %w", id, err)
 	}
 	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("exchange: offer %s: %w", id, err)
+	}
+	return true, nil
+}
+
+const offeredSQL = `UPDATE exchange_batches SET sent_at = coalesce(sent_at, ?), offered_at = ?, offers = offers + 1 WHERE batch_id = ?`
+
+// offerSQLite is Offer on SQLite, whose only lock is the whole database's:
+// holding it while publishing would stall the decision store's writes, so
+// the batch is read, published and marked in three steps. SQLite serves
+// one broker (certless dev); two brokers on one SQLite file could publish
+// a batch twice — the same bytes, which a receiver ignores.
+func (s *Store) offerSQLite(ctx context.Context, id string, at time.Time, when func(Stored) bool, publish func(context.Context, Stored) error) (bool, error) {
+	st, ok, err := s.ByID(ctx, id)
+	if err != nil || !ok || !when(st) {
+		return false, err
+	}
+	if err := publish(ctx, st); err != nil {
+		return false, err
+	}
+	if _, err := s.db.SQL.ExecContext(ctx, s.db.Q(offeredSQL), s.db.T(at), s.db.T(at), id); err != nil {
 		return false, fmt.Errorf("exchange: offer %s: %w", id, err)
 	}
 	return true, nil

@@ -193,6 +193,7 @@ func TestRealKafkaExchangeScheduler(t *testing.T) {
 	if _, err := svc.batches.Ack(ctx, first[0].ID, envelope.DigestOf(first[0].ManifestJWS), "social-security-baicheng", clock.Now()); err != nil {
 		t.Fatal(err)
 	}
+	before := scrapeFamilies(ctx, t, "http://"+svc.httpAddr()+"/metrics")
 	clock.advance(7 * time.Hour) // 19:00, before the next period ends at 01:00
 	round(svc, 0, 0, 2)
 	bs, recs := batchesOn(ctx, t, cfg, topic)
@@ -201,6 +202,20 @@ func TestRealKafkaExchangeScheduler(t *testing.T) {
 	}
 	if g := gaugeValue(t, svc, "certless_exchange_overdue", job); g != 2 {
 		t.Fatalf("certless_exchange_overdue %v, want 2", g)
+	}
+	// The alert of deploy/prometheus/alerts.yml fires on this scrape, not
+	// on the one before the deadline.
+	expr := alertExpr(t, "CertlessExchangeUnacknowledged")
+	prom := newPromStore(t)
+	target := scrapeTarget{job: "certless", instance: svc.httpAddr()}
+	t1 := time.Now().Truncate(time.Second)
+	prom.add(t, t1.Add(-time.Minute), target, before)
+	if v := prom.eval(ctx, t, expr, t1.Add(-time.Minute)); len(v) != 0 {
+		t.Fatalf("CertlessExchangeUnacknowledged fires before the deadline: %v", v)
+	}
+	prom.add(t, t1, target, scrapeFamilies(ctx, t, "http://"+svc.httpAddr()+"/metrics"))
+	if v := prom.eval(ctx, t, expr, t1); len(v) != 1 || v[0].Metric.Get("schedule") != job || v[0].Metric.Get("recipient") != "social-security-baicheng" {
+		t.Fatalf("CertlessExchangeUnacknowledged at the deadline: %v", v)
 	}
 	// The manifest is a transparency-log leaf (a key logged returns the
 	// index it holds).
