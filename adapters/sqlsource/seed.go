@@ -40,14 +40,7 @@ func SeedThrough(ctx context.Context, dsn string, persons int, seed int64, keep 
 	if progress == nil {
 		progress = func(int, int) {}
 	}
-	var l loader
-	var err error
-	switch DialectOf(dsn) {
-	case Postgres:
-		l, err = newPGLoader(ctx, dsn)
-	default:
-		l, err = newSQLiteLoader(ctx, dsn)
-	}
+	l, err := openLoader(ctx, dsn, false)
 	if err != nil {
 		return err
 	}
@@ -104,7 +97,60 @@ func SeedThrough(ctx context.Context, dsn string, persons int, seed int64, keep 
 	return nil
 }
 
+// openLoader opens a loading transaction on dsn: for a seed (extend
+// false) of an empty database, else to add to the records there.
+func openLoader(ctx context.Context, dsn string, extend bool) (loader, error) {
+	if DialectOf(dsn) == Postgres {
+		return newPGLoader(ctx, dsn, extend)
+	}
+	return newSQLiteLoader(ctx, dsn, extend)
+}
+
+// ExtendJournal adds to a database seeded with SeedThrough (or Seed) the
+// change journal's days after the last cancellation it holds, through the
+// day of through — what a dev data folder seeded days ago lacks. It
+// returns the persons added (0 when the journal is current).
+func ExtendJournal(ctx context.Context, dsn string, persons int, seed int64, keep func(region string) bool, through time.Time) (int, error) {
+	l, err := openLoader(ctx, dsn, true)
+	if err != nil {
+		return 0, err
+	}
+	defer l.close()
+	last, err := l.lastCancellation(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("sqlsource: journal: %w", err)
+	}
+	g := records.NewGenerator(seed, persons)
+	for {
+		if _, ok := g.Next(); !ok {
+			break
+		}
+	}
+	var add records.Batch
+	for _, b := range g.Journal(through) {
+		if !b.Persons[0].CancelDate.After(last) {
+			continue
+		}
+		if keep != nil {
+			b = b.Where(keep)
+		}
+		add.Append(&b)
+	}
+	if len(add.Persons) == 0 {
+		return 0, nil
+	}
+	if err := l.load(ctx, &add); err != nil {
+		return 0, fmt.Errorf("sqlsource: journal: %w", err)
+	}
+	if err := l.commit(ctx); err != nil {
+		return 0, fmt.Errorf("sqlsource: journal: commit: %w", err)
+	}
+	return len(add.Persons), nil
+}
+
 type loader interface {
+	// lastCancellation is the latest cancellation day held.
+	lastCancellation(ctx context.Context) (time.Time, error)
 	load(ctx context.Context, b *records.Batch) error
 	commit(ctx context.Context) error
 	close()
@@ -172,20 +218,20 @@ type pgLoader struct {
 	tx   pgx.Tx
 }
 
-func newPGLoader(ctx context.Context, dsn string) (*pgLoader, error) {
+func newPGLoader(ctx context.Context, dsn string, extend bool) (*pgLoader, error) {
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		return nil, fmt.Errorf("sqlsource: seed: connect: %w", err)
 	}
 	l := &pgLoader{conn: conn}
-	if err := l.begin(ctx); err != nil {
+	if err := l.begin(ctx, extend); err != nil {
 		conn.Close(context.Background())
 		return nil, err
 	}
 	return l, nil
 }
 
-func (l *pgLoader) begin(ctx context.Context) error {
+func (l *pgLoader) begin(ctx context.Context, extend bool) error {
 	if _, err := l.conn.Exec(ctx, postgresSchema); err != nil {
 		return fmt.Errorf("sqlsource: seed: create schema: %w", err)
 	}
@@ -203,10 +249,18 @@ func (l *pgLoader) begin(ctx context.Context) error {
 	if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM persons)").Scan(&has); err != nil {
 		return fmt.Errorf("sqlsource: seed: %w", err)
 	}
-	if has {
+	if has && !extend {
 		return ErrNotEmpty
 	}
 	return nil
+}
+
+func (l *pgLoader) lastCancellation(ctx context.Context) (time.Time, error) {
+	var t *time.Time
+	if err := l.tx.QueryRow(ctx, "SELECT max(cancel_date) FROM persons").Scan(&t); err != nil || t == nil {
+		return time.Time{}, err
+	}
+	return t.UTC(), nil
 }
 
 func pgDay(t time.Time) any {
@@ -255,7 +309,7 @@ type sqliteLoader struct {
 	stmts map[string]*sql.Stmt // full-size INSERT per table
 }
 
-func newSQLiteLoader(ctx context.Context, dsn string) (*sqliteLoader, error) {
+func newSQLiteLoader(ctx context.Context, dsn string, extend bool) (*sqliteLoader, error) {
 	u, err := sqliteDSN(dsn, url.Values{"_pragma": {"busy_timeout(5000)", "journal_mode(DELETE)", "synchronous(NORMAL)"}, "_txlock": {"immediate"}})
 	if err != nil {
 		return nil, err
@@ -266,14 +320,14 @@ func newSQLiteLoader(ctx context.Context, dsn string) (*sqliteLoader, error) {
 	}
 	db.SetMaxOpenConns(1)
 	l := &sqliteLoader{db: db, stmts: map[string]*sql.Stmt{}}
-	if err := l.begin(ctx); err != nil {
+	if err := l.begin(ctx, extend); err != nil {
 		l.close()
 		return nil, err
 	}
 	return l, nil
 }
 
-func (l *sqliteLoader) begin(ctx context.Context) error {
+func (l *sqliteLoader) begin(ctx context.Context, extend bool) error {
 	if _, err := l.db.ExecContext(ctx, sqliteSchema); err != nil {
 		return fmt.Errorf("sqlsource: seed: create schema: %w", err)
 	}
@@ -286,7 +340,7 @@ func (l *sqliteLoader) begin(ctx context.Context) error {
 	if err := tx.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM persons)").Scan(&has); err != nil {
 		return fmt.Errorf("sqlsource: seed: %w", err)
 	}
-	if has {
+	if has && !extend {
 		return ErrNotEmpty
 	}
 	for _, t := range tables {
@@ -374,4 +428,12 @@ func (l *sqliteLoader) close() {
 		_ = l.tx.Rollback()
 	}
 	_ = l.db.Close()
+}
+
+func (l *sqliteLoader) lastCancellation(ctx context.Context) (time.Time, error) {
+	var d sql.NullString
+	if err := l.tx.QueryRowContext(ctx, "SELECT max(cancel_date) FROM persons").Scan(&d); err != nil || !d.Valid {
+		return time.Time{}, err
+	}
+	return time.Parse(records.DateLayout, d.String)
 }

@@ -163,13 +163,22 @@ func ensureSeededRecords(ctx context.Context, cfg *config.Config, log *zap.Logge
 		if sqlsource.DialectOf(o.DSN) != sqlsource.SQLite {
 			continue
 		}
+		today := time.Now().In(exchange.Beijing)
 		if _, err := os.Stat(o.DSN); err == nil {
+			// Seeded on an earlier day: carry the change journal to today.
+			n, err := sqlsource.ExtendJournal(ctx, o.DSN, devPersons, devSeed, heldBy(a.Region), today)
+			if err != nil {
+				return fmt.Errorf("extend the change journal of %s: %w", o.DSN, err)
+			}
+			if n > 0 {
+				log.Info("change journal carried to today", zap.String("db", o.DSN), zap.Int("cancellations", n))
+			}
 			continue
 		}
 		log.Info("seeding synthetic records (first run)", zap.Int("persons", devPersons), zap.String("db", o.DSN), zap.String("region", a.Region))
 		// With the change journal through today, so the periodic
 		// exchange of recent days has something to carry.
-		err := sqlsource.SeedThrough(ctx, o.DSN, devPersons, devSeed, heldBy(a.Region), time.Now().In(exchange.Beijing), nil)
+		err := sqlsource.SeedThrough(ctx, o.DSN, devPersons, devSeed, heldBy(a.Region), today, nil)
 		if err != nil && !errors.Is(err, sqlsource.ErrNotEmpty) {
 			return fmt.Errorf("seed %s: %w", o.DSN, err)
 		}
