@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -165,7 +167,11 @@ func ensureSeededRecords(ctx context.Context, cfg *config.Config, log *zap.Logge
 		}
 		today := time.Now().In(exchange.Beijing)
 		if _, err := os.Stat(o.DSN); err == nil {
-			// Seeded on an earlier day: carry the change journal to today.
+			// Seeded on an earlier day: carry the change journal to today
+			// (only the synthetic records dev keeps in its data folder).
+			if rel, err := filepath.Rel(cfg.DataDir, o.DSN); err != nil || strings.HasPrefix(rel, "..") {
+				continue
+			}
 			n, err := sqlsource.ExtendJournal(ctx, o.DSN, devPersons, devSeed, heldBy(a.Region), today)
 			if err != nil {
 				return fmt.Errorf("extend the change journal of %s: %w", o.DSN, err)
