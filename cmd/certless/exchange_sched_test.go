@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"github.com/certless/certless/config"
 	"github.com/certless/certless/envelope"
 	"github.com/certless/certless/exchange"
+	bkafka "github.com/certless/certless/kafka"
 	"github.com/certless/certless/schemas"
 	"github.com/certless/certless/translog"
 )
@@ -277,6 +279,43 @@ func TestRealKafkaExchangeScheduler(t *testing.T) {
 	bs, _ = batchesOn(ctx, t, cfg, topic)
 	if len(bs) != 14 || bs[13].Offers != 1 {
 		t.Fatalf("after two brokers: %d batches, the last offered %d times", len(bs), bs[len(bs)-1].Offers)
+	}
+
+	// A receiver's check of the whole topic with the CLI: it passes; it
+	// names a replayed old batch given the sequence it expects; and it
+	// names a part published again with other bytes.
+	path := filepath.Join(cfg.DataDir, config.FileName)
+	if err := cfg.Write(path); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, "--config", path, "exchange", "verify", "--topic", topic)
+	if code != exitOK || !strings.Contains(out, "14 batches verified") {
+		t.Fatalf("verify --topic: %d\n%s%s", code, out, errOut)
+	}
+	code, _, errOut = runCLI(t, "--config", path, "exchange", "verify", "--topic", topic, "--sequence", fmt.Sprint(bs[0].Manifest.Sequence+1))
+	if code == exitOK || !strings.Contains(errOut, "a replayed old batch") {
+		t.Fatalf("verify --topic expecting a later batch: %d %s", code, errOut)
+	}
+	var rec0 client.Record
+	for _, r := range recs {
+		if r.Headers["certless-batch"] == bs[0].ID && r.Headers["certless-batch-index"] == "0" {
+			rec0 = r
+		}
+	}
+	forged := append([]byte{}, rec0.Value...)
+	forged[len(forged)-5] ^= 1
+	prod, err := bkafka.NewProducer(kafkaConfig(cfg.Kafka), bkafka.ProducerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	if err := prod.Produce(ctx, bkafka.Message{Topic: topic, Key: rec0.Key, Value: forged, Headers: []bkafka.Header{
+		{Key: "certless-batch", Value: []byte(bs[0].ID)}, {Key: "certless-batch-index", Value: []byte("0")}}}); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut = runCLI(t, "--config", path, "exchange", "verify", "--topic", topic)
+	if code == exitOK || !strings.Contains(errOut, "batch "+bs[0].ID+" record 0 published again with other bytes") {
+		t.Fatalf("verify --topic after a forged copy: %d %s", code, errOut)
 	}
 	stop()
 	<-done
