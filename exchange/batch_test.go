@@ -26,7 +26,7 @@ type world struct {
 	spec exchange.Spec
 }
 
-func newWorld(t *testing.T) world {
+func newWorld(t testing.TB) world {
 	t.Helper()
 	ds := records.Generate(1, 3000)
 	key, _ := keys.Generate("certless", "k1", keys.EdDSA)
@@ -160,4 +160,24 @@ func TestVerifyNamesWhatIsWrong(t *testing.T) {
 	mixed := append([][]byte{}, b.Records...)
 	mixed[0] = other.Records[0]
 	check("a part of another batch", mixed, b.Manifest, 7, "batch 8")
+}
+
+// BenchmarkBuild: a batch of ten years of a province's cancellations from
+// the reference source (records signed, minimised, digested, Merkle root).
+func BenchmarkBuild(b *testing.B) {
+	w := newWorld(b)
+	w.spec.From = w.spec.To.AddDate(-10, 0, 0)
+	first, err := exchange.Build(context.Background(), w.feed, w.spec, "certless", w.key, w.set)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := exchange.Build(context.Background(), w.feed, w.spec, "certless", w.key, w.set); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(first.Records)), "records/batch")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(first.Records))/1e3, "µs/record")
 }
