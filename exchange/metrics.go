@@ -52,6 +52,19 @@ func (m *Metrics) reoffered() {
 	}
 }
 
+// known makes each job's counters exist at 0, so a rate over them (an
+// alert) sees the first failure.
+func (m *Metrics) known(jobs []Job) {
+	if m == nil {
+		return
+	}
+	for _, j := range jobs {
+		m.failures.WithLabelValues(j.Key())
+		m.batches.WithLabelValues(j.Key())
+		m.records.WithLabelValues(j.Key())
+	}
+}
+
 func (m *Metrics) set(sums []Summary) {
 	for _, s := range sums {
 		job := s.AgreementID + "/" + s.Schedule

@@ -140,6 +140,7 @@ func (s *Scheduler) Round(ctx context.Context) (RoundResult, error) {
 		}
 	}
 	jobs := s.Jobs(now)
+	s.Metrics.known(jobs)
 	sort.Slice(jobs, func(i, j int) bool { return jobs[i].Key() < jobs[j].Key() })
 	// Build every ended period after each watermark, in order.
 	for _, job := range jobs {
