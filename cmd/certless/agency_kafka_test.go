@@ -36,7 +36,7 @@ func TestAgencyDockOnSecureKafka(t *testing.T) {
 
 	id := "court-jian-" + testenv.Random(3)
 	topics := broker.Topics{Prefix: prefix}
-	acc := bkafka.AgencyAccess{Principal: id, RequestsTopic: topics.Requests(id), ReceiptsTopic: topics.Receipts(id), GroupPrefix: id + "."}
+	acc := bkafka.AgencyAccess{Principal: id, RequestsTopic: topics.Requests(id), ReceiptsTopic: topics.Receipts(id), GroupPrefix: id + ".", ReadTopics: []string{topics.Batches(id)}}
 	other := topics.Requests("edu-jian") // another agency's requests topic
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -208,7 +208,7 @@ func TestAgencyDockPrintsPasswordOnce(t *testing.T) {
 	data, prefix, admin := secureDevData(ctx, t, s, nil)
 	id := "notary-jian-" + testenv.Random(3)
 	topics := broker.Topics{Prefix: prefix}
-	acc := bkafka.AgencyAccess{Principal: id, RequestsTopic: topics.Requests(id), ReceiptsTopic: topics.Receipts(id), GroupPrefix: id + "."}
+	acc := bkafka.AgencyAccess{Principal: id, RequestsTopic: topics.Requests(id), ReceiptsTopic: topics.Receipts(id), GroupPrefix: id + ".", ReadTopics: []string{topics.Batches(id)}}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -347,8 +347,9 @@ func agencyKeyFile(t *testing.T, id string) (*keys.Private, string) {
 }
 
 // TestAgencyDockDataOwnerReadsDisputes: a police data owner docked on the
-// secured cluster gets, beside an agency's ACLs, read access to the
-// disputes forwarded to it, and reads one there with its own credential.
+// secured cluster gets, beside an agency's ACLs (its batches topic
+// included), read access to the disputes forwarded to it, and reads a
+// message on both with its own credential.
 func TestAgencyDockDataOwnerReadsDisputes(t *testing.T) {
 	s := testenv.SecureKafka(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -358,7 +359,7 @@ func TestAgencyDockDataOwnerReadsDisputes(t *testing.T) {
 	topics := broker.Topics{Prefix: prefix}
 	disputes := topics.Disputes(owner)
 	acc := bkafka.AgencyAccess{Principal: owner, RequestsTopic: topics.Requests(owner), ReceiptsTopic: topics.Receipts(owner),
-		GroupPrefix: owner + ".", ReadTopics: []string{disputes}}
+		GroupPrefix: owner + ".", ReadTopics: []string{topics.Batches(owner), disputes}}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -378,31 +379,37 @@ func TestAgencyDockDataOwnerReadsDisputes(t *testing.T) {
 	testenv.WaitACLs(ctx, t, admin, owner, len(acc.Bindings()))
 	me := bkafka.Config{Brokers: []string{s.Addr}, TLS: bkafka.TLS{Enabled: true, CAFile: s.CAFile},
 		SASL: bkafka.SASL{Mechanism: bkafka.MechanismSCRAMSHA512, Username: owner, Password: readPassword(t, pwFile)}}
-	testenv.Eventually(ctx, t, "the data owner reads its disputes topic", 30*time.Second, func() error {
-		tail, err := client.TailTopic(ctx, me, disputes)
-		if err != nil {
-			return err
-		}
-		defer tail.Close()
-		p, err := bkafka.NewProducer(admin, bkafka.ProducerOptions{})
-		if err != nil {
-			return err
-		}
-		defer p.Close()
-		if err := p.Produce(ctx, bkafka.Message{Topic: disputes, Key: []byte("d"), Value: []byte("a forwarded dispute")}); err != nil {
-			return err
-		}
-		rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
-		defer rcancel()
-		rec, err := tail.Next(rctx)
-		if err != nil {
-			return err
-		}
-		if string(rec.Value) != "a forwarded dispute" {
-			return fmt.Errorf("read %q", rec.Value)
-		}
-		return nil
-	})
+	batches := topics.Batches(owner)
+	if err := bkafka.EnsureTopics(ctx, admin, bkafka.TopicSpec{Name: batches, Partitions: 1, ReplicationFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	for _, topic := range []string{disputes, batches} {
+		testenv.Eventually(ctx, t, "the data owner reads "+topic, 30*time.Second, func() error {
+			tail, err := client.TailTopic(ctx, me, topic)
+			if err != nil {
+				return err
+			}
+			defer tail.Close()
+			p, err := bkafka.NewProducer(admin, bkafka.ProducerOptions{})
+			if err != nil {
+				return err
+			}
+			defer p.Close()
+			if err := p.Produce(ctx, bkafka.Message{Topic: topic, Key: []byte("d"), Value: []byte("a message for " + owner)}); err != nil {
+				return err
+			}
+			rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+			defer rcancel()
+			rec, err := tail.Next(rctx)
+			if err != nil {
+				return err
+			}
+			if string(rec.Value) != "a message for "+owner {
+				return fmt.Errorf("read %q", rec.Value)
+			}
+			return nil
+		})
+	}
 }
 
 // secureDevData is a dev data folder whose configuration reaches the

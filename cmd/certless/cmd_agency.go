@@ -526,11 +526,13 @@ func (c *agencyCtx) kafkaAccess(id string) (bkafka.Config, bkafka.AgencyAccess, 
 		RequestsTopic: topics.Requests(id),
 		ReceiptsTopic: topics.Receipts(id),
 		GroupPrefix:   agencyGroupPrefix(id),
+		// Every agency reads the periodic-exchange batches sent to it.
+		ReadTopics: []string{topics.Batches(id)},
 	}
 	// A police data owner docked like an agency also reads the disputes
 	// forwarded to it.
 	if slices.Contains(c.cfg.DataOwners, id) {
-		acc.ReadTopics = []string{topics.Disputes(id)}
+		acc.ReadTopics = append(acc.ReadTopics, topics.Disputes(id))
 	}
 	return kafkaConfig(k), acc, true
 }
