@@ -244,6 +244,11 @@ type Verified struct {
 // root are the manifest's. A want sequence above 0 must be the manifest's
 // (a replayed old batch fails). The error names the first part that fails.
 func Verify(manifest []byte, records [][]byte, resolver envelope.KeyResolver, set *schemas.Set, wantSequence int) (Verified, error) {
+	return verify(manifest, records, resolver, set, wantSequence, func(n int) string { return fmt.Sprintf("part %d (file order)", n) })
+}
+
+// verify is Verify naming the nth of records by part.
+func verify(manifest []byte, records [][]byte, resolver envelope.KeyResolver, set *schemas.Set, wantSequence int, part func(n int) string) (Verified, error) {
 	mv, err := envelope.VerifyOffline(manifest, resolver, set)
 	if err != nil {
 		return Verified{}, fmt.Errorf("%w: manifest: %w", ErrBatch, err)
@@ -263,11 +268,11 @@ func Verify(manifest []byte, records [][]byte, resolver envelope.KeyResolver, se
 	for n, raw := range records {
 		v, err := envelope.VerifyOffline(raw, resolver, set)
 		if err != nil {
-			return Verified{}, fmt.Errorf("%w: part %d (file order): %w", ErrBatch, n, err)
+			return Verified{}, fmt.Errorf("%w: %s: %w", ErrBatch, part(n), err)
 		}
 		var r Record
 		if v.Type != schemas.TypeBatchRecord || json.Unmarshal(v.Body, &r) != nil || v.Agency != mv.Agency {
-			return Verified{}, fmt.Errorf("%w: part %d (file order) is not a record of this broker", ErrBatch, n)
+			return Verified{}, fmt.Errorf("%w: %s is not a record of this broker", ErrBatch, part(n))
 		}
 		switch {
 		case r.AgreementID != m.Agreement.ID || r.Sequence != m.Sequence || r.RecordType != m.RecordType:

@@ -46,13 +46,13 @@ func TestPeriods(t *testing.T) {
 // TestStoreKeepsTheFirstBatchOfAPeriod on both backends: a second build of
 // a period (another broker, a re-run) gets the first one's bytes back.
 func TestStoreKeepsTheFirstBatchOfAPeriod(t *testing.T) {
-	for name, dsn := range map[string]func() string{
-		"sqlite":   func() string { return filepath.Join(t.TempDir(), "decisions.db") },
-		"postgres": func() string { return testenv.PostgresDB(t) },
+	for name, dsn := range map[string]func(t *testing.T) string{
+		"sqlite":   func(t *testing.T) string { return filepath.Join(t.TempDir(), "decisions.db") },
+		"postgres": func(t *testing.T) string { return testenv.PostgresDB(t) },
 	} {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
-			s, err := exchange.Open(ctx, dsn())
+			s, err := exchange.Open(ctx, dsn(t))
 			if err != nil {
 				t.Fatal(err)
 			}

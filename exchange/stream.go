@@ -86,7 +86,7 @@ func VerifyStream(parts []Part, resolver envelope.KeyResolver, set *schemas.Set,
 		for _, i := range idx {
 			recs = append(recs, a.records[i])
 		}
-		v, err := Verify(p.Value, recs, resolver, set, 0)
+		v, err := verify(p.Value, recs, resolver, set, 0, func(n int) string { return fmt.Sprintf("record %d (as published)", idx[n]) })
 		if err != nil {
 			return batches, nil, fmt.Errorf("batch %s: %w", p.Batch, err)
 		}

@@ -19,13 +19,13 @@ import (
 // prefecture and day), a second extension nothing, and the feed then has
 // day 7's cancellations.
 func TestJournalSeedAndExtend(t *testing.T) {
-	for name, dsn := range map[string]func() string{
-		"sqlite":   func() string { return filepath.Join(t.TempDir(), "records.db") },
-		"postgres": func() string { return testenv.PostgresDB(t) },
+	for name, dsn := range map[string]func(t *testing.T) string{
+		"sqlite":   func(t *testing.T) string { return filepath.Join(t.TempDir(), "records.db") },
+		"postgres": func(t *testing.T) string { return testenv.PostgresDB(t) },
 	} {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
-			dsn := dsn()
+			dsn := dsn(t)
 			day := func(n int) time.Time { return records.Snapshot.AddDate(0, 0, n) }
 			if err := sqlsource.SeedThrough(ctx, dsn, 400, 3, nil, day(5), nil); err != nil {
 				t.Fatal(err)

@@ -161,6 +161,8 @@ func (r *scenarioReport) printLog(ctx context.Context, w io.Writer, svc *service
 		fmt.Fprintf(w, "The revoked receipt, offline (verify says: revoked: corrected, dispute …, and exits 1):\n  certless --data %s receipt proof --id %s --out revoked.bundle.json --status-out revoked.status.jwt\n  certless --data %s receipt verify revoked.bundle.json --status revoked.status.jwt\n  certless --data %s receipt list --revoked\n",
 			dataDir, r.revoked, dataDir, dataDir)
 	}
+	fmt.Fprintf(w, "Periodic exchange, as the operator and the receiver see it:\n  certless --data %s exchange status\n  certless --data %s exchange run --agreement social-security-baicheng/records --schedule daily-cancellations --no-send\n  certless --data %s exchange export --batch <id> --out batch/ && certless --data %s exchange verify batch/\n",
+		dataDir, dataDir, dataDir, dataDir)
 	fmt.Fprintf(w, "Audit the whole log: certless --data %s audit verify\n", dataDir)
 	return nil
 }
@@ -354,6 +356,7 @@ func runScenarios(ctx context.Context, cfg *config.Config, svc *service) (*scena
 		return nil, err
 	}
 	all = append(all, fb.cases...)
+	all = append(all, exchangeScenario(waitCtx, svc)...)
 	return &scenarioReport{cases: all, receipts: len(receipts) + 3, dead: len(deadLetters) - len(pending), revoked: fb.revoked}, nil
 }
 
