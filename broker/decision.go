@@ -103,10 +103,17 @@ func (p *Pipeline) record(ctx context.Context, m Message, d Decision) (Result, e
 		}
 	}
 	replay := d.Reason == ReasonReplay
+	at := p.now()
 	row := store.Decision{
 		Digest: d.Request.Digest, Agency: d.Request.Agency, RequestID: d.Request.ID, QueryType: d.Query,
-		Outcome: d.Outcome, Reason: d.Reason, Replay: replay, Receipt: sealed.Bytes, DecidedAt: p.now(), Type: d.Request.Type,
+		Outcome: d.Outcome, Reason: d.Reason, Replay: replay, Receipt: sealed.Bytes, DecidedAt: at, Type: d.Request.Type,
 		ReceiptID: sealed.ID, ReceiptDigest: sealed.JWSDigest, StatusIndex: sealed.StatusIndex, SubjectKey: d.SubjectKey,
+		LatencyMicros: -1,
+	}
+	if !m.Time.IsZero() {
+		// From the request's Kafka timestamp (its producer's clock: a
+		// skewed one can put it after the decision).
+		row.LatencyMicros = max(at.Sub(m.Time).Microseconds(), 0)
 	}
 	if d.Answer != nil {
 		row.AnswerFields = slices.Sorted(maps.Keys(d.Answer.Fields))

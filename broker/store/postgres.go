@@ -107,19 +107,22 @@ var postgresMigrations = []string{
 		dispute_id   text NOT NULL,
 		revoked_at   timestamptz NOT NULL
 	);`,
+	// Version 8: each decision's latency (see the SQLite migration 9).
+	`ALTER TABLE decisions ADD COLUMN IF NOT EXISTS latency_us bigint NOT NULL DEFAULT -1;
+	CREATE INDEX IF NOT EXISTS decisions_decided_at ON decisions (decided_at);`,
 }
 
 const (
-	pgColumns = `digest, agency, request_id, query_type, outcome, reason, replay, receipt, decided_at, agreement_id, agreement_version, agreement_digest, message_type, receipt_id, receipt_digest, answer_fields, status_index, subject_key`
+	pgColumns = `digest, agency, request_id, query_type, outcome, reason, replay, receipt, decided_at, agreement_id, agreement_version, agreement_digest, message_type, receipt_id, receipt_digest, answer_fields, status_index, subject_key, latency_us`
 	// pgSelect reads a decision with its leaf, if it has one.
 	pgSelect = `SELECT d.digest, d.agency, d.request_id, d.query_type, d.outcome, d.reason, d.replay, d.receipt, d.decided_at,
 		d.agreement_id, d.agreement_version, d.agreement_digest, d.message_type, d.receipt_id, d.receipt_digest, d.answer_fields,
-		d.status_index, d.subject_key, coalesce(l.idx, -1), coalesce(l.data, ''::bytea)
+		d.status_index, d.subject_key, d.latency_us, coalesce(l.idx, -1), coalesce(l.data, ''::bytea)
 		FROM decisions d LEFT JOIN tlog_leaves l ON l.key = d.digest`
 	// ON CONFLICT DO NOTHING without a target also skips a row that would
 	// break the (agency, request_id) index, without aborting the
 	// transaction; commit tells the two cases apart afterwards.
-	pgInsert        = `INSERT INTO decisions (` + pgColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) ON CONFLICT DO NOTHING`
+	pgInsert        = `INSERT INTO decisions (` + pgColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) ON CONFLICT DO NOTHING`
 	pgGet           = pgSelect + ` WHERE d.digest = $1`
 	pgByReceipt     = pgSelect + ` WHERE d.receipt_id = $1 AND d.receipt_id <> ''`
 	pgGetMany       = pgSelect + ` WHERE d.digest = ANY($1)`
@@ -261,7 +264,7 @@ func (p *postgresDB) commit(ctx context.Context, batch []Decision) ([]result, er
 		b := &pgx.Batch{}
 		for _, d := range batch {
 			b.Queue(pgInsert, d.Digest, d.Agency, d.RequestID, d.QueryType, d.Outcome, d.Reason, d.Replay, d.Receipt, d.DecidedAt,
-				d.AgreementID, d.AgreementVersion, d.AgreementDigest, d.Type, d.ReceiptID, d.ReceiptDigest, strings.Join(d.AnswerFields, ","), d.StatusIndex, d.SubjectKey)
+				d.AgreementID, d.AgreementVersion, d.AgreementDigest, d.Type, d.ReceiptID, d.ReceiptDigest, strings.Join(d.AnswerFields, ","), d.StatusIndex, d.SubjectKey, d.LatencyMicros)
 		}
 		br := tx.SendBatch(ctx, b) // one round trip for the whole batch
 		var missing []string
@@ -335,7 +338,7 @@ func pgScan(row pgx.Row) (Decision, error) {
 	var d Decision
 	var fieldList string
 	err := row.Scan(&d.Digest, &d.Agency, &d.RequestID, &d.QueryType, &d.Outcome, &d.Reason, &d.Replay, &d.Receipt, &d.DecidedAt,
-		&d.AgreementID, &d.AgreementVersion, &d.AgreementDigest, &d.Type, &d.ReceiptID, &d.ReceiptDigest, &fieldList, &d.StatusIndex, &d.SubjectKey, &d.LeafIndex, &d.Leaf)
+		&d.AgreementID, &d.AgreementVersion, &d.AgreementDigest, &d.Type, &d.ReceiptID, &d.ReceiptDigest, &fieldList, &d.StatusIndex, &d.SubjectKey, &d.LatencyMicros, &d.LeafIndex, &d.Leaf)
 	d.AnswerFields = splitFields(fieldList)
 	if len(d.Leaf) == 0 {
 		d.Leaf = nil

@@ -152,6 +152,11 @@ var sqliteMigrations = []string{
 		dispute_id   TEXT NOT NULL,
 		revoked_at   TEXT NOT NULL
 	);`,
+	// Version 9: how long each decision took, from the request's Kafka
+	// timestamp to the decision (microseconds; -1: not measured), for the
+	// supervision reports' latency and on-time figures.
+	`ALTER TABLE decisions ADD COLUMN latency_us INTEGER NOT NULL DEFAULT -1;
+	CREATE INDEX decisions_decided_at ON decisions (decided_at);`,
 }
 
 // sqliteTime is the stored form of DecidedAt: fixed width, so text order is
@@ -159,13 +164,13 @@ var sqliteMigrations = []string{
 const sqliteTime = "2006-01-02T15:04:05.000000Z"
 
 const (
-	sqliteColumns = `digest, agency, request_id, query_type, outcome, reason, replay, receipt, decided_at, agreement_id, agreement_version, agreement_digest, message_type, receipt_id, receipt_digest, answer_fields, status_index, subject_key`
+	sqliteColumns = `digest, agency, request_id, query_type, outcome, reason, replay, receipt, decided_at, agreement_id, agreement_version, agreement_digest, message_type, receipt_id, receipt_digest, answer_fields, status_index, subject_key, latency_us`
 	// ON CONFLICT DO NOTHING without a target also skips a row that would
 	// break the (agency, request_id) index; commit tells the two apart.
-	sqliteInsert = `INSERT INTO decisions (` + sqliteColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
+	sqliteInsert = `INSERT INTO decisions (` + sqliteColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
 	sqliteSelect = `SELECT d.digest, d.agency, d.request_id, d.query_type, d.outcome, d.reason, d.replay, d.receipt, d.decided_at,
 		d.agreement_id, d.agreement_version, d.agreement_digest, d.message_type, d.receipt_id, d.receipt_digest, d.answer_fields,
-		d.status_index, d.subject_key, coalesce(l.idx, -1), coalesce(l.data, x'')
+		d.status_index, d.subject_key, d.latency_us, coalesce(l.idx, -1), coalesce(l.data, x'')
 		FROM decisions d LEFT JOIN tlog_leaves l ON l.key = d.digest`
 	sqliteGet          = sqliteSelect + ` WHERE d.digest = ?`
 	sqliteByReceipt    = sqliteSelect + ` WHERE d.receipt_id = ? AND d.receipt_id <> ''`
@@ -353,7 +358,7 @@ func (s *sqliteDB) commit(ctx context.Context, batch []Decision) (_ []result, er
 	for i, d := range batch {
 		res, err := ins.ExecContext(ctx, d.Digest, d.Agency, d.RequestID, d.QueryType, d.Outcome, d.Reason,
 			d.Replay, d.Receipt, d.DecidedAt.Format(sqliteTime), d.AgreementID, d.AgreementVersion, d.AgreementDigest, d.Type,
-			d.ReceiptID, d.ReceiptDigest, strings.Join(d.AnswerFields, ","), d.StatusIndex, d.SubjectKey)
+			d.ReceiptID, d.ReceiptDigest, strings.Join(d.AnswerFields, ","), d.StatusIndex, d.SubjectKey, d.LatencyMicros)
 		if err != nil {
 			return nil, fmt.Errorf("insert %s: %w", d.Digest, err)
 		}
@@ -414,7 +419,7 @@ func sqliteScan(row interface{ Scan(...any) error }) (Decision, error) {
 		at, fieldList string
 	)
 	err := row.Scan(&d.Digest, &d.Agency, &d.RequestID, &d.QueryType, &d.Outcome, &d.Reason, &d.Replay, &d.Receipt, &at,
-		&d.AgreementID, &d.AgreementVersion, &d.AgreementDigest, &d.Type, &d.ReceiptID, &d.ReceiptDigest, &fieldList, &d.StatusIndex, &d.SubjectKey, &d.LeafIndex, &d.Leaf)
+		&d.AgreementID, &d.AgreementVersion, &d.AgreementDigest, &d.Type, &d.ReceiptID, &d.ReceiptDigest, &fieldList, &d.StatusIndex, &d.SubjectKey, &d.LatencyMicros, &d.LeafIndex, &d.Leaf)
 	if err != nil {
 		return Decision{}, err
 	}

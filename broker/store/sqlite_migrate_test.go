@@ -117,7 +117,7 @@ func TestSQLiteMigratesV1(t *testing.T) {
 	}
 	defer s.Close()
 	v, ddl := sqliteSchema(t, path)
-	if v != 8 || !strings.Contains(ddl, "message_type") || !strings.Contains(ddl, "decisions_receipt_id") || !strings.Contains(ddl, "agreement_digest") || strings.Contains(ddl, "WITHOUT ROWID") || !strings.Contains(ddl, "decisions_digest") || !strings.Contains(ddl, "'internal_error'") {
+	if v != 9 || !strings.Contains(ddl, "latency_us") || !strings.Contains(ddl, "message_type") || !strings.Contains(ddl, "decisions_receipt_id") || !strings.Contains(ddl, "agreement_digest") || strings.Contains(ddl, "WITHOUT ROWID") || !strings.Contains(ddl, "decisions_digest") || !strings.Contains(ddl, "'internal_error'") {
 		t.Fatalf("after migration: version %d, schema\n%s", v, ddl)
 	}
 	if n, err := s.Count(ctx); n != len(ds) || err != nil {
@@ -139,7 +139,7 @@ func TestSQLiteMigratesV1(t *testing.T) {
 		want.AgreementID, want.AgreementVersion, want.AgreementDigest = "", 0, ""
 		// Nor what names the receipt.
 		want.ReceiptID, want.ReceiptDigest, want.AnswerFields = "", "", nil
-		want.StatusIndex, want.SubjectKey = -1, ""
+		want.StatusIndex, want.SubjectKey, want.LatencyMicros = -1, "", -1 // nor its latency
 		// Nor a leaf: decisions older than the log are not in it.
 		if got.LeafIndex != -1 || got.Leaf != nil {
 			t.Fatalf("%s: migrated decision has leaf %d", want.Digest, got.LeafIndex)

@@ -90,6 +90,9 @@ type Decision struct {
 	// that carried an answer later corrected are found by it.
 	StatusIndex int64
 	SubjectKey  string
+	// LatencyMicros is how long the decision took, from the request's
+	// Kafka timestamp to DecidedAt, in microseconds (-1: not measured).
+	LatencyMicros int64
 	// Leaf is the transparency-log leaf of the decision, which Save builds
 	// (the caller's value is ignored) and appends in the decision's own
 	// transaction; LeafIndex is its index, -1 for a decision stored before

@@ -118,6 +118,8 @@ func Decision(agency, id, salt string) store.Decision {
 		ReceiptID: "01R" + strings.ToUpper(hex.EncodeToString(sum[:]))[:23], ReceiptDigest: "sha256:" + hex.EncodeToString(sha256.New().Sum(sum[:]))[:64],
 		AnswerFields: []string{"has_criminal_record", "as_of"},
 		StatusIndex:  int64(sum[0]), SubjectKey: "hmac:" + hex.EncodeToString(sum[:8]),
+		// How long it took, from the request's Kafka timestamp.
+		LatencyMicros: 1000 + int64(sum[1]),
 	}
 }
 
