@@ -24,6 +24,8 @@ type backend interface {
 	bySubject(ctx context.Context, key string) ([]Decision, error)
 	recent(ctx context.Context, agency string, limit int) ([]Decision, error)
 	count(ctx context.Context) (int, error)
+	rows(ctx context.Context, from, to time.Time, fn func(Row) error) error
+	countBetween(ctx context.Context, from, to time.Time) (int, error)
 	// takeBatch runs the Takes of items in one transaction, each all or
 	// nothing on its own windows (month first), in the order given (the
 	// caller sorts them, so concurrent batches take row locks in one global

@@ -153,6 +153,7 @@ type Store interface {
 	// ByReceipt returns the decision whose receipt has id receiptID.
 	ByReceipt(ctx context.Context, receiptID string) (Decision, bool, error)
 	Status
+	Rows
 	// Count returns the number of stored decisions, replays included.
 	Count(ctx context.Context) (int, error)
 	// Stats reports the group-commit counters since Open.

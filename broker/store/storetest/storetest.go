@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -78,6 +79,7 @@ func Run(t *testing.T, h Harness) {
 		{"Log", testLog},
 		{"ByReceipt", testByReceipt},
 		{"Status", testStatus},
+		{"Rows", testRows},
 	}
 	for _, tc := range tests {
 		if (tc.name == "Reopen" || tc.name == "QuotaReopen") && h.Volatile {
@@ -678,5 +680,46 @@ func testStatus(t *testing.T, h Harness) {
 	}
 	if ds, err := b.Recent(ctx, "", 2); err != nil || len(ds) != 2 {
 		t.Fatalf("recent, 2: %d %v", len(ds), err)
+	}
+}
+
+// testRows: a report reads the decisions of a time window, in time order,
+// with their latency and leaf, and counts them; outside the window none.
+func testRows(t *testing.T, h Harness) {
+	s := open(t, h.Fresh(t), store.Options{})
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
+	var want []store.Decision
+	for i, at := range []time.Duration{3 * time.Hour, time.Hour, 25 * time.Hour, 2 * time.Hour} {
+		d := Decision("court-220102", fmt.Sprintf("req-%d", i), "rows")
+		d.DecidedAt, d.LatencyMicros = t0.Add(at), int64(1000*(i+1))
+		if i == 1 {
+			d.Outcome, d.Reason = store.Denied, "quota_exceeded"
+		}
+		save(t, s, d)
+		if at < 24*time.Hour {
+			want = append(want, d)
+		}
+	}
+	var got []store.Row
+	if err := s.Rows(ctx, t0, t0.Add(24*time.Hour), func(r store.Row) error { got = append(got, r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 {
+		t.Fatalf("%d rows in the day, want 3", len(got))
+	}
+	sort.Slice(want, func(i, j int) bool { return want[i].DecidedAt.Before(want[j].DecidedAt) })
+	for i, r := range got {
+		w := want[i]
+		if r.Agency != w.Agency || r.Outcome != w.Outcome || r.Reason != w.Reason || r.Query != w.QueryType || r.SubjectKey != w.SubjectKey ||
+			!r.DecidedAt.Equal(w.DecidedAt) || r.LatencyMicros != w.LatencyMicros || r.LeafIndex < 0 {
+			t.Errorf("row %d: %+v, want the decision of %s", i, r, w.DecidedAt)
+		}
+	}
+	if n, err := s.CountBetween(ctx, t0, t0.Add(24*time.Hour)); n != 3 || err != nil {
+		t.Fatalf("count of the day %d %v", n, err)
+	}
+	if n, _ := s.CountBetween(ctx, t0.Add(-time.Hour), t0); n != 0 {
+		t.Fatalf("count before %d", n)
 	}
 }
