@@ -25,7 +25,7 @@ const leafChunk = 1000
 // than the log (no leaf) and leaves the checkpoint does not cover yet are
 // counted apart. With no reader or checkpoint nothing is read and the
 // report says it is not reconciled.
-func Reconcile(ds []Decision, cp *Checkpoint, read LeafReader, keep func(agency string) bool, p Period) (Reconciliation, error) {
+func Reconcile(ctx context.Context, ds []Decision, cp *Checkpoint, read LeafReader, keep func(agency string) bool, p Period) (Reconciliation, error) {
 	rec := Reconciliation{Decisions: len(ds), Differences: []string{}}
 	byIndex := map[int64]Decision{}
 	for _, d := range ds {
@@ -57,7 +57,7 @@ func Reconcile(ds []Decision, cp *Checkpoint, read LeafReader, keep func(agency 
 		lo, hi := idx[0], idx[len(idx)-1]
 		for start := lo; start <= hi; start += leafChunk {
 			n := int(min(leafChunk, hi-start+1))
-			leaves, err := read(context.Background(), start, n)
+			leaves, err := read(ctx, start, n)
 			if err != nil {
 				return rec, fmt.Errorf("report: read leaves %d+%d: %w", start, n, err)
 			}

@@ -13,6 +13,7 @@
 package report
 
 import (
+	"context"
 	"maps"
 	"math"
 	"slices"
@@ -397,7 +398,7 @@ func levelOf(code string) string {
 
 // Report finishes the report; leaves, when set, reads the log's leaves
 // for the reconciliation (see Reconcile).
-func (b *Builder) Report(leaves LeafReader) (*Report, error) {
+func (b *Builder) Report(ctx context.Context, leaves LeafReader) (*Report, error) {
 	in := b.in
 	r := &Report{Schema: Schema, Title: "Certless supervision report 监督检查报告", Broker: in.Broker, GeneratedAt: in.GeneratedAt.UTC(),
 		Period: Period{From: in.Period.From.UTC(), To: in.Period.To.UTC()}, Filter: in.Filter, OnTimeMS: in.Deadline.Milliseconds(),
@@ -426,7 +427,7 @@ func (b *Builder) Report(leaves LeafReader) (*Report, error) {
 	r.Disputes = disputeFigures(in.Disputes, in.Period, func(agency string) bool { return in.Filter.Match(b.agency(agency)) })
 	r.Anomalies = b.anomaly.anomalies()
 	var err error
-	r.Reconciliation, err = Reconcile(b.seen, in.Checkpoint, leaves, func(agency string) bool { return in.Filter.Match(b.agency(agency)) }, in.Period)
+	r.Reconciliation, err = Reconcile(ctx, b.seen, in.Checkpoint, leaves, func(agency string) bool { return in.Filter.Match(b.agency(agency)) }, in.Period)
 	return r, err
 }
 

@@ -113,7 +113,7 @@ func (w *world) build(t *testing.T, f report.Filter, cp *report.Checkpoint) *rep
 	for _, d := range w.ds {
 		b.Add(d)
 	}
-	r, err := b.Report(w.read)
+	r, err := b.Report(context.Background(), w.read)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -111,6 +111,9 @@ type scenarioReport struct {
 	// revoked is the request digest of the receipt the feedback scenario
 	// had revoked.
 	revoked string
+	// decided is the decision of every receipt the agencies received, by
+	// request digest: what a report of the run must count.
+	decided map[string]string
 }
 
 func (r *scenarioReport) failed() int {
@@ -357,7 +360,14 @@ func runScenarios(ctx context.Context, cfg *config.Config, svc *service) (*scena
 	}
 	all = append(all, fb.cases...)
 	all = append(all, exchangeScenario(waitCtx, svc)...)
-	return &scenarioReport{cases: all, receipts: len(receipts) + 3, dead: len(deadLetters) - len(pending), revoked: fb.revoked}, nil
+	decided := map[string]string{r.RequestDigest: r.Decision}
+	for d, rc := range receipts {
+		decided[d] = rc.Decision
+	}
+	for d, dec := range fb.decided {
+		decided[d] = dec
+	}
+	return &scenarioReport{cases: all, receipts: len(receipts) + 3, dead: len(deadLetters) - len(pending), revoked: fb.revoked, decided: decided}, nil
 }
 
 // feedbackResult is what the feedback scenario did: its cases, and the
@@ -365,6 +375,8 @@ func runScenarios(ctx context.Context, cfg *config.Config, svc *service) (*scena
 type feedbackResult struct {
 	cases   []*demoCase
 	revoked string
+	// decided are the decisions of its own messages, by digest.
+	decided map[string]string
 }
 
 // feedbackScenario is phase three, result feedback: the court disputes the
@@ -393,6 +405,7 @@ func feedbackScenario(ctx context.Context, cfg *config.Config, svc *service, c *
 	if err != nil {
 		return res, fmt.Errorf("dispute: %w", err)
 	}
+	res.decided = map[string]string{dc.signed.Digest: got.Decision}
 	dc.got = got.Decision
 	if got.Dispute != nil {
 		dc.got += "/" + got.Dispute.Status

@@ -127,6 +127,7 @@ generated config.yaml.`,
 		newReceiptCmd(g),
 		newLogCmd(g),
 		newAuditCmd(g),
+		newReportCmd(g),
 		newSchemasCmd(g),
 		newVersionCmd(g),
 	)
