@@ -87,6 +87,11 @@ func outcomeChart(r *Report) (template.HTML, error) {
 	p.NominalX(names...)
 	p.X.Tick.Label.Rotation = 0.5
 	p.X.Tick.Label.XAlign, p.X.Tick.Label.YAlign = draw.XRight, draw.YCenter
+	top := 0.0
+	for _, a := range r.Agencies {
+		top = max(top, float64(a.Requests))
+	}
+	p.Y.Min, p.Y.Max = 0, top*1.4 // room for the legend above the bars
 	return chartSVG(p, vg.Points(float64(max(420, 70*len(names)))), vg.Points(300))
 }
 
@@ -121,6 +126,11 @@ func latencyChart(r *Report) (template.HTML, error) {
 		p.Add(b)
 		p.Legend.Add(s.name, b)
 	}
+	top := 0.0
+	for _, v := range p99 {
+		top = max(top, v)
+	}
+	p.Y.Min, p.Y.Max = 0, top*1.4
 	p.Legend.Top = true
 	p.NominalX(names...)
 	p.X.Tick.Label.Rotation = 0.5
