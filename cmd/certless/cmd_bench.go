@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -146,10 +147,14 @@ type benchReport struct {
 	SendSpan, Span                   time.Duration // first send → last send; first send → last receipt
 	Latencies                        []time.Duration
 	Decisions                        map[string]int
-	StoreRows, StoreTxns             int64  // embedded broker only
-	Stopped                          string // why the run ended early, if it did
-	VerifyErrors                     []string
-	storeKnown                       bool
+	// WarmUp are the decisions of the warm-up requests, one per agency,
+	// answered before the clock starts: not in the figures above, but
+	// decisions all the same (a report of the period counts them).
+	WarmUp               map[string]int
+	StoreRows, StoreTxns int64  // embedded broker only
+	Stopped              string // why the run ended early, if it did
+	VerifyErrors         []string
+	storeKnown           bool
 }
 
 // Lost is the number of requests sent that have no receipt.
@@ -763,6 +768,12 @@ func (r *benchRun) fill(rep *benchReport) {
 		rep.Decisions[r.decision[i]]++
 		last = max(last, r.seenAt[i])
 	}
+	rep.WarmUp = map[string]int{}
+	for i := r.n; i < len(r.reqs); i++ {
+		if r.decision[i] != "" {
+			rep.WarmUp[r.decision[i]]++
+		}
+	}
 	slices.Sort(rep.Latencies)
 	t0 := time.Duration(r.t0.Load())
 	rep.SendSpan, rep.Span = max(r.lastSent-t0, 0), max(last-t0, 0)
@@ -853,6 +864,15 @@ func (r *benchReport) print(w io.Writer) {
 		mix = append(mix, fmt.Sprintf("%s %d (%.1f%%)", k, r.Decisions[k], 100*float64(r.Decisions[k])/float64(max(r.Receipts, 1))))
 	}
 	fmt.Fprintf(w, "decisions   %s\n", orDash(strings.Join(mix, "   ")))
+	if len(r.WarmUp) > 0 {
+		var warm []string
+		n := 0
+		for _, k := range slices.Sorted(maps.Keys(r.WarmUp)) {
+			warm = append(warm, fmt.Sprintf("%s %d", k, r.WarmUp[k]))
+			n += r.WarmUp[k]
+		}
+		fmt.Fprintf(w, "warm-up     %d requests before the clock: %s (not in the figures above; a report counts them)\n", n, strings.Join(warm, "   "))
+	}
 	if r.Verified+r.VerifyFailed > 0 {
 		fmt.Fprintf(w, "verified    %d of %d sampled receipts against the broker JWKS\n", r.Verified, r.Verified+r.VerifyFailed)
 	}
