@@ -60,6 +60,8 @@ type Config struct {
 	Directory Directory `yaml:"directory" json:"directory"`
 	// Exchange is how the broker runs the periodic-exchange schedules.
 	Exchange Exchange `yaml:"exchange" json:"exchange"`
+	// Report tunes the supervision reports.
+	Report Report `yaml:"report" json:"report"`
 	// Transparency is the transparency log every decision is appended to.
 	Transparency Transparency `yaml:"transparency" json:"transparency"`
 }
@@ -82,6 +84,25 @@ type Exchange struct {
 	AckDeadline Duration `yaml:"ack_deadline" json:"ack_deadline,omitempty"`
 	// MaxBatchesPerRound bounds one round's work (default 50).
 	MaxBatchesPerRound int `yaml:"max_batches_per_round" json:"max_batches_per_round,omitempty"`
+}
+
+// Report tunes `certless report`: the on-time deadline and the anomaly
+// thresholds (a zero field keeps the default of package report).
+type Report struct {
+	Deadline  Duration         `yaml:"deadline" json:"deadline,omitempty"`
+	Anomalies ReportThresholds `yaml:"anomalies" json:"anomalies"`
+}
+
+// ReportThresholds are report.Thresholds as configured.
+type ReportThresholds struct {
+	BaselineDays    int      `yaml:"baseline_days" json:"baseline_days,omitempty"`
+	VolumeFactor    float64  `yaml:"volume_factor" json:"volume_factor,omitempty"`
+	MinVolume       int      `yaml:"min_volume" json:"min_volume,omitempty"`
+	OffHoursBurst   int      `yaml:"off_hours_burst" json:"off_hours_burst,omitempty"`
+	SubjectAgencies int      `yaml:"subject_agencies" json:"subject_agencies,omitempty"`
+	SubjectWindow   Duration `yaml:"subject_window" json:"subject_window,omitempty"`
+	PurposeMismatch int      `yaml:"purpose_mismatch" json:"purpose_mismatch,omitempty"`
+	DenialRise      float64  `yaml:"denial_rise" json:"denial_rise,omitempty"`
 }
 
 // Transparency configures the transparency log.

@@ -81,6 +81,9 @@ FILE' checks it. Times are RFC 3339 or dates (Beijing time).`,
 			if out == "" {
 				out = fmt.Sprintf("certless-report-%s-%s.%s", f.In(report.Beijing).Format("20060102"), t.In(report.Beijing).Format("20060102"), format)
 			}
+			if !cmd.Flags().Changed("deadline") && cfg.Report.Deadline > 0 {
+				deadline = cfg.Report.Deadline.D()
+			}
 			r, err := buildReport(ctx, g, cfg, report.Filter{Level: level, Region: region, Agency: agency}, report.Period{From: f, To: t}, deadline)
 			if err != nil {
 				return err
@@ -173,8 +176,12 @@ func buildReport(ctx context.Context, g *globals, cfg *config.Config, f report.F
 		return nil, err
 	}
 	defer s.Close()
+	th := cfg.Report.Anomalies
 	in := report.Input{Broker: cfg.BrokerID, GeneratedAt: now, Period: p, Filter: f, Deadline: deadline,
-		Agencies: map[string]report.Agency{}, RegionName: regions.Name}
+		Agencies: map[string]report.Agency{}, RegionName: regions.Name,
+		Thresholds: report.Thresholds{BaselineDays: th.BaselineDays, VolumeFactor: th.VolumeFactor, MinVolume: th.MinVolume,
+			OffHoursBurst: th.OffHoursBurst, SubjectAgencies: th.SubjectAgencies, SubjectWindow: report.Duration(th.SubjectWindow.D()),
+			PurposeMismatch: th.PurposeMismatch, DenialRise: th.DenialRise}}
 	for _, a := range cfg.Agencies {
 		in.Agencies[a.ID] = report.Agency{ID: a.ID, Name: a.Name, Level: a.Level, Region: a.Region}
 	}

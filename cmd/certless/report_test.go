@@ -41,6 +41,8 @@ func TestRealKafkaReport(t *testing.T) {
 	if len(rep.decided) < 20 {
 		t.Fatalf("the scenarios decided only %d requests", len(rep.decided))
 	}
+	// A threshold from the configuration reaches the report.
+	cfg.Report.Anomalies.OffHoursBurst = 7
 	path := filepath.Join(cfg.DataDir, config.FileName)
 	if err := cfg.Write(path); err != nil {
 		t.Fatal(err)
@@ -59,6 +61,9 @@ func TestRealKafkaReport(t *testing.T) {
 	var r report.Report
 	if err := json.Unmarshal(raw, &r); err != nil {
 		t.Fatal(err)
+	}
+	if r.Thresholds.OffHoursBurst != 7 || r.Thresholds.SubjectAgencies != 3 {
+		t.Errorf("thresholds %+v: want off_hours_burst 7 from the configuration, the rest the defaults", r.Thresholds)
 	}
 	if r.Totals.Requests != len(rep.decided) {
 		t.Errorf("the report counts %d decisions; the agencies got %d receipts", r.Totals.Requests, len(rep.decided))
