@@ -103,6 +103,14 @@ func NewConsumer(cfg Config, opts ConsumerOptions) (*Consumer, error) {
 		// Explicit commits only: CommitMessages is synchronous.
 		CommitInterval: 0,
 		StartOffset:    start,
+		// The group leader assigns nothing at all when any topic of the
+		// group is unknown to its coordinator at that moment (kafka-go
+		// ignores UnknownTopicOrPartition there, as the Java client does):
+		// a topic created just before a join — a docked agency's — can
+		// leave every partition of every topic unconsumed. The watcher
+		// rebalances once the topic's partitions are seen.
+		WatchPartitionChanges:  true,
+		PartitionWatchInterval: partitionWatchInterval,
 	}
 	if opts.Logger != nil {
 		rc.Logger = debugLogger(opts.Logger)
@@ -149,3 +157,7 @@ func (c *Consumer) Commit(ctx context.Context, msgs ...Message) error {
 func (c *Consumer) Close() error {
 	return c.r.Close()
 }
+
+// partitionWatchInterval is how often the group leader looks at each
+// topic's partitions (one metadata request per topic).
+const partitionWatchInterval = 2 * time.Second

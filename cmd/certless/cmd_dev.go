@@ -1,12 +1,15 @@
 package main
 
 import (
+	"fmt"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
 	"github.com/certless/certless/config"
+	"github.com/certless/certless/exchange"
 )
 
 func newDevCmd(g *globals) *cobra.Command {
@@ -49,6 +52,11 @@ In another terminal:  certless request --as court-changchun --query criminal_rec
 			if err != nil {
 				return err
 			}
+			today := time.Now().In(exchange.Beijing)
+			log.Info("try, in another terminal",
+				zap.String("a request", "certless request --as court-changchun --query criminal_record --subject ID --name NAME (certless records sample lists subjects)"),
+				zap.String("periodic exchange", "certless exchange status; certless exchange run --agreement social-security-baicheng/records --schedule daily-cancellations"),
+				zap.String("supervision report", fmt.Sprintf("certless report --from %s --to %s", today.Format(time.DateOnly), today.AddDate(0, 0, 1).Format(time.DateOnly))))
 			return svc.run(cmd.Context())
 		},
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sort"
 	"time"
 
@@ -92,14 +93,22 @@ type batchPublisher struct {
 	topics      broker.Topics
 	replication int
 	producer    batchProducer
+	// ensured are the batches topics created (or found) already: each is
+	// ensured once per process, not per batch — a CreateTopics request per
+	// publication, from every broker, slowed the cluster's controller
+	// enough to time out other clients' topic creation.
+	ensured sync.Map
 }
 
 func (p *batchPublisher) publish(ctx context.Context, b exchange.Stored) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	topic := p.topics.Batches(b.Recipient)
-	if err := bkafka.EnsureTopics(ctx, p.kafka, bkafka.TopicSpec{Name: topic, Partitions: 1, ReplicationFactor: p.replication}); err != nil {
-		return fmt.Errorf("batches topic: %w", bkafka.Explain(ctx, p.kafka, err))
+	if _, ok := p.ensured.Load(topic); !ok {
+		if err := bkafka.EnsureTopics(ctx, p.kafka, bkafka.TopicSpec{Name: topic, Partitions: 1, ReplicationFactor: p.replication}); err != nil {
+			return fmt.Errorf("batches topic: %w", bkafka.Explain(ctx, p.kafka, err))
+		}
+		p.ensured.Store(topic, true)
 	}
 	msgs := make([]bkafka.Message, 0, len(b.Records)+1)
 	for i, r := range b.Records {
