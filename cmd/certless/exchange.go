@@ -3,8 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
-	"sync"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/certless/certless/adapters"
