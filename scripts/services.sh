@@ -10,7 +10,8 @@
 #
 # Kafka comes from Maven Central (org.apache.kafka:kafka_2.13, version in
 # scripts/kafka/pom.xml) and runs from the copied jars; PostgreSQL from the
-# Debian packages, installed with apt-get when missing and running as root.
+# Debian packages, installed with apt-get when missing and running as root;
+# likewise Debian's chromium (and a CJK font) for the browser tests.
 #
 # Kafka has two client listeners on one node: PLAINTEXT (no authentication,
 # the harness's admin path and what most tests use) and SASL_SSL (SCRAM-SHA-512
@@ -585,8 +586,26 @@ status() {
 	return "$rc"
 }
 
+# chromium_bin prints the headless browser the browser tests drive.
+chromium_bin() { command -v chromium || command -v chromium-browser || true; }
+
+# ensure_chromium installs Debian's chromium (and a CJK font, so pages
+# with Chinese labels render as an auditor sees them) when missing.
+ensure_chromium() {
+	if [ -z "$(chromium_bin)" ]; then
+		local t0
+		t0=$(now)
+		apt_install chromium fonts-wqy-zenhei
+		log "chromium installed ($(since "$t0"))"
+	fi
+	log "chromium ready: $(chromium_bin)"
+}
+
 print_env() {
 	echo "export CERTLESS_TEST_KAFKA=$(kafka_addr)"
+	if [ -n "$(chromium_bin)" ]; then
+		echo "export CERTLESS_TEST_CHROMIUM=$(chromium_bin)"
+	fi
 	# The secured listener, once up has made its CA and admin password.
 	if [ -s "$KDIR/tls/ca.pem" ] && [ -s "$KDIR/secrets/admin.password" ]; then
 		echo "export CERTLESS_TEST_KAFKA_SECURE=$(kafka_secure_addr)"
@@ -605,6 +624,7 @@ up)
 	kafka_up
 	pg_up
 	"$ROOT/scripts/witness.sh" up
+	ensure_chromium
 	log "all services up ($(since "$t0")); for the tests: eval \"\$(scripts/services.sh env)\""
 	;;
 down)

@@ -116,3 +116,16 @@ func Random(n int) string {
 	}
 	return hex.EncodeToString(b)
 }
+
+// Chromium returns the headless browser the browser tests drive (Debian's
+// chromium, installed by scripts/services.sh up), or skips t (fails it
+// under CI) when scripts/services.sh env did not name one.
+func Chromium(t testing.TB) string {
+	t.Helper()
+	v := strings.TrimSpace(os.Getenv("CERTLESS_TEST_CHROMIUM"))
+	if v == "" {
+		Require(t, "Chromium", "CERTLESS_TEST_CHROMIUM is not set")
+	}
+	t.Logf("real Chromium at %s", v)
+	return v
+}
