@@ -121,8 +121,11 @@ func (s *Scheduler) Round(ctx context.Context) (RoundResult, error) {
 		budget = DefaultMaxPerRound
 	}
 	var res RoundResult
+	// taken counts periods built here that another broker had stored
+	// first: work, though not this broker's batches.
+	taken := 0
 	spend := func() error {
-		if res.Built+res.Offered+res.Reoffered >= budget {
+		if res.Built+res.Offered+res.Reoffered+taken >= budget {
 			res.More = true
 			return errBudget
 		}
@@ -144,7 +147,7 @@ func (s *Scheduler) Round(ctx context.Context) (RoundResult, error) {
 	sort.Slice(jobs, func(i, j int) bool { return jobs[i].Key() < jobs[j].Key() })
 	// Build every ended period after each watermark, in order.
 	for _, job := range jobs {
-		if err := s.buildDue(ctx, job, now, spend, &res); err != nil {
+		if err := s.buildDue(ctx, job, now, spend, &res, &taken); err != nil {
 			fail(job.Key(), err)
 		}
 	}
@@ -196,7 +199,7 @@ func (s *Scheduler) publish(ctx context.Context, b Stored) error {
 }
 
 // buildDue builds and stores the job's ended periods after its watermark.
-func (s *Scheduler) buildDue(ctx context.Context, job Job, now time.Time, spend func() error, res *RoundResult) error {
+func (s *Scheduler) buildDue(ctx context.Context, job Job, now time.Time, spend func() error, res *RoundResult, taken *int) error {
 	ps, err := Periods(job.Cron, job.From, job.Until, now)
 	if err != nil {
 		return err
@@ -225,12 +228,16 @@ func (s *Scheduler) buildDue(ctx context.Context, job Job, now time.Time, spend 
 		if err != nil {
 			return fmt.Errorf("build %s batch %d: %w", job.Key(), seq, err)
 		}
-		st, err := s.Store.Put(ctx, job.Agreement.ID, job.Schedule, job.Recipient, p, b, now)
+		st, mine, err := s.Store.Put(ctx, job.Agreement.ID, job.Schedule, job.Recipient, p, b, now)
 		if err != nil {
 			return err
 		}
 		if err := s.Store.Advance(ctx, job.Agreement.ID, job.Schedule, seq); err != nil {
 			return err
+		}
+		if !mine {
+			*taken++ // another broker (or the operator) stored it first
+			continue
 		}
 		res.Built++
 		s.Metrics.built(job.Key(), st.Count)

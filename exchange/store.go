@@ -119,22 +119,28 @@ func splitRecords(b []byte) ([][]byte, error) {
 }
 
 // Put stores b as the batch of its period unless one is stored, and
-// returns the stored one (which a caller sends).
-func (s *Store) Put(ctx context.Context, agreementID, schedule, recipient string, p Period, b Batch, at time.Time) (Stored, error) {
+// returns the stored one (which a caller sends) and whether it is b.
+func (s *Store) Put(ctx context.Context, agreementID, schedule, recipient string, p Period, b Batch, at time.Time) (Stored, bool, error) {
+	var inserted bool
 	err := s.db.Write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, s.db.Q(`INSERT INTO exchange_batches (agreement_id, schedule, sequence, batch_id, recipient, period_from, period_to, manifest, records, count, built_at)
+		res, err := tx.ExecContext(ctx, s.db.Q(`INSERT INTO exchange_batches (agreement_id, schedule, sequence, batch_id, recipient, period_from, period_to, manifest, records, count, built_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (agreement_id, schedule, sequence) DO NOTHING`),
 			agreementID, schedule, p.Sequence, b.ID, recipient, s.db.T(p.From), s.db.T(p.To), b.Manifest, joinRecords(b.Records), len(b.Records), s.db.T(at))
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		inserted = n == 1
 		return err
 	})
 	if err != nil {
-		return Stored{}, fmt.Errorf("exchange: store batch: %w", err)
+		return Stored{}, false, fmt.Errorf("exchange: store batch: %w", err)
 	}
 	st, ok, err := s.Get(ctx, agreementID, schedule, p.Sequence)
 	if err == nil && !ok {
 		err = errors.New("exchange: the stored batch vanished")
 	}
-	return st, err
+	return st, inserted, err
 }
 
 const columns = `agreement_id, schedule, sequence, batch_id, recipient, period_from, period_to, manifest, records, count, built_at, sent_at, acked_at, offered_at, offers`

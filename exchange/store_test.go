@@ -59,13 +59,13 @@ func TestStoreKeepsTheFirstBatchOfAPeriod(t *testing.T) {
 			defer s.Close()
 			p := exchange.Period{Sequence: 3, From: time.Date(2026, 11, 2, 17, 0, 0, 0, time.UTC), To: time.Date(2026, 11, 3, 17, 0, 0, 0, time.UTC)}
 			first := exchange.Batch{ID: "01KBATCH3", Manifest: []byte("m1"), Records: [][]byte{[]byte("r0"), []byte("r\n1"), {}}}
-			got, err := s.Put(ctx, "a/1", "daily", "edu-jian", p, first, p.To)
-			if err != nil || !bytes.Equal(got.Manifest, first.Manifest) || len(got.Records) != 3 || string(got.Records[1]) != "r\n1" {
+			got, mine, err := s.Put(ctx, "a/1", "daily", "edu-jian", p, first, p.To)
+			if err != nil || !mine || !bytes.Equal(got.Manifest, first.Manifest) || len(got.Records) != 3 || string(got.Records[1]) != "r\n1" {
 				t.Fatalf("put: %+v %v", got, err)
 			}
 			second := exchange.Batch{ID: "01KBATCH3X", Manifest: []byte("m2"), Records: [][]byte{[]byte("other")}}
-			got, err = s.Put(ctx, "a/1", "daily", "edu-jian", p, second, p.To.Add(time.Hour))
-			if err != nil || got.ID != first.ID || !bytes.Equal(got.Manifest, first.Manifest) || !got.From.Equal(p.From) {
+			got, mine, err = s.Put(ctx, "a/1", "daily", "edu-jian", p, second, p.To.Add(time.Hour))
+			if err != nil || mine || got.ID != first.ID || !bytes.Equal(got.Manifest, first.Manifest) || !got.From.Equal(p.From) {
 				t.Fatalf("second put: %+v %v", got, err)
 			}
 			if n, err := s.Last(ctx, "a/1", "daily"); n != 3 || err != nil {
@@ -133,7 +133,7 @@ func TestOfferOneBrokerAtATime(t *testing.T) {
 	defer b.Close()
 	p := exchange.Period{Sequence: 1, From: time.Date(2026, 11, 2, 17, 0, 0, 0, time.UTC), To: time.Date(2026, 11, 3, 17, 0, 0, 0, time.UTC)}
 	batch := exchange.Batch{ID: "01KBATCH1", Manifest: []byte("m"), Records: [][]byte{[]byte("r")}}
-	if _, err := a.Put(ctx, "a/1", "daily", "edu-jian", p, batch, p.To); err != nil {
+	if _, _, err := a.Put(ctx, "a/1", "daily", "edu-jian", p, batch, p.To); err != nil {
 		t.Fatal(err)
 	}
 	unsent := func(st exchange.Stored) bool { return st.SentAt.IsZero() }

@@ -291,7 +291,8 @@ func cliBuild(ctx context.Context, g *globals, cfg *config.Config, st *exchange.
 	if err != nil {
 		return exchange.Stored{}, err
 	}
-	return st.Put(ctx, job.Agreement.ID, job.Schedule, job.Recipient, p, b, time.Now())
+	stored, _, err := st.Put(ctx, job.Agreement.ID, job.Schedule, job.Recipient, p, b, time.Now())
+	return stored, err
 }
 
 // cliSend logs and publishes a stored batch (again, when it was).
@@ -485,18 +486,9 @@ func verifyTopic(ctx context.Context, g *globals, cfg *config.Config, topic stri
 	if err != nil {
 		return fmt.Errorf("read %s: %w", topic, bkafka.Explain(ctx, kc, err))
 	}
-	parts := make([]exchange.Part, 0, len(recs))
-	for _, r := range recs {
-		p := exchange.Part{Batch: r.Headers["certless-batch"], Index: -1, Value: r.Value}
-		if p.Batch == "" {
-			return fmt.Errorf("offset %d of %s is not a batch part (no certless-batch header)", r.Offset, topic)
-		}
-		if r.Headers["certless-batch-manifest"] != "1" {
-			if p.Index, err = strconv.Atoi(r.Headers["certless-batch-index"]); err != nil || p.Index < 0 {
-				return fmt.Errorf("offset %d of %s: batch %s part without a valid certless-batch-index", r.Offset, topic, p.Batch)
-			}
-		}
-		parts = append(parts, p)
+	parts, err := batchParts(recs)
+	if err != nil {
+		return err
 	}
 	batches, pending, err := exchange.VerifyStream(parts, bk, set, from)
 	for _, b := range batches {

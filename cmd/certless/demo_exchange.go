@@ -3,7 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"strconv"
+	"slices"
 	"time"
 
 	"github.com/certless/certless/client"
@@ -47,18 +47,12 @@ func exchangeScenario(ctx context.Context, svc *service) []*demoCase {
 		verified.got, altered.got = err.Error(), "-"
 		return cases
 	}
-	parts := make([]exchange.Part, 0, len(recs))
-	first := -1
-	for _, r := range recs {
-		p := exchange.Part{Batch: r.Headers["certless-batch"], Index: -1, Value: r.Value}
-		if r.Headers["certless-batch-manifest"] != "1" {
-			p.Index, _ = strconv.Atoi(r.Headers["certless-batch-index"])
-			if first < 0 {
-				first = len(parts)
-			}
-		}
-		parts = append(parts, p)
+	parts, err := batchParts(recs)
+	if err != nil {
+		verified.got, altered.got = err.Error(), "-"
+		return cases
 	}
+	first := slices.IndexFunc(parts, func(p exchange.Part) bool { return p.Index >= 0 })
 	set, _ := schemas.Default()
 	bs, _, err := exchange.VerifyStream(parts, svc.keys, set, 0)
 	switch {

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/certless/certless/adapters"
 	"github.com/certless/certless/broker"
+	"github.com/certless/certless/client"
 	"github.com/certless/certless/exchange"
 	bkafka "github.com/certless/certless/kafka"
 	"github.com/certless/certless/keys"
@@ -152,4 +154,24 @@ func logBatch(ctx context.Context, log leafAppender, b exchange.Stored) error {
 	}
 	_, err = log.AppendLeaf(ctx, "batch:"+b.ID, leaf)
 	return err
+}
+
+// batchParts reads the parts of a batches topic as VerifyStream takes them,
+// from the headers batchPublisher sets; a record without them is refused.
+func batchParts(recs []client.Record) ([]exchange.Part, error) {
+	parts := make([]exchange.Part, 0, len(recs))
+	for _, r := range recs {
+		p := exchange.Part{Batch: r.Headers["certless-batch"], Index: -1, Value: r.Value}
+		if p.Batch == "" {
+			return nil, fmt.Errorf("offset %d of %s is not a batch part (no certless-batch header)", r.Offset, r.Topic)
+		}
+		if r.Headers["certless-batch-manifest"] != "1" {
+			var err error
+			if p.Index, err = strconv.Atoi(r.Headers["certless-batch-index"]); err != nil || p.Index < 0 {
+				return nil, fmt.Errorf("offset %d of %s: batch %s part without a valid certless-batch-index", r.Offset, r.Topic, p.Batch)
+			}
+		}
+		parts = append(parts, p)
+	}
+	return parts, nil
 }

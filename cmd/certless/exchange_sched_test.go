@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
 
 	"github.com/certless/certless/adapters/records"
@@ -64,13 +63,9 @@ func batchesOn(ctx context.Context, t *testing.T, cfg *config.Config, topic stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	var parts []exchange.Part
-	for _, r := range recs {
-		p := exchange.Part{Batch: r.Headers["certless-batch"], Index: -1, Value: r.Value}
-		if r.Headers["certless-batch-manifest"] != "1" {
-			fmt.Sscan(r.Headers["certless-batch-index"], &p.Index)
-		}
-		parts = append(parts, p)
+	parts, err := batchParts(recs)
+	if err != nil {
+		t.Fatal(err)
 	}
 	bk, err := brokerKeysFor(cfg, "", "")
 	if err != nil {
@@ -82,34 +77,6 @@ func batchesOn(ctx context.Context, t *testing.T, cfg *config.Config, topic stri
 		t.Fatalf("the batches topic does not verify: %v (pending %v)", err, pending)
 	}
 	return bs, recs
-}
-
-func gaugeValue(t *testing.T, svc *service, name, schedule string) float64 {
-	t.Helper()
-	mfs, err := svc.registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if labelOf(m, "schedule") == schedule {
-				return m.GetGauge().GetValue()
-			}
-		}
-	}
-	return -1
-}
-
-func labelOf(m *dto.Metric, name string) string {
-	for _, l := range m.GetLabel() {
-		if l.GetName() == name {
-			return l.GetValue()
-		}
-	}
-	return ""
 }
 
 // TestRealKafkaExchangeScheduler: the broker's scheduler, on the real Kafka
@@ -202,7 +169,7 @@ func TestRealKafkaExchangeScheduler(t *testing.T) {
 	if len(bs) != 3 || bs[0].Offers != 1 || bs[1].Offers != 2 || bs[2].Offers != 2 {
 		t.Fatalf("after the deadline: %d batches, offers %d %d %d", len(bs), bs[0].Offers, bs[1].Offers, bs[2].Offers)
 	}
-	if g := gaugeValue(t, svc, "certless_exchange_overdue", job); g != 2 {
+	if g := gauge(t, svc.registry, "certless_exchange_overdue", map[string]string{"schedule": job}); g != 2 {
 		t.Fatalf("certless_exchange_overdue %v, want 2", g)
 	}
 	// The alert of deploy/prometheus/alerts.yml fires on this scrape, not
