@@ -23,6 +23,7 @@ type backend interface {
 	revocations(ctx context.Context, from, to int64) ([]Revocation, error)
 	bySubject(ctx context.Context, key string) ([]Decision, error)
 	recent(ctx context.Context, agency string, limit int) ([]Decision, error)
+	browse(ctx context.Context, agency, outcome, reason string, from, to time.Time, limit, offset int) ([]Decision, error)
 	count(ctx context.Context) (int, error)
 	rows(ctx context.Context, from, to time.Time, fn func(Row) error) error
 	countBetween(ctx context.Context, from, to time.Time) (int, error)

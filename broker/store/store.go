@@ -154,6 +154,7 @@ type Store interface {
 	ByReceipt(ctx context.Context, receiptID string) (Decision, bool, error)
 	Status
 	Rows
+	Browse
 	// Count returns the number of stored decisions, replays included.
 	Count(ctx context.Context) (int, error)
 	// Stats reports the group-commit counters since Open.

@@ -54,6 +54,9 @@ type Log interface {
 	// Checkpoints calls fn with every stored checkpoint (cosignatures
 	// appended), oldest first.
 	Checkpoints(ctx context.Context, fn func(signed []byte) error) error
+	// RecentCheckpoints returns the n newest stored checkpoints
+	// (cosignatures appended), newest first.
+	RecentCheckpoints(ctx context.Context, n int) ([][]byte, error)
 	// SaveCosignature stores a witness's cosignature line of the
 	// checkpoint of size.
 	SaveCosignature(ctx context.Context, size int64, witness string, line []byte) error

@@ -17,6 +17,7 @@ type logBackend interface {
 	latestCheckpoint(ctx context.Context) ([]byte, error)
 	checkpointCovering(ctx context.Context, index int64, quorum int) ([]byte, error)
 	checkpoints(ctx context.Context, fn func([]byte) error) error
+	recentCheckpoints(ctx context.Context, n int) ([][]byte, error)
 	saveCosignature(ctx context.Context, size int64, witness string, line []byte) error
 	readHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error)
 	readLeaves(ctx context.Context, start int64, n int) ([][]byte, error)
@@ -114,6 +115,22 @@ func (g *group) Checkpoints(ctx context.Context, fn func([]byte) error) error {
 		return fmt.Errorf("store: checkpoints: %w", err)
 	}
 	return nil
+}
+
+func (g *group) RecentCheckpoints(ctx context.Context, n int) ([][]byte, error) {
+	if n <= 0 || n > 1000 {
+		return nil, fmt.Errorf("store: %w: %d recent checkpoints (1..1000)", ErrInvalid, n)
+	}
+	leave, err := g.enter()
+	if err != nil {
+		return nil, err
+	}
+	defer leave()
+	cps, err := g.b.recentCheckpoints(ctx, n)
+	if err != nil {
+		return nil, fmt.Errorf("store: recent checkpoints: %w", err)
+	}
+	return cps, nil
 }
 
 func (g *group) SaveCosignature(ctx context.Context, size int64, witness string, line []byte) error {

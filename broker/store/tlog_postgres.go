@@ -331,3 +331,24 @@ func appendCosignatures(note []byte, lines [][]byte) []byte {
 	}
 	return out
 }
+
+func (p *postgresDB) recentCheckpoints(ctx context.Context, n int) ([][]byte, error) {
+	rows, err := p.pool.Query(ctx, `SELECT c.note, coalesce((SELECT array_agg(s.line ORDER BY s.witness) FROM tlog_cosignatures s WHERE s.size = c.size), '{}')
+		FROM tlog_checkpoints c ORDER BY c.id DESC LIMIT $1`, n)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out [][]byte
+	for rows.Next() {
+		var (
+			note  []byte
+			lines [][]byte
+		)
+		if err := rows.Scan(&note, &lines); err != nil {
+			return nil, err
+		}
+		out = append(out, appendCosignatures(note, lines))
+	}
+	return out, rows.Err()
+}

@@ -318,3 +318,36 @@ func (s *sqliteDB) unlogged(ctx context.Context, limit int) ([]string, error) {
 	}
 	return out, rows.Err()
 }
+
+func (s *sqliteDB) recentCheckpoints(ctx context.Context, n int) ([][]byte, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT size, note FROM tlog_checkpoints ORDER BY id DESC LIMIT ?`, n)
+	if err != nil {
+		return nil, err
+	}
+	type cp struct {
+		size int64
+		note []byte
+	}
+	var all []cp
+	for rows.Next() {
+		var c cp
+		if err := rows.Scan(&c.size, &c.note); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		all = append(all, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	out := make([][]byte, 0, len(all))
+	for _, c := range all {
+		b, err := s.withCosignatures(ctx, c.size, c.note)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}

@@ -145,6 +145,19 @@ func CheckLog(t *testing.T, ds []store.Decision, want int64, stores ...store.Sto
 			t.Fatalf("two checkpoints of size %d", sizes[i])
 		}
 	}
+	// The newest few, newest first, as the console lists them.
+	recent, err := s.RecentCheckpoints(ctx, 2)
+	if err != nil || len(recent) != min(2, len(sizes)) {
+		t.Fatalf("recent checkpoints: %d %v", len(recent), err)
+	}
+	for i, b := range recent {
+		if c, err := translog.ParseCheckpointBody(b); err != nil || c.N != sizes[len(sizes)-1-i] {
+			t.Fatalf("recent checkpoint %d: size %d %v, want %d", i, c.N, err, sizes[len(sizes)-1-i])
+		}
+	}
+	if _, err := s.RecentCheckpoints(ctx, 0); err == nil {
+		t.Fatal("0 recent checkpoints asked and no error")
+	}
 	// Every leaf proves into the final tree from the stored hashes.
 	for i := int64(0); i < want; i += max(1, want/17) {
 		p, err := tlog.ProveRecord(want, i, translog.HashReader(ctx, s))

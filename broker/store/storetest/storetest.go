@@ -80,6 +80,7 @@ func Run(t *testing.T, h Harness) {
 		{"ByReceipt", testByReceipt},
 		{"Status", testStatus},
 		{"Rows", testRows},
+		{"Browse", testBrowse},
 	}
 	for _, tc := range tests {
 		if (tc.name == "Reopen" || tc.name == "QuotaReopen") && h.Volatile {
@@ -721,5 +722,57 @@ func testRows(t *testing.T, h Harness) {
 	}
 	if n, _ := s.CountBetween(ctx, t0.Add(-time.Hour), t0); n != 0 {
 		t.Fatalf("count before %d", n)
+	}
+}
+
+// testBrowse: the console's pages of decisions, newest first, by agency,
+// outcome, reason and period; pages do not overlap; bad pages are refused.
+func testBrowse(t *testing.T, h Harness) {
+	s := open(t, h.Fresh(t), store.Options{})
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
+	for i := range 7 {
+		agency := "court-220102"
+		if i%2 == 1 {
+			agency = "edu-220802"
+		}
+		d := Decision(agency, fmt.Sprintf("browse-%d", i), "browse")
+		d.DecidedAt = t0.Add(time.Duration(i) * time.Hour)
+		if i == 2 || i == 5 {
+			d.Outcome, d.Reason = store.Denied, "quota_exceeded"
+		}
+		save(t, s, d)
+	}
+	ids := func(f store.BrowseFilter) []string {
+		t.Helper()
+		ds, err := s.Browse(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, d := range ds {
+			out = append(out, d.RequestID)
+		}
+		return out
+	}
+	if got := strings.Join(ids(store.BrowseFilter{Limit: 3}), " "); got != "browse-6 browse-5 browse-4" {
+		t.Fatalf("first page %q", got)
+	}
+	if got := strings.Join(ids(store.BrowseFilter{Limit: 3, Offset: 3}), " "); got != "browse-3 browse-2 browse-1" {
+		t.Fatalf("second page %q", got)
+	}
+	if got := strings.Join(ids(store.BrowseFilter{Limit: 10, Agency: "edu-220802"}), " "); got != "browse-5 browse-3 browse-1" {
+		t.Fatalf("by agency %q", got)
+	}
+	if got := strings.Join(ids(store.BrowseFilter{Limit: 10, Outcome: store.Denied, Reason: "quota_exceeded"}), " "); got != "browse-5 browse-2" {
+		t.Fatalf("by outcome and reason %q", got)
+	}
+	if got := strings.Join(ids(store.BrowseFilter{Limit: 10, From: t0.Add(2 * time.Hour), To: t0.Add(4 * time.Hour)}), " "); got != "browse-3 browse-2" {
+		t.Fatalf("by period %q", got)
+	}
+	for _, f := range []store.BrowseFilter{{}, {Limit: store.MaxBrowse + 1}, {Limit: 1, Offset: -1}} {
+		if _, err := s.Browse(ctx, f); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("page %+v: %v, want ErrInvalid", f, err)
+		}
 	}
 }
