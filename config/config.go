@@ -196,13 +196,24 @@ func (s Store) IsPostgres() bool {
 	return strings.HasPrefix(s.DSN, "postgres://") || strings.HasPrefix(s.DSN, "postgresql://")
 }
 
-// HTTP is the operations endpoint: /metrics, /healthz, /readyz, JWKS.
+// HTTP is the broker's HTTP address: operations (/metrics, /healthz,
+// /readyz), the JWKS, the log, status lists and the auditor console.
 type HTTP struct {
 	Addr string `yaml:"addr" json:"addr"`
 	// PublicURL is the endpoint's URL as agencies and verifiers reach it;
 	// receipts name their status lists under <PublicURL>/status/. Default
 	// http://<Addr> (of the bound address).
 	PublicURL string `yaml:"public_url,omitempty" json:"public_url,omitempty"`
+	// WebConfigFile is a web configuration file in Prometheus's format
+	// (exporter-toolkit/web: TLS, basic auth with bcrypt hashes). With it
+	// the operator and auditor paths need a login of the role; without
+	// it the operator paths answer loopback clients only, the auditor
+	// console nobody. Public: the JWKS, the log, the status lists.
+	WebConfigFile string `yaml:"web_config_file,omitempty" json:"web_config_file,omitempty"`
+	// Operators may read /metrics, /healthz and /readyz; Auditors use
+	// /audit/. Both name users of the file's basic_auth_users.
+	Operators []string `yaml:"operators,omitempty" json:"operators,omitempty"`
+	Auditors  []string `yaml:"auditors,omitempty" json:"auditors,omitempty"`
 }
 
 // Log configures zap.

@@ -34,7 +34,8 @@
 //	v                  1, always
 //	kind               what the leaf records: "decision", "dead_letter"; later
 //	                   kinds ("agreement", "agency", "batch_manifest",
-//	                   "feedback", "dispute") use the same members
+//	                   "feedback", "dispute", "status_list",
+//	                   "subject_lookup") use the same members
 //	time               when it was recorded: RFC 3339 UTC with exactly six
 //	                   fractional digits, "2026-12-01T08:00:00.123456Z"
 //	agency             the authenticated sending agency (absent for a dead

@@ -30,6 +30,12 @@ const (
 	// schedule's name, Receipt the digest of the signed manifest, Subject
 	// the records' Merkle root, Time the period's end.
 	KindBatchManifest = "batch_manifest"
+	// KindSubjectLookup is an auditor's look-up of one person's decisions
+	// in the console, logged before it is answered: Agency
+	// "auditor:<user>", Reason the case reference (its digest when it
+	// holds characters outside a token), Subject the keyed digest of the
+	// person (never the ID number), Outcome "found:<n>".
+	KindSubjectLookup = "subject_lookup"
 )
 
 // LeafVersion is the version of the leaf encoding this package writes.

@@ -8,8 +8,9 @@
 // Three kinds of path: public ones (the JWKS, the log's tiles, status
 // lists) anybody reaches; operator ones (/metrics, /healthz, /readyz) and
 // auditor ones (/audit/) need a user of that role. Everything else is not
-// routed at all. Without a web configuration file the operator paths
-// answer loopback clients only and the auditor paths nobody.
+// routed at all. Without a web configuration file, or with no operator
+// named, the operator paths answer loopback clients only; with no auditor
+// named the auditor paths answer nobody.
 package webauth
 
 import (
@@ -183,11 +184,11 @@ func (g *Guard) current() *web.Config {
 	return c
 }
 
-// Configured reports whether requests are authenticated (a web
-// configuration file with users).
-func (g *Guard) Configured() bool {
+// Configured reports whether requests of role are authenticated (a web
+// configuration file with users, some holding role).
+func (g *Guard) Configured(role Role) bool {
 	c := g.current()
-	return c != nil && len(c.Users) > 0
+	return c != nil && len(c.Users) > 0 && len(g.usersOf(role)) > 0
 }
 
 // TLS returns the server TLS configuration of the file, or nil when the
@@ -239,12 +240,14 @@ func (g *Guard) headers(w http.ResponseWriter, c *web.Config) {
 
 // Require serves h only to a user holding role: 401 with a Basic
 // challenge without valid credentials, 403 with valid credentials of a
-// user without the role.
+// user without the role. A role nobody holds (no file, or no user named
+// for it) is served to nobody, except the operator role to loopback
+// clients: a Prometheus on the same host scrapes without a login.
 func (g *Guard) Require(role Role, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := g.current()
 		g.headers(w, c)
-		if c == nil || len(c.Users) == 0 {
+		if c == nil || len(c.Users) == 0 || len(g.usersOf(role)) == 0 {
 			if role == Operator && loopback(r.RemoteAddr) {
 				h.ServeHTTP(w, r)
 				return
@@ -271,15 +274,17 @@ func (g *Guard) Require(role Role, h http.Handler) http.Handler {
 	})
 }
 
-func (g *Guard) holds(user string, role Role) bool {
+func (g *Guard) usersOf(role Role) []string {
 	switch role {
 	case Operator:
-		return slices.Contains(g.opts.Operators, user)
+		return g.opts.Operators
 	case Auditor:
-		return slices.Contains(g.opts.Auditors, user)
+		return g.opts.Auditors
 	}
-	return false
+	return nil
 }
+
+func (g *Guard) holds(user string, role Role) bool { return slices.Contains(g.usersOf(role), user) }
 
 // check compares pass with user's bcrypt hash, remembering the outcome
 // (keyed by a digest of user, hash and password, never the password).

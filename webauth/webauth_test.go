@@ -185,23 +185,40 @@ func TestBadFilesRefused(t *testing.T) {
 }
 
 // TestNoFileLoopbackOperatorsOnly: without a web configuration file the
-// operator paths answer loopback clients, the console nobody.
+// operator paths answer loopback clients, the console nobody; with a file
+// naming auditors only, the same for operators, and the console needs an
+// auditor login.
 func TestNoFileLoopbackOperatorsOnly(t *testing.T) {
 	g, err := webauth.New(webauth.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := routes(g)
-	for _, tc := range []struct {
-		path, remote string
-		want         int
-	}{
+	check(t, routes(g), []loopbackCase{
 		{"/metrics", "127.0.0.1:5555", 200},
 		{"/metrics", "[::1]:5555", 200},
 		{"/metrics", "10.1.2.3:5555", 403},
 		{"/audit/", "127.0.0.1:5555", 403},
 		{"/.well-known/jwks.json", "10.1.2.3:5555", 200},
-	} {
+	})
+	file := writeWebConfig(t, t.TempDir(), map[string]string{"alice": "pw"}, "")
+	if g, err = webauth.New(webauth.Options{File: file, Auditors: []string{"alice"}}); err != nil {
+		t.Fatal(err)
+	}
+	check(t, routes(g), []loopbackCase{
+		{"/metrics", "127.0.0.1:5555", 200},
+		{"/metrics", "10.1.2.3:5555", 403},
+		{"/audit/", "127.0.0.1:5555", 401},
+	})
+}
+
+type loopbackCase struct {
+	path, remote string
+	want         int
+}
+
+func check(t *testing.T, h http.Handler, cases []loopbackCase) {
+	t.Helper()
+	for _, tc := range cases {
 		req := httptest.NewRequest(http.MethodGet, tc.path, nil)
 		req.RemoteAddr = tc.remote
 		rec := httptest.NewRecorder()

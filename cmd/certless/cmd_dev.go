@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -56,8 +57,23 @@ In another terminal:  certless request --as court-changchun --query criminal_rec
 			log.Info("try, in another terminal",
 				zap.String("a request", "certless request --as court-changchun --query criminal_record --subject ID --name NAME (certless records sample lists subjects)"),
 				zap.String("periodic exchange", "certless exchange status; certless exchange run --agreement social-security-baicheng/records --schedule daily-cancellations"),
-				zap.String("supervision report", fmt.Sprintf("certless report --from %s --to %s", today.Format(time.DateOnly), today.AddDate(0, 0, 1).Format(time.DateOnly))))
+				zap.String("supervision report", fmt.Sprintf("certless report --from %s --to %s", today.Format(time.DateOnly), today.AddDate(0, 0, 1).Format(time.DateOnly))),
+				zap.String("auditor console", consoleHint(cfg, svc)))
 			return svc.run(cmd.Context())
 		},
 	}
 }
+
+// consoleHint says where the auditor console is and how to log in.
+func consoleHint(cfg *config.Config, svc *service) string {
+	url := svc.httpBase() + "/audit/"
+	if len(cfg.HTTP.Auditors) == 0 {
+		return url + " (no auditor login configured: set http.web_config_file and http.auditors)"
+	}
+	if p := filepath.Join(cfg.DataDir, devPasswordFile); fileExists(p) {
+		return url + " (user " + cfg.HTTP.Auditors[0] + ", password in " + p + ")"
+	}
+	return url + " (users of " + cfg.HTTP.WebConfigFile + ")"
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }

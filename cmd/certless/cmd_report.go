@@ -1,11 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -79,31 +79,27 @@ FILE' checks it. Times are RFC 3339 or dates (Beijing time).`,
 				return err
 			}
 			if out == "" {
-				out = fmt.Sprintf("certless-report-%s-%s.%s", f.In(report.Beijing).Format("20060102"), t.In(report.Beijing).Format("20060102"), format)
+				out = reportFileName(report.Period{From: f, To: t}, format)
 			}
 			if !cmd.Flags().Changed("deadline") && cfg.Report.Deadline > 0 {
 				deadline = cfg.Report.Deadline.D()
 			}
-			r, err := buildReport(ctx, g, cfg, report.Filter{Level: level, Region: region, Agency: agency}, report.Period{From: f, To: t}, deadline)
+			r, err := buildReport(ctx, cfg, nil, report.Filter{Level: level, Region: region, Agency: agency}, report.Period{From: f, To: t}, deadline, g.stderr)
 			if err != nil {
-				return err
-			}
-			var b bytes.Buffer
-			if err := report.Write(&b, r, format); err != nil {
 				return err
 			}
 			key, err := keys.SigningKey(cfg.KeysDir, cfg.BrokerID, time.Now())
 			if err != nil {
 				return fmt.Errorf("the broker's signing key (the report is signed with it): %w", err)
 			}
-			sig, err := report.SignDetached(key, b.Bytes())
+			file, sig, err := writeSignedReport(r, format, key)
 			if err != nil {
 				return err
 			}
-			if err := os.WriteFile(out, b.Bytes(), 0o644); err != nil {
+			if err := os.WriteFile(out, file, 0o644); err != nil {
 				return err
 			}
-			if err := os.WriteFile(out+".jws", append(sig, '\n'), 0o644); err != nil {
+			if err := os.WriteFile(out+".jws", sig, 0o644); err != nil {
 				return err
 			}
 			rc := r.Reconciliation
@@ -166,16 +162,28 @@ func reportVerifyCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
+// reportStore is what a report reads of the decision store and the log.
+type reportStore interface {
+	store.Rows
+	LatestCheckpoint(ctx context.Context) ([]byte, error)
+	ReadLeaves(ctx context.Context, start int64, n int) ([][]byte, error)
+}
+
 // buildReport reads what a report needs: the decisions of the period and
 // its baseline window, the directory's agencies, the disputes, what is
-// overdue, and the log's newest checkpoint and leaves.
-func buildReport(ctx context.Context, g *globals, cfg *config.Config, f report.Filter, p report.Period, deadline time.Duration) (*report.Report, error) {
+// overdue, and the log's newest checkpoint and leaves. It opens the
+// configuration's store unless s is given; progress, when not nil, shows a
+// bar for many decisions.
+func buildReport(ctx context.Context, cfg *config.Config, s reportStore, f report.Filter, p report.Period, deadline time.Duration, progress io.Writer) (*report.Report, error) {
 	now := time.Now()
-	s, err := store.Open(ctx, cfg.Store.DSN, store.Options{})
-	if err != nil {
-		return nil, err
+	if s == nil {
+		opened, err := store.Open(ctx, cfg.Store.DSN, store.Options{})
+		if err != nil {
+			return nil, err
+		}
+		defer opened.Close()
+		s = opened
 	}
-	defer s.Close()
 	th := cfg.Report.Anomalies
 	in := report.Input{Broker: cfg.BrokerID, GeneratedAt: now, Period: p, Filter: f, Deadline: deadline,
 		Agencies: map[string]report.Agency{}, RegionName: regions.Name,
@@ -260,9 +268,9 @@ func buildReport(ctx context.Context, g *globals, cfg *config.Config, f report.F
 		return nil, err
 	}
 	var bar *progressbar.ProgressBar
-	if total > 20000 {
-		bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(g.stderr), progressbar.OptionSetDescription("reading decisions"),
-			progressbar.OptionShowCount(), progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionOnCompletion(func() { fmt.Fprintln(g.stderr) }))
+	if total > 20000 && progress != nil {
+		bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(progress), progressbar.OptionSetDescription("reading decisions"),
+			progressbar.OptionShowCount(), progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionOnCompletion(func() { fmt.Fprintln(progress) }))
 	}
 	n := 0
 	err = s.Rows(ctx, start, p.To, func(r store.Row) error {

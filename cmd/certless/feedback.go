@@ -139,7 +139,7 @@ func ownerKey(dir, owner string, now time.Time) (*keys.Private, error) {
 func (s *service) statusBase() string {
 	base := s.cfg.HTTP.PublicURL
 	if base == "" {
-		base = "http://" + s.httpAddr()
+		base = s.httpBase()
 	}
 	return strings.TrimRight(base, "/") + "/status"
 }

@@ -128,6 +128,7 @@ generated config.yaml.`,
 		newLogCmd(g),
 		newAuditCmd(g),
 		newReportCmd(g),
+		newWebCmd(g),
 		newSchemasCmd(g),
 		newVersionCmd(g),
 	)

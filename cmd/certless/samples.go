@@ -99,6 +99,15 @@ func ensureDevData(ctx context.Context, dataDir string, log *zap.Logger) (*confi
 		cfg.Log.Format = "console"
 		cfg.Agencies = sampleAgencies()
 		cfg.Adapters = sampleSources(dataDir)
+		// The auditor console's login: a web configuration file in
+		// Prometheus's format with one auditor, its password beside it.
+		web, err := writeDevWebConfig(dataDir)
+		if err != nil {
+			return nil, err
+		}
+		cfg.HTTP.WebConfigFile, cfg.HTTP.Auditors = web, []string{devAuditor}
+		log.Info("wrote the auditor console's login", zap.String("web_config", web), zap.String("user", devAuditor),
+			zap.String("password_file", filepath.Join(dataDir, devPasswordFile)))
 		if err := cfg.Validate(); err != nil {
 			return nil, fmt.Errorf("generated config: %w", err)
 		}

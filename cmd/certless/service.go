@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -31,6 +32,7 @@ import (
 	"github.com/certless/certless/policies"
 	"github.com/certless/certless/policies/workdays"
 	"github.com/certless/certless/schemas"
+	"github.com/certless/certless/webauth"
 )
 
 // service is one running broker process, composed from the configuration.
@@ -47,6 +49,12 @@ type service struct {
 	store    store.Store
 	keys     *keys.Registry
 	key      *brokerKey
+	// subjectSecret keys decisions by subject (broker.SubjectKeyer).
+	subjectSecret []byte
+	// guard separates public, operator and auditor paths; httpScheme is
+	// https when its web configuration file configures TLS.
+	guard      *webauth.Guard
+	httpScheme string
 	// agreements holds the co-signed agreements of the policies folder in
 	// force; agreementsGauge reports them by status, refused files apart.
 	agreements *policies.Watcher
@@ -227,8 +235,7 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 
 	// Receipts are keyed by subject (a keyed digest) so that a corrected
 	// answer's receipts can all be revoked.
-	secret, err := subjectSecret(cfg.KeysDir)
-	if err != nil {
+	if s.subjectSecret, err = subjectSecret(cfg.KeysDir); err != nil {
 		return nil, err
 	}
 
@@ -268,7 +275,7 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 				Auth: &broker.Docked{Directory: s.docking,
 					Next: &broker.Agreements{Agreements: s.agreements, Usage: broker.StoreUsage{Quotas: s.store}}},
 				Records: s.sources, ClockSkew: cfg.Limits.ClockSkew.D(),
-				SubjectKey: broker.SubjectKeyer{Secret: secret}.Key,
+				SubjectKey: broker.SubjectKeyer{Secret: s.subjectSecret}.Key,
 			},
 			schemas.TypeAcknowledgement: fb.Acknowledgement(),
 			schemas.TypeDispute:         fb.Dispute(),
@@ -325,13 +332,29 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 		Log:      log,
 	}
 
-	// Operations endpoint.
+	// The HTTP address: public (JWKS, log, status lists), operators
+	// (/metrics, /healthz, /readyz), auditors (/audit/); nothing else.
+	if s.guard, err = webauth.New(webauth.Options{File: cfg.HTTP.WebConfigFile, Operators: cfg.HTTP.Operators,
+		Auditors: cfg.HTTP.Auditors, Log: log.Named("http"), Realm: "certless " + cfg.BrokerID}); err != nil {
+		return nil, err
+	}
+	tlsCfg, err := s.guard.TLS()
+	if err != nil {
+		return nil, err
+	}
 	addr := cfg.HTTP.Addr
 	if opts.httpAddr != "" {
 		addr = opts.httpAddr
 	}
 	if s.httpLn, err = net.Listen("tcp", addr); err != nil {
 		return nil, fmt.Errorf("http: %w", err)
+	}
+	s.httpScheme = "http"
+	if tlsCfg != nil {
+		s.httpLn, s.httpScheme = tls.NewListener(s.httpLn, tlsCfg), "https"
+	}
+	if host, _, _ := net.SplitHostPort(addr); !s.guard.Configured(webauth.Operator) && !isLoopbackHost(host) {
+		log.Warn("no operator login (http.web_config_file, http.operators): /metrics, /healthz and /readyz answer loopback clients only", zap.String("addr", addr))
 	}
 	checks := map[string]broker.Check{
 		"kafka": func(ctx context.Context) error { return bkafka.Ping(ctx, s.kafka) },
@@ -341,22 +364,35 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 		"transparency_log": func(context.Context) error { return s.checkpointer.Ready() },
 	}
 	jwks := func() ([]byte, error) { return s.keys.JWKS(cfg.BrokerID) }
+	ops := broker.OpsHandler(s.registry, checks, jwks)
+	audit, err := s.newConsole()
+	if err != nil {
+		return nil, err
+	}
+	g := s.guard
 	mux := http.NewServeMux()
-	mux.Handle("/", broker.OpsHandler(s.registry, checks, jwks))
+	for _, p := range []string{"/metrics", "/healthz", "/readyz"} {
+		mux.Handle(p, g.Require(webauth.Operator, ops))
+	}
+	mux.Handle("/.well-known/jwks.json", g.Public(ops))
 	lh := logHandler(s.store, s.logKey.verifierKey)
-	mux.Handle("/log/", lh)
-	mux.Handle("/.well-known/log-key", lh)
-	mux.Handle("/status/", s.statusHandler())
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	mux.Handle("/log/", g.Public(lh))
+	mux.Handle("/.well-known/log-key", g.Public(lh))
+	mux.Handle("/status/", g.Public(s.statusHandler()))
+	mux.Handle("/audit/", g.Require(webauth.Auditor, audit))
+	mux.Handle("/", g.Public(http.NotFoundHandler()))
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 64 << 10,
+		ErrorLog: zap.NewStdLog(log.Named("http"))}
 	go func() {
 		if err := s.http.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server stopped", zap.Error(err))
 		}
 	}()
-	log.Info("operations endpoint", zap.String("metrics", "http://"+s.httpLn.Addr().String()+"/metrics"),
-		zap.String("health", "http://"+s.httpLn.Addr().String()+"/healthz"),
-		zap.String("jwks", "http://"+s.httpLn.Addr().String()+"/.well-known/jwks.json"),
-		zap.String("log", "http://"+s.httpLn.Addr().String()+"/log/checkpoint"))
+	base := s.httpScheme + "://" + s.httpLn.Addr().String()
+	log.Info("http endpoint", zap.String("metrics", base+"/metrics"), zap.String("health", base+"/healthz"),
+		zap.String("jwks", base+"/.well-known/jwks.json"), zap.String("log", base+"/log/checkpoint"),
+		zap.String("audit", base+"/audit/"), zap.Bool("operator_login", s.guard.Configured(webauth.Operator)),
+		zap.Bool("auditor_login", s.guard.Configured(webauth.Auditor)))
 	return s, nil
 }
 
@@ -531,6 +567,17 @@ func (k *brokerKey) SigningKey() *keys.Private { return k.Load() }
 
 // httpAddr is the bound operations address.
 func (s *service) httpAddr() string { return s.httpLn.Addr().String() }
+
+// httpBase is the URL of the HTTP address as bound.
+func (s *service) httpBase() string { return s.httpScheme + "://" + s.httpAddr() }
+
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
 
 func (s *service) close() {
 	if s.producer != nil {
