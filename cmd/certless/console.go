@@ -51,20 +51,7 @@ func (s *service) newConsole() (*console.Handler, error) {
 		},
 		Policy: s.logPolicy,
 		Report: s.consoleReport,
-		SubjectKeys: func(id, related string) []string {
-			var out []string
-			for _, t := range adapters.AllQueryTypes() {
-				if t != adapters.QueryKinship {
-					out = append(out, keyer.Key(adapters.Query{Type: t, Subject: adapters.Subject{IDNumber: id}}))
-				}
-			}
-			if related != "" {
-				out = append(out,
-					keyer.Key(adapters.Query{Type: adapters.QueryKinship, Subject: adapters.Subject{IDNumber: id}, Related: &adapters.Subject{IDNumber: related}}),
-					keyer.Key(adapters.Query{Type: adapters.QueryKinship, Subject: adapters.Subject{IDNumber: related}, Related: &adapters.Subject{IDNumber: id}}))
-			}
-			return out
-		},
+		SubjectKeys: s.subjectKeys,
 		SubjectDigest: func(id string) string {
 			return translog.Digest([]byte(keyer.Key(adapters.Query{Type: "subject_lookup", Subject: adapters.Subject{IDNumber: id}})))
 		},
@@ -72,6 +59,25 @@ func (s *service) newConsole() (*console.Handler, error) {
 		ValidID:   func(id string) error { return residentid.Validate(id) },
 		Log:       s.log.Named("console"),
 	})
+}
+
+// subjectKeys are the keys the decisions about the person with ID number
+// id are stored under: one per query type, and for kinship with related
+// (either way round) when it is given.
+func (s *service) subjectKeys(id, related string) []string {
+	keyer := broker.SubjectKeyer{Secret: s.subjectSecret}
+	var out []string
+	for _, t := range adapters.AllQueryTypes() {
+		if t != adapters.QueryKinship {
+			out = append(out, keyer.Key(adapters.Query{Type: t, Subject: adapters.Subject{IDNumber: id}}))
+		}
+	}
+	if related != "" {
+		out = append(out,
+			keyer.Key(adapters.Query{Type: adapters.QueryKinship, Subject: adapters.Subject{IDNumber: id}, Related: &adapters.Subject{IDNumber: related}}),
+			keyer.Key(adapters.Query{Type: adapters.QueryKinship, Subject: adapters.Subject{IDNumber: related}, Related: &adapters.Subject{IDNumber: id}}))
+	}
+	return out
 }
 
 // logLookup appends a subject look-up to the transparency log (kind
