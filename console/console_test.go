@@ -79,7 +79,9 @@ func newWorld(t *testing.T) *world {
 		Checks: func(_ context.Context, d store.Decision) []console.Check {
 			return []console.Check{{Name: "broker signature", Note: "kid of " + d.Agency}, {Name: "status", Err: errors.New("revoked: corrected")}}
 		},
-		Bundle: func(_ context.Context, d store.Decision) ([]byte, error) { return []byte(`{"receipt":"` + d.ReceiptID + `"}`), nil },
+		Bundle: func(_ context.Context, d store.Decision) ([]byte, error) {
+			return []byte(`{"receipt":"` + d.ReceiptID + `"}`), nil
+		},
 		Policy: func() (translog.Policy, error) { return translog.Policy{}, errors.New("no log in this test") },
 		Report: func(_ context.Context, r console.ReportRequest) (string, []byte, []byte, *report.Report, error) {
 			w.mu.Lock()

@@ -49,8 +49,8 @@ func (s *service) newConsole() (*console.Handler, error) {
 			}
 			return json.MarshalIndent(b, "", "  ")
 		},
-		Policy: s.logPolicy,
-		Report: s.consoleReport,
+		Policy:      s.logPolicy,
+		Report:      s.consoleReport,
 		SubjectKeys: s.subjectKeys,
 		SubjectDigest: func(id string) string {
 			return translog.Digest([]byte(keyer.Key(adapters.Query{Type: "subject_lookup", Subject: adapters.Subject{IDNumber: id}})))
