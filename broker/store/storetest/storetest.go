@@ -397,9 +397,11 @@ func testConcurrentDefaults(t *testing.T, h Harness) {
 	}
 	mustCount(t, s, 50)
 	st := s.Stats()
+	// How many batches depends on the scheduler (a starved machine may
+	// commit each save alone); grouping itself is ConcurrentGrouped's.
 	t.Logf("50 concurrent saves, default options: %d batches", st.Batches)
-	if st.Rows != 50 || st.Batches >= st.Rows {
-		t.Errorf("stats %+v: want 50 rows in fewer batches", st)
+	if st.Rows != 50 || st.Batches < 1 || st.Batches > st.Rows || st.Queued != 0 {
+		t.Errorf("stats %+v: want 50 rows in at most 50 batches, none queued", st)
 	}
 }
 
