@@ -31,6 +31,7 @@ import (
 	"go.uber.org/zap"
 	"go.yaml.in/yaml/v2"
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/time/rate"
 )
 
 // Role is what a request needs to be served.
@@ -55,6 +56,9 @@ type Options struct {
 	Realm string
 	// Now is the clock of the file's re-reads (time.Now when nil).
 	Now func() time.Time
+	// Refused, when set, is told of every refusal: the role the path
+	// needs ("" for a public one) and the status (401, 403, 429).
+	Refused func(role Role, status int)
 }
 
 // Guard checks requests against the web configuration file, re-reading
@@ -66,6 +70,7 @@ type Guard struct {
 
 	mu      sync.Mutex
 	cfg     *web.Config
+	limiter *rate.Limiter // the file's rate_limit; nil for none
 	modTime time.Time
 	size    int64
 	checked time.Time
@@ -114,6 +119,7 @@ func New(opts Options) (*Guard, error) {
 		return nil, err
 	}
 	g.cfg, g.modTime, g.size, g.checked = c, st.ModTime(), st.Size(), g.opts.Now()
+	g.limiter = limiterOf(c)
 	return g, nil
 }
 
@@ -151,6 +157,36 @@ func load(path string) (*web.Config, os.FileInfo, error) {
 	return c, st, nil
 }
 
+// limiterOf is the file's rate_limit as exporter-toolkit applies it: every
+// request takes a token; none left is 429.
+func limiterOf(c *web.Config) *rate.Limiter {
+	if c.RateLimiterConfig.Interval <= 0 {
+		return nil
+	}
+	return rate.NewLimiter(rate.Every(c.RateLimiterConfig.Interval), c.RateLimiterConfig.Burst)
+}
+
+// admit applies the headers and the rate limit of c; false when the
+// request was answered 429.
+func (g *Guard) admit(w http.ResponseWriter, c *web.Config, role Role) bool {
+	g.headers(w, c)
+	g.mu.Lock()
+	l := g.limiter
+	g.mu.Unlock()
+	if l != nil && !l.Allow() {
+		g.refuse(role, http.StatusTooManyRequests)
+		http.Error(w, http.StatusText(http.StatusTooManyRequests), http.StatusTooManyRequests)
+		return false
+	}
+	return true
+}
+
+func (g *Guard) refuse(role Role, status int) {
+	if g.opts.Refused != nil {
+		g.opts.Refused(role, status)
+	}
+}
+
 // current is the configuration in force, re-read at most once a second
 // when the file changed.
 func (g *Guard) current() *web.Config {
@@ -177,6 +213,7 @@ func (g *Guard) current() *web.Config {
 		return g.cfg
 	}
 	g.cfg, g.modTime, g.size = c, st.ModTime(), st.Size()
+	g.limiter = limiterOf(c)
 	g.cacheMu.Lock()
 	clear(g.cache)
 	g.cacheMu.Unlock()
@@ -224,8 +261,9 @@ func WithUser(ctx context.Context, user string) context.Context {
 // Public serves h to anybody, with the file's response headers.
 func (g *Guard) Public(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		g.headers(w, g.current())
-		h.ServeHTTP(w, r)
+		if g.admit(w, g.current(), "") {
+			h.ServeHTTP(w, r)
+		}
 	})
 }
 
@@ -246,7 +284,9 @@ func (g *Guard) headers(w http.ResponseWriter, c *web.Config) {
 func (g *Guard) Require(role Role, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := g.current()
-		g.headers(w, c)
+		if !g.admit(w, c, role) {
+			return
+		}
 		if c == nil || len(c.Users) == 0 || len(g.usersOf(role)) == 0 {
 			if role == Operator && loopback(r.RemoteAddr) {
 				h.ServeHTTP(w, r)
@@ -256,16 +296,19 @@ func (g *Guard) Require(role Role, h http.Handler) http.Handler {
 			if role == Auditor {
 				why = "the auditor console needs logins: set http.web_config_file (bcrypt basic_auth_users) and http.auditors"
 			}
+			g.refuse(role, http.StatusForbidden)
 			http.Error(w, why, http.StatusForbidden)
 			return
 		}
 		user, pass, ok := r.BasicAuth()
 		if !ok || !g.check(c, user, pass) {
+			g.refuse(role, http.StatusUnauthorized)
 			w.Header().Set("WWW-Authenticate", `Basic realm="`+g.opts.Realm+`", charset="UTF-8"`)
 			http.Error(w, "log in: this page needs a user of the "+string(role)+" role", http.StatusUnauthorized)
 			return
 		}
 		if !g.holds(user, role) {
+			g.refuse(role, http.StatusForbidden)
 			g.log.Info("refused: user without the role", zap.String("user", user), zap.String("role", string(role)), zap.String("path", r.URL.Path))
 			http.Error(w, "user "+user+" does not hold the "+string(role)+" role", http.StatusForbidden)
 			return

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -279,4 +281,36 @@ func selfSigned(t *testing.T) ([]byte, []byte) {
 	}
 	kb, _ := x509.MarshalECPrivateKey(k)
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
+}
+
+// TestRateLimitAndRefusals: the file's rate_limit answers 429 past its
+// burst, as exporter-toolkit does; every refusal is reported with its role
+// and status.
+func TestRateLimitAndRefusals(t *testing.T) {
+	file := writeWebConfig(t, t.TempDir(), map[string]string{"alice": "pw"}, "rate_limit:\n  interval: 1h\n  burst: 3\n")
+	refused := map[string]int{}
+	var mu sync.Mutex
+	g, err := webauth.New(webauth.Options{File: file, Auditors: []string{"alice"}, Refused: func(r webauth.Role, status int) {
+		mu.Lock()
+		refused[fmt.Sprintf("%s %d", r, status)]++
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(routes(g))
+	defer srv.Close()
+	var codes []int
+	for _, p := range []string{"pw", "wrong", "pw", "pw"} {
+		c, _ := status(t, srv.Client(), srv.URL+"/audit/", "alice", p)
+		codes = append(codes, c)
+	}
+	if fmt.Sprint(codes) != "[200 401 200 429]" {
+		t.Fatalf("codes %v", codes)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if refused["auditor 401"] != 1 || refused["auditor 429"] != 1 || len(refused) != 2 {
+		t.Fatalf("refusals %v", refused)
+	}
 }

@@ -334,8 +334,15 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 
 	// The HTTP address: public (JWKS, log, status lists), operators
 	// (/metrics, /healthz, /readyz), auditors (/audit/); nothing else.
+	refused := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "certless_http_refused_total",
+		Help: "Requests to the HTTP address refused: by the role the path needs (public, operator, auditor) and status (401 no or bad login, 403 without the role, 429 rate_limit)."},
+		[]string{"role", "status"})
+	s.registry.MustRegister(refused)
 	if s.guard, err = webauth.New(webauth.Options{File: cfg.HTTP.WebConfigFile, Operators: cfg.HTTP.Operators,
-		Auditors: cfg.HTTP.Auditors, Log: log.Named("http"), Realm: "certless " + cfg.BrokerID}); err != nil {
+		Auditors: cfg.HTTP.Auditors, Log: log.Named("http"), Realm: "certless " + cfg.BrokerID,
+		Refused: func(role webauth.Role, status int) {
+			refused.WithLabelValues(cmp.Or(string(role), "public"), strconv.Itoa(status)).Inc()
+		}}); err != nil {
 		return nil, err
 	}
 	tlsCfg, err := s.guard.TLS()
