@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,6 +31,7 @@ const (
 	EnvKafkaBrokers = "CERTLESS_KAFKA_BROKERS" // comma-separated; disables the embedded cluster
 	EnvDB           = "CERTLESS_DB"            // decision store DSN
 	EnvHTTPAddr     = "CERTLESS_HTTP_ADDR"     // metrics and health listen address
+	EnvPprof        = "CERTLESS_PPROF"         // "true": http.pprof on
 	EnvLogLevel     = "CERTLESS_LOG_LEVEL"
 )
 
@@ -214,6 +216,9 @@ type HTTP struct {
 	// /audit/. Both name users of the file's basic_auth_users.
 	Operators []string `yaml:"operators,omitempty" json:"operators,omitempty"`
 	Auditors  []string `yaml:"auditors,omitempty" json:"auditors,omitempty"`
+	// Pprof serves Go's profiles (net/http/pprof) under /debug/pprof/ to
+	// operators; off by default.
+	Pprof bool `yaml:"pprof,omitempty" json:"pprof,omitempty"`
 }
 
 // Log configures zap.
@@ -440,6 +445,13 @@ func applyEnv(cfg *Config, getenv Getenv) error {
 	}
 	if v := getenv(EnvHTTPAddr); v != "" {
 		cfg.HTTP.Addr = v
+	}
+	if v := getenv(EnvPprof); v != "" {
+		on, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("config: %s=%q: want true or false", EnvPprof, v)
+		}
+		cfg.HTTP.Pprof = on
 	}
 	if v := getenv(EnvLogLevel); v != "" {
 		cfg.Log.Level = v

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -99,6 +100,24 @@ func TestDevServesOperationsEndpoints(t *testing.T) {
 			t.Errorf("%s: %q lacks %q", path, body, want)
 		}
 	}
+	// Not routed: anything else, and the profiles while http.pprof is off.
+	for _, path := range []string{"/debug/pprof/", "/admin", "/log"} {
+		if code, _ := getStatus(t, base+path); code != http.StatusNotFound {
+			t.Errorf("%s: %d, want 404", path, code)
+		}
+	}
+	// dev's auditor login: the console refuses no login and takes it.
+	if code, _ := getStatus(t, base+"/audit/"); code != http.StatusUnauthorized {
+		t.Errorf("/audit/ without a login: %d", code)
+	}
+	user, pass, _ := strings.Cut(strings.TrimSpace(string(mustRead(t, filepath.Join(cfg.DataDir, devPasswordFile)))), " ")
+	req, _ := http.NewRequest(http.MethodGet, base+"/audit/", nil)
+	req.SetBasicAuth(user, pass)
+	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != http.StatusOK {
+		t.Errorf("/audit/ as dev's %s: %v %v", user, res, err)
+	} else {
+		res.Body.Close()
+	}
 	stop()
 	select {
 	case err := <-done:
@@ -148,5 +167,21 @@ func TestConfidentialAgencyWithoutKeyFailsAtStart(t *testing.T) {
 	_, err = startService(ctx, cfg, zap.NewNop(), serviceOptions{embeddedPort: -1, httpAddr: "127.0.0.1:0"})
 	if err == nil || !strings.Contains(err.Error(), "encryption key") {
 		t.Fatalf("start = %v, want a missing encryption key error", err)
+	}
+}
+
+// TestPprofOptIn: with http.pprof the profiles are served to operators
+// (here a loopback client, no operator being named).
+func TestPprofOptIn(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfg, err := ensureDevData(ctx, t.TempDir(), zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.HTTP.Pprof = true
+	svc := startTestService(ctx, t, cfg, serviceOptions{embeddedPort: -1, httpAddr: "127.0.0.1:0"})
+	if body := get(t, "http://"+svc.httpAddr()+"/debug/pprof/"); !strings.Contains(body, "goroutine") {
+		t.Fatalf("pprof index: %q", body)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strconv"
@@ -387,6 +388,16 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 	mux.Handle("/.well-known/log-key", g.Public(lh))
 	mux.Handle("/status/", g.Public(s.statusHandler()))
 	mux.Handle("/audit/", g.Require(webauth.Auditor, audit))
+	if cfg.HTTP.Pprof {
+		pp := http.NewServeMux()
+		pp.HandleFunc("/debug/pprof/", pprof.Index)
+		pp.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		pp.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		pp.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		pp.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.Handle("/debug/pprof/", g.Require(webauth.Operator, pp))
+		log.Warn("profiling endpoints on: /debug/pprof/ (operators)")
+	}
 	mux.Handle("/", g.Public(http.NotFoundHandler()))
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 64 << 10,
 		ErrorLog: zap.NewStdLog(log.Named("http"))}
