@@ -62,7 +62,7 @@ for round in $(seq 1 "$rounds"); do
 		pid=$!
 		for _ in $(seq 1 150); do curl -sf "http://$http/readyz" >/dev/null && break; sleep 0.2; done
 		kill -0 "$pid" 2>/dev/null || { echo "$bin serve exited:" >&2; cat "$work/serve.log" >&2; exit 1; }
-		"$loadgen" bench --kafka "$CERTLESS_TEST_KAFKA" --requests "$requests" >"$work/bench.txt" 2>&1 || echo "bench exited $?" >>"$work/bench.txt"
+		"$loadgen" bench --mode running --ceiling=false --kafka "$CERTLESS_TEST_KAFKA" --requests "$requests" >"$work/bench.txt" 2>&1 || echo "bench exited $?" >>"$work/bench.txt"
 		ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat")
 		kill -TERM "$pid"
 		wait "$pid" || true

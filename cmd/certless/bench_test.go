@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	jsonpkg "encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/certless/certless/internal/testenv"
 	"go.uber.org/zap"
 )
 
@@ -19,7 +22,9 @@ func TestBenchEmbedded(t *testing.T) {
 	defer cancel()
 	var out bytes.Buffer
 	g := &globals{dataDir: t.TempDir(), stdout: &out, stderr: &out}
-	rep, err := runBench(ctx, g, benchOptions{requests: n, kafka: benchEmbedded, inFlight: 64, timeout: 30 * time.Second, verify: 20}, zap.NewNop())
+	json := filepath.Join(t.TempDir(), "bench.json")
+	rep, err := runBench(ctx, g, benchOptions{requests: n, mode: benchEmbedded, inFlight: 64, timeout: 30 * time.Second, verify: 20,
+		ceiling: true, halfLoad: true, persons: 1}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,21 +33,45 @@ func TestBenchEmbedded(t *testing.T) {
 	if err := rep.err(); err != nil {
 		t.Fatal(err)
 	}
-	if rep.Stopped != "" || rep.Sent != n || rep.Receipts != n || rep.Lost() != 0 || rep.Conflicting != 0 {
-		t.Fatalf("sent %d, receipts %d, lost %d, conflicting %d of %d (stopped: %q)", rep.Sent, rep.Receipts, rep.Lost(), rep.Conflicting, n, rep.Stopped)
+	p := rep.Pipeline
+	if rep.Stopped != "" || p.Sent != n || p.Answered != n || p.Lost() != 0 || p.Conflicting != 0 {
+		t.Fatalf("sent %d, receipts %d, lost %d, conflicting %d of %d (stopped: %q)", p.Sent, p.Answered, p.Lost(), p.Conflicting, n, rep.Stopped)
 	}
-	if rep.Verified != 20 || len(rep.Latencies) != n {
-		t.Fatalf("verified %d of 20 sampled receipts, %d latencies", rep.Verified, len(rep.Latencies))
+	if rep.Verified != 20 || len(p.Latencies) != n {
+		t.Fatalf("verified %d of 20 sampled receipts, %d latencies", rep.Verified, len(p.Latencies))
 	}
 	total := 0
-	for _, c := range rep.Decisions {
+	for _, c := range p.Labels {
 		total += c
 	}
-	if total != n || rep.Decisions["answered"] == 0 || rep.Decisions["denied"] == 0 || rep.Decisions["not_found"] == 0 {
-		t.Fatalf("decision mix %v", rep.Decisions)
+	if total != n || p.Labels["answered"] == 0 || p.Labels["denied"] == 0 || p.Labels["not_found"] == 0 {
+		t.Fatalf("decision mix %v", p.Labels)
 	}
-	if !strings.Contains(out.String(), "lost 0") {
-		t.Fatalf("summary does not say lost 0:\n%s", out.String())
+	// The ceiling and the half-load run went through the same cluster,
+	// every message answered; the floor and the CPU were measured.
+	if c, h := rep.Ceiling, rep.Half; c == nil || c.Answered != n || c.Lost() != 0 || h == nil || h.Answered != n || rep.HalfRate <= 0 {
+		t.Fatalf("ceiling %+v, half load %+v at %v/s", c, h, rep.HalfRate)
+	}
+	if rep.FloorMicros <= 0 || rep.CPUMicros <= 0 || rep.RSSBytes <= 0 {
+		t.Fatalf("floor %v µs, CPU %v µs, RSS %d", rep.FloorMicros, rep.CPUMicros, rep.RSSBytes)
+	}
+	if !strings.Contains(out.String(), "lost 0") || !strings.Contains(out.String(), "transport ceiling") || !strings.Contains(out.String(), "crypto floor") {
+		t.Fatalf("summary:\n%s", out.String())
+	}
+	if err := rep.writeJSON(json); err != nil {
+		t.Fatal(err)
+	}
+	var j map[string]any
+	if err := jsonpkg.Unmarshal(mustRead(t, json), &j); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"throughput_per_s", "ceiling_per_s", "floor_us", "cpu_us_per_request", "p50_ms_half_load", "p99_ms_half_load", "rss_bytes", "lost", "conflicting"} {
+		if _, ok := j[k]; !ok {
+			t.Errorf("the JSON lacks %s", k)
+		}
+	}
+	if j["lost"] != float64(0) || j["throughput_per_s"].(float64) <= 0 {
+		t.Errorf("JSON %v", j)
 	}
 }
 
@@ -51,10 +80,50 @@ func TestBenchFlags(t *testing.T) {
 		{"bench", "--requests", "0"},
 		{"bench", "--rate", "-1"},
 		{"bench", "--in-flight", "-1"},
-		{"bench", "--kafka", "127.0.0.1:9092", "--db", "x.db"},
+		{"bench", "--mode", "running", "--kafka", "127.0.0.1:9092", "--db", "x.db"},
+		{"bench", "--mode", "running"},
+		{"bench", "--mode", "fast"},
+		{"bench", "--persons", "0"},
 	} {
 		if code, _, stderr := runCLI(t, args...); code != exitUsage {
 			t.Errorf("certless %s: exit %d, want %d (%s)", strings.Join(args, " "), code, exitUsage, stderr)
+		}
+	}
+}
+
+// TestRealKafkaBenchServe runs `certless bench` as it is meant to be run:
+// 'certless serve' in its own process on the real Kafka and PostgreSQL,
+// beside the bare echo and the crypto floor. Every request of both runs
+// gets exactly one receipt; the table and the JSON carry every figure,
+// measured (none is zero); no figure is asserted against a target.
+func TestRealKafkaBenchServe(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	brokers := strings.Join(testenv.KafkaBrokers(t), ",")
+	admin := testenv.PostgresAdminDSN(t)
+	bin := certlessBinary(ctx, t)
+	out := filepath.Join(t.TempDir(), "bench.json")
+	code, stdout, stderr := runCLI(t, "bench", "--kafka", brokers, "--postgres", admin, "--serve-bin", bin,
+		"--requests", "400", "--persons", "3000", "--in-flight", "100", "--json", out)
+	t.Log("\n" + stdout + stderr)
+	if code != exitOK {
+		t.Fatalf("bench: exit %d", code)
+	}
+	var j map[string]any
+	if err := jsonpkg.Unmarshal(mustRead(t, out), &j); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"throughput_per_s", "ceiling_per_s", "floor_us", "cpu_us_per_request", "p50_ms_half_load", "p99_ms_half_load", "rss_bytes", "half_load_per_s"} {
+		if v, ok := j[k].(float64); !ok || v <= 0 {
+			t.Errorf("%s = %v", k, j[k])
+		}
+	}
+	if j["lost"] != float64(0) || j["conflicting"] != float64(0) || j["mode"] != "serve" || j["cpu_whole_process"] != nil {
+		t.Errorf("JSON %v", j)
+	}
+	for _, want := range []string{"transport ceiling", "half load @", "broker CPU", "broker peak RSS", "pipeline ÷ ceiling", "lost 0", "certless serve, pid"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("the table lacks %q", want)
 		}
 	}
 }

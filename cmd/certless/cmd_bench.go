@@ -2,20 +2,16 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
 	"runtime/pprof"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -23,6 +19,7 @@ import (
 
 	"github.com/certless/certless/adapters"
 	"github.com/certless/certless/adapters/records"
+	"github.com/certless/certless/bench"
 	"github.com/certless/certless/broker"
 	"github.com/certless/certless/client"
 	"github.com/certless/certless/config"
@@ -34,66 +31,89 @@ import (
 // benchOptions are the flags of `certless bench`.
 type benchOptions struct {
 	requests int
-	rate     float64       // msg/s; 0: as fast as the window allows
-	agencies []string      // send as these agencies; empty: every configured one
-	inFlight int           // most requests sent and not yet receipted; 0: no limit
-	kafka    string        // "embedded" or a comma-separated broker list
-	db       string        // decision store DSN of the embedded broker
-	timeout  time.Duration // give up after this long without progress
-	verify   int           // receipts verified offline after the run
-	profile  string        // CPU profile of the measured phase, when set
+	rate     float64  // msg/s; 0: as fast as the window allows
+	agencies []string // send as these agencies; empty: every configured one
+	inFlight int      // most requests sent and not yet receipted; 0: no limit
+	mode     string   // serve, embedded or running
+	kafka    string   // brokers of serve and running
+	postgres string   // serve: an administrative DSN of a PostgreSQL cluster
+	db       string   // embedded: the decision store DSN
+	persons  int      // serve: persons seeded in the SQL record source
+	serveBin string   // serve: the certless binary to run (default this one)
+	timeout  time.Duration
+	verify   int    // receipts verified offline after the run
+	profile  string // CPU profile of the measured phase, when set
+	jsonOut  string
+	halfLoad bool // serve and embedded: also a run paced at half the saturation rate
+	ceiling  bool // also the bare echo through the same cluster
 	verbose  bool
 }
 
-const benchEmbedded = "embedded"
+const (
+	benchServe    = "serve"
+	benchEmbedded = "embedded"
+	benchRunning  = "running"
+)
 
 func newBenchCmd(g *globals) *cobra.Command {
 	o := benchOptions{}
 	cmd := &cobra.Command{
-		Use:   "bench",
-		Short: "Load-test the whole chain: signed requests in, receipts out; throughput and end-to-end latency",
-		Long: `Pre-sign --requests verification requests (a mix of the agencies' allowed
-query types over the seeded synthetic persons, with some unknown subjects
-and some queries outside the allow-list), produce them at --rate, read the
-receipt topics and time each request from the moment it is handed to the
-producer until its receipt is read back (matched by the
-certless-request-digest header). Prints throughput, latency percentiles and
-the decision mix; a sample of receipts is verified offline against the
-broker's JWKS afterwards. Exits 1 if any request lacks a receipt.
+		Use:   "bench [--mode serve|embedded|running]",
+		Short: "Load-test the whole chain beside the transport ceiling and the crypto floor: throughput, latency, CPU per request",
+		Long: `Pre-signs --requests verification requests (a mix of the agencies' allowed
+query types over the seeded persons, some unknown subjects, some queries
+outside the agreements), produces them within an in-flight window, reads
+the receipt topics and times each request from the moment it is handed to
+the producer until its receipt is read back. It prints, side by side:
 
---kafka embedded (default) runs the broker in this process, as 'demo' does:
-an in-process Kafka-protocol cluster on a free loopback port, the dev keys
-and synthetic records, and an SQLite decision store (or --db). Its data
-folder is a fresh temporary one, removed afterwards, unless --data names
-one; the bench then reuses and adds to it. The broker, the cluster and the
-load generator share this machine's CPUs.
+  transport ceiling  the same messages, partitions and window through a bare
+                     echo on the same cluster (consume, re-produce, commit)
+  crypto floor       one JWS verify plus one JWS sign per request, µs
+  pipeline           round trips per second at saturation; latency p50, p95,
+                     p99 at half of that rate; the broker's CPU time per
+                     request and peak RSS (serve mode)
+  ratios             pipeline ÷ ceiling, broker CPU per request ÷ floor
 
---kafka host:port,... targets an already running broker ('certless serve')
-on that cluster instead; keys, topic prefix and agencies come from the
-configuration (--config / --data). Its mix assumes the dev synthetic records.
+Modes:
+  serve (default)  'certless serve' in its own process against a real Kafka
+                   and PostgreSQL (--kafka, --postgres; default the project's
+                   services: eval "$(scripts/services.sh env)"): a fresh
+                   decision database and topics, the dev agencies, keys and
+                   agreements with their quotas, the SQL record source seeded
+                   with --persons (kept between runs); CPU and RSS from the
+                   broker process's own accounting.
+  embedded         the broker in this process on the in-process cluster and
+                   SQLite (or --db); CPU is the whole process's.
+  running          an already running broker on --kafka; keys, topic prefix
+                   and agencies from the configuration.
 
---in-flight bounds the requests sent and not yet receipted: when the broker
-falls behind, sending waits, so the offered rate drops below --rate
-(reported) and latency stays a measure of the broker, not of a backlog.`,
+Exits 1 if any request lacks a receipt or got two different ones, or a
+sampled receipt does not verify. --json FILE writes the figures.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.requests <= 0 {
+			if o.kafka == benchEmbedded && !cmd.Flags().Changed("mode") { // the old spelling
+				o.mode, o.kafka = benchEmbedded, ""
+			}
+			switch {
+			case o.requests <= 0:
 				return usagef("--requests must be positive")
-			}
-			if o.rate < 0 || math.IsInf(o.rate, 0) || math.IsNaN(o.rate) {
+			case o.rate < 0 || math.IsInf(o.rate, 0) || math.IsNaN(o.rate):
 				return usagef("--rate must be 0 (as fast as possible) or a positive rate")
-			}
-			if o.inFlight < 0 {
+			case o.inFlight < 0:
 				return usagef("--in-flight must be 0 (no limit) or positive")
-			}
-			if o.timeout <= 0 {
+			case o.timeout <= 0:
 				return usagef("--timeout must be positive")
+			case o.mode != benchServe && o.mode != benchEmbedded && o.mode != benchRunning:
+				return usagef("--mode: serve, embedded or running")
+			case o.db != "" && o.mode != benchEmbedded:
+				return usagef("--db sets the embedded broker's decision store; serve makes a fresh database, running uses the broker's")
+			case o.mode == benchRunning && o.kafka == "":
+				return usagef("--mode running needs --kafka host:port,... of the running broker's cluster")
+			case o.persons < 1:
+				return usagef("--persons must be positive")
 			}
-			if o.kafka == "" {
-				return usagef("--kafka needs %q or a broker list", benchEmbedded)
-			}
-			if o.db != "" && o.kafka != benchEmbedded {
-				return usagef("--db sets the embedded broker's decision store; with --kafka %s the running broker's own store is used", o.kafka)
+			if o.mode == benchRunning && !cmd.Flags().Changed("persons") {
+				o.persons = devPersons // the records a dev-configured broker reads
 			}
 			level := "warn"
 			if o.verbose {
@@ -107,6 +127,11 @@ falls behind, sending waits, so the offered rate drops below --rate
 			rep, err := runBench(cmd.Context(), g, o, log)
 			if rep != nil {
 				rep.print(g.stdout)
+				if o.jsonOut != "" {
+					if werr := rep.writeJSON(o.jsonOut); werr != nil && err == nil {
+						err = werr
+					}
+				}
 			}
 			if err != nil {
 				return err
@@ -115,117 +140,105 @@ falls behind, sending waits, so the offered rate drops below --rate
 		},
 	}
 	f := cmd.Flags()
-	f.IntVar(&o.requests, "requests", 5000, "number of requests to send")
-	f.Float64Var(&o.rate, "rate", 0, "requests per second (0: as fast as possible)")
+	f.IntVar(&o.requests, "requests", 20000, "number of requests of the saturation run (the half-load run sends as many)")
+	f.Float64Var(&o.rate, "rate", 0, "requests per second of the main run (0: as fast as the window allows)")
 	f.StringSliceVar(&o.agencies, "agencies", nil, "comma-separated agency ids to send as (default: every configured agency)")
 	f.IntVar(&o.inFlight, "in-flight", 1000, "most requests sent and not yet receipted (0: no limit)")
-	f.StringVar(&o.kafka, "kafka", benchEmbedded, `"embedded" (run a broker in this process) or host:port,... of a cluster with a running broker`)
-	f.StringVar(&o.db, "db", "", "decision store DSN of the embedded broker (postgres://... or an SQLite path; default: the data folder's SQLite file)")
+	f.StringVar(&o.mode, "mode", benchServe, "serve (certless serve in its own process on a real Kafka and PostgreSQL), embedded or running")
+	f.StringVar(&o.kafka, "kafka", "", "host:port,... of the cluster (serve: default $CERTLESS_TEST_KAFKA; running: required)")
+	f.StringVar(&o.postgres, "postgres", "", "serve: administrative postgres:// DSN where the bench creates its databases (default $CERTLESS_TEST_POSTGRES)")
+	f.StringVar(&o.db, "db", "", "embedded: decision store DSN (default the data folder's SQLite file)")
+	f.IntVar(&o.persons, "persons", 1000000, "serve: persons seeded in the SQL record source (its database is kept and reused)")
+	f.StringVar(&o.serveBin, "serve-bin", "", "serve: the certless binary to run the broker with (default this one)")
 	f.DurationVar(&o.timeout, "timeout", 30*time.Second, "give up when no request is sent and no receipt arrives for this long")
 	f.IntVar(&o.verify, "verify", 100, "receipts verified offline against the broker JWKS after the run (a spread sample)")
-	f.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of this process (with --kafka embedded: broker, cluster and load generator) during the measured phase")
-	f.BoolVarP(&o.verbose, "verbose", "v", false, "show the embedded broker's log")
+	f.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of this process during the saturation run (embedded: broker, cluster and load generator)")
+	f.StringVar(&o.jsonOut, "json", "", "write the figures to this JSON file")
+	f.BoolVar(&o.halfLoad, "half-load", true, "also run paced at half the saturation rate, for latency (serve and embedded)")
+	f.BoolVar(&o.ceiling, "ceiling", true, "also measure the bare echo through the same cluster")
+	f.BoolVarP(&o.verbose, "verbose", "v", false, "show the broker's log")
 	return cmd
 }
 
-// benchRequest is one pre-signed request of the run.
-type benchRequest struct {
-	agency string
-	signed client.Signed
-	msg    bkafka.Message
-}
-
-// benchReport is what a run measured.
+// benchReport is what a bench measured.
 type benchReport struct {
-	Requests, Sent, Receipts         int
-	Duplicates, Conflicting, Foreign int
-	Verified, VerifyFailed           int
-	Agencies                         []string
-	Rate                             float64
-	InFlight                         int
-	Kafka, Store                     string
-	SendSpan, Span                   time.Duration // first send → last send; first send → last receipt
-	Latencies                        []time.Duration
-	Decisions                        map[string]int
-	// WarmUp are the decisions of the warm-up requests, one per agency,
-	// answered before the clock starts: not in the figures above, but
-	// decisions all the same (a report of the period counts them).
-	WarmUp               map[string]int
-	StoreRows, StoreTxns int64  // embedded broker only
-	Stopped              string // why the run ended early, if it did
+	Mode                 string
+	Requests             int
+	Agencies             []string
+	Rate                 float64
+	InFlight             int
+	Kafka, Store         string
+	Persons              int
+	Pipeline             bench.Result  // the main run
+	Half                 *bench.Result // paced at HalfRate
+	HalfRate             float64
+	Ceiling              *bench.Result
+	FloorMicros          float64 // one verify plus one sign, µs
+	CPUMicros            float64 // broker CPU per request of the main run, µs; 0 unknown
+	CPUWhole             bool    // CPUMicros is the whole process's (embedded)
+	RSSBytes             int64   // broker peak RSS; 0 unknown
+	Verified             int
+	VerifyFailed         int
 	VerifyErrors         []string
+	StoreRows, StoreTxns int64 // embedded broker only
 	storeKnown           bool
+	Stopped              string
 }
-
-// Lost is the number of requests sent that have no receipt.
-func (r *benchReport) Lost() int { return r.Sent - r.Receipts }
 
 func (r *benchReport) err() error {
+	p := r.Pipeline
 	switch {
-	case r.Receipts < r.Requests:
-		return fmt.Errorf("bench: %d of %d requests have no receipt (%d sent, %d lost)", r.Requests-r.Receipts, r.Requests, r.Sent, r.Lost())
-	case r.Conflicting > 0:
-		return fmt.Errorf("bench: %d requests got two different receipts", r.Conflicting)
+	case p.Answered < r.Requests:
+		return fmt.Errorf("bench: %d of %d requests have no receipt (%d sent, %d lost)", r.Requests-p.Answered, r.Requests, p.Sent, p.Lost())
+	case p.Conflicting > 0 || (r.Half != nil && r.Half.Conflicting > 0):
+		return fmt.Errorf("bench: %d requests got two different receipts", p.Conflicting)
+	case r.Half != nil && r.Half.Answered < r.Half.Requests:
+		return fmt.Errorf("bench: the half-load run lost %d of %d requests", r.Half.Requests-r.Half.Answered, r.Half.Requests)
 	case r.VerifyFailed > 0:
 		return fmt.Errorf("bench: %d sampled receipts do not verify: %s", r.VerifyFailed, strings.Join(r.VerifyErrors, "; "))
 	}
 	return nil
 }
 
-// runBench runs the load test. A report is returned whenever the run
-// started, also with an error, so that partial figures can be printed.
+// benchSetup is what every mode hands the measuring: the cluster, the
+// topics, the agencies and their keys, the subjects, and the broker.
+type benchSetup struct {
+	cfg      *config.Config
+	kcfg     bkafka.Config
+	topics   broker.Topics
+	subjects benchSubjects
+	// cpu and rss read the broker's accounting (nil: unknown).
+	cpu      func() (time.Duration, error)
+	rss      func() (int64, error)
+	cpuWhole bool
+	store    func() (rows, txns int64) // embedded only
+	label    string                    // Kafka, as printed
+	storeDSN string
+}
+
+// runBench runs the bench. A report is returned whenever measuring began,
+// also with an error, so that partial figures can be printed.
 func runBench(ctx context.Context, g *globals, o benchOptions, log *zap.Logger) (*benchReport, error) {
 	var (
-		cfg    *config.Config
-		kcfg   bkafka.Config
-		topics broker.Topics
-		svc    *service
-		err    error
-		// temporary: the embedded broker's data folder is removed afterwards.
-		temporary bool
+		s       *benchSetup
+		cleanup func()
+		err     error
 	)
-	if o.kafka == benchEmbedded {
-		dataDir := g.dataDir
-		if temporary = dataDir == ""; temporary {
-			tmp, err := os.MkdirTemp("", "certless-bench-")
-			if err != nil {
-				return nil, err
-			}
-			defer os.RemoveAll(tmp)
-			dataDir = tmp
-		}
-		if cfg, err = ensureDevData(ctx, dataDir, log); err != nil {
-			return nil, err
-		}
-		if o.db != "" {
-			cfg.Store.DSN = o.db
-		}
-		if svc, err = startService(ctx, cfg, log, serviceOptions{embeddedPort: -1, httpAddr: "127.0.0.1:0"}); err != nil {
-			return nil, err
-		}
-		runCtx, stopBroker := context.WithCancel(ctx)
-		brokerDone := make(chan error, 1)
-		go func() { brokerDone <- svc.run(runCtx) }()
-		defer func() {
-			stopBroker()
-			if err := <-brokerDone; err != nil {
-				log.Error("embedded broker", zap.Error(err))
-			}
-		}()
-		kcfg, topics = svc.kafka, svc.topics
-	} else {
-		if cfg, err = g.loadConfig(os.Getenv); err != nil {
-			return nil, err
-		}
-		cfg.Kafka.Brokers = strings.Split(o.kafka, ",")
-		kcfg = kafkaConfig(cfg.Kafka)
-		if err := kcfg.Validate(); err != nil {
-			return nil, usageError{fmt.Errorf("--kafka: %w", err)}
-		}
-		topics = broker.Topics{Prefix: cfg.Kafka.TopicPrefix}
+	switch o.mode {
+	case benchEmbedded:
+		s, cleanup, err = benchEmbeddedSetup(ctx, g, o, log)
+	case benchServe:
+		s, cleanup, err = benchServeSetup(ctx, g, o, log)
+	default:
+		s, cleanup, err = benchRunningSetup(g, o)
 	}
-
-	agencies, err := benchAgencies(cfg, o.agencies)
+	if cleanup != nil {
+		defer cleanup()
+	}
+	if err != nil {
+		return nil, err
+	}
+	agencies, err := benchAgencies(s.cfg, o.agencies)
 	if err != nil {
 		return nil, err
 	}
@@ -233,110 +246,296 @@ func runBench(ctx context.Context, g *globals, o benchOptions, log *zap.Logger) 
 	signers := map[string]*keys.Private{}
 	clients := map[string]*client.Client{}
 	for _, a := range agencies {
-		if signers[a.ID], err = keys.SigningKey(cfg.KeysDir, a.ID, now); err != nil {
+		if signers[a.ID], err = keys.SigningKey(s.cfg.KeysDir, a.ID, now); err != nil {
 			return nil, fmt.Errorf("signing key of %s: %w", a.ID, err)
 		}
-		// Only for its broker keys and decryption key: receipts are
-		// verified offline after the run.
-		if clients[a.ID], err = newAgencyClient(ctx, cfg, a.ID, ""); err != nil {
+		// For its broker keys and decryption key: receipts are verified
+		// offline after the run.
+		if clients[a.ID], err = newAgencyClient(ctx, s.cfg, a.ID, ""); err != nil {
 			return nil, err
 		}
 	}
-
-	// Sign everything before the clock starts: the run measures the chain,
-	// not the load generator's signing.
-	lifetime := benchLifetime(o, cfg.Limits.MaxLifetime.D())
-	reqs, err := benchPlan(agencies, signers, topics, o.requests, now, lifetime)
+	progress := func(what string) func(bench.Progress) {
+		return func(p bench.Progress) {
+			fmt.Fprintf(g.stderr, "\r%-10s %6.1fs  sent %d/%d  receipts %d", what, p.Elapsed.Seconds(), p.Sent, p.Of, p.Answered)
+			if p.Answered == p.Of {
+				fmt.Fprintln(g.stderr)
+			}
+		}
+	}
+	// Sign everything before the clock starts: the run measures the
+	// chain, not the load generator's signing.
+	lifetime := benchLifetime(o, s.cfg.Limits.MaxLifetime.D())
+	fmt.Fprintf(g.stderr, "signing %d requests\n", o.requests)
+	plan, err := benchPlan(agencies, signers, s.topics, s.subjects, o.requests, now, lifetime, 0)
 	if err != nil {
 		return nil, err
 	}
-	warm, err := benchWarmups(agencies, signers, topics, now)
+	warm, err := benchWarmups(agencies, signers, s.topics, s.subjects, now)
 	if err != nil {
 		return nil, err
 	}
-
-	rep := &benchReport{Requests: o.requests, Rate: o.rate, InFlight: o.inFlight, Kafka: o.kafka, Decisions: map[string]int{}}
+	rep := &benchReport{Mode: o.mode, Requests: o.requests, Rate: o.rate, InFlight: o.inFlight, Kafka: s.label, Store: s.storeDSN, Persons: len(s.subjects.persons)}
+	if o.mode == benchServe {
+		rep.Persons = o.persons
+	}
 	for _, a := range agencies {
 		rep.Agencies = append(rep.Agencies, a.ID)
 	}
-	if svc != nil {
-		rep.Kafka = "embedded (in-process, " + strings.Join(kcfg.Brokers, ",") + ")"
-		rep.Store = cfg.Store.DSN
-		if temporary && o.db == "" {
-			rep.Store += " (temporary)"
+
+	// The crypto floor, before any load.
+	brokerKey, err := keys.SigningKey(s.cfg.KeysDir, s.cfg.BrokerID, now)
+	if err != nil {
+		return nil, fmt.Errorf("the broker's signing key (for the crypto floor): %w", err)
+	}
+	if rep.FloorMicros, err = cryptoFloor(plan, signers, brokerKey); err != nil {
+		return nil, err
+	}
+	// The transport ceiling: the same messages through a bare echo.
+	if o.ceiling {
+		fmt.Fprintln(g.stderr, "transport ceiling: a bare echo through the same cluster")
+		res, err := echoCeiling(ctx, s.kcfg, s.topics.Prefix, len(agencies)*max(s.cfg.Kafka.Partitions, 1), plan,
+			bench.Options{InFlight: o.inFlight, Timeout: o.timeout, Progress: progress("ceiling")}, log)
+		if err != nil {
+			return nil, fmt.Errorf("transport ceiling: %w", err)
 		}
+		rep.Ceiling = &res
 	}
 
-	run := newBenchRun(reqs, warm, o)
-	var tails []*client.Tail
-	defer func() {
-		for _, t := range tails {
-			t.Close()
+	keep := map[int]bool{}
+	if o.verify > 0 {
+		step := max(1, o.requests/o.verify)
+		for i := 0; i < o.requests && len(keep) < o.verify; i += step {
+			keep[i] = true
 		}
-	}()
-	collectCtx, stopCollect := context.WithCancel(ctx)
-	defer stopCollect()
-	var collectors sync.WaitGroup
-	defer collectors.Wait()
-	defer stopCollect()
-	for _, a := range agencies {
-		t, err := client.TailTopic(ctx, kcfg, topics.Receipts(a.ID))
-		if err != nil {
-			return nil, err
-		}
-		tails = append(tails, t)
-		collectors.Add(1)
-		go func() {
-			defer collectors.Done()
-			run.collect(collectCtx, t)
-		}()
 	}
-	producer, err := bkafka.NewProducer(kcfg, bkafka.ProducerOptions{Logger: log.Named("kafka")})
+	run := func(reqs, warm []benchRequest, rate float64, what string, profile string) (bench.Result, string, time.Duration, error) {
+		r := bench.New(benchRequests(reqs), benchRequests(warm), bench.Options{Rate: rate, InFlight: o.inFlight, Timeout: o.timeout,
+			Keep: func(i int) bool { return keep[i] }, Progress: progress(what)})
+		collectCtx, stopCollect := context.WithCancel(ctx)
+		var collectors sync.WaitGroup
+		var tails []*client.Tail
+		stop := func() {
+			stopCollect()
+			for _, t := range tails {
+				t.Close()
+			}
+			collectors.Wait()
+		}
+		defer stop()
+		for _, a := range agencies {
+			t, err := client.TailTopic(ctx, s.kcfg, s.topics.Receipts(a.ID))
+			if err != nil {
+				return bench.Result{}, "", 0, err
+			}
+			tails = append(tails, t)
+			collectors.Add(1)
+			go func() { defer collectors.Done(); r.Collect(collectCtx, receiptSource{t}) }()
+		}
+		producer, err := bkafka.NewProducer(s.kcfg, bkafka.ProducerOptions{Logger: log.Named("kafka")})
+		if err != nil {
+			return bench.Result{}, "", 0, err
+		}
+		defer producer.Close()
+		p := benchProducer{producer}
+		if len(warm) > 0 {
+			// One request per agency answered before the clock starts, so
+			// the group has its partitions and every connection is open.
+			warmCtx, cancelWarm := context.WithTimeout(ctx, 60*time.Second+o.timeout)
+			err = r.WarmUp(warmCtx, p)
+			cancelWarm()
+			if err != nil {
+				return bench.Result{}, "", 0, fmt.Errorf("warm-up: the broker did not answer: %w", err)
+			}
+		}
+		var cpu0 time.Duration
+		if s.cpu != nil {
+			if cpu0, err = s.cpu(); err != nil {
+				return bench.Result{}, "", 0, err
+			}
+		}
+		stopProfile := func() {}
+		if profile != "" {
+			if stopProfile, err = startCPUProfile(profile); err != nil {
+				return bench.Result{}, "", 0, err
+			}
+		}
+		why := r.Measure(ctx, p)
+		stopProfile()
+		var used time.Duration
+		if s.cpu != nil {
+			cpu1, err := s.cpu()
+			if err != nil {
+				return bench.Result{}, "", 0, err
+			}
+			used = cpu1 - cpu0
+		}
+		stop()
+		return r.Result(), why, used, nil
+	}
+
+	var before [2]int64
+	if s.store != nil {
+		before[0], before[1] = s.store()
+	}
+	res, why, used, err := run(plan, warm, o.rate, "pipeline", o.profile)
 	if err != nil {
 		return nil, err
 	}
-	defer producer.Close()
-
-	// Warm up: one request per agency, answered before the clock starts, so
-	// the consumer group has its partitions and every connection is open.
-	warmCtx, cancelWarm := context.WithTimeout(ctx, 60*time.Second+o.timeout)
-	err = run.warmUp(warmCtx, producer)
-	cancelWarm()
-	if err != nil {
-		return nil, fmt.Errorf("warm-up: the broker did not answer: %w", err)
+	rep.Pipeline, rep.Stopped = res, why
+	if s.store != nil {
+		rows, txns := s.store()
+		rep.StoreRows, rep.StoreTxns, rep.storeKnown = rows-before[0], txns-before[1], true
 	}
-	var before [2]int64
-	if svc != nil {
-		st := svc.store.Stats()
-		before = [2]int64{st.Rows, st.Batches}
+	if s.cpu != nil && res.Answered > 0 {
+		rep.CPUMicros, rep.CPUWhole = float64(used.Microseconds())/float64(res.Answered), s.cpuWhole
 	}
+	if ctx.Err() != nil || why != "" {
+		return rep, nil // interrupted or stopped: report what was measured
+	}
+	verifySample(rep, plan, res, clients)
 
-	stopProfile := func() {}
-	if o.profile != "" {
-		if stopProfile, err = startCPUProfile(o.profile); err != nil {
-			return nil, err
+	if o.halfLoad && o.mode != benchRunning && res.Throughput() > 0 {
+		rep.HalfRate = res.Throughput() / 2
+		fmt.Fprintf(g.stderr, "half load: %.0f requests/s, signing %d requests\n", rep.HalfRate, o.requests)
+		half, err := benchPlan(agencies, signers, s.topics, s.subjects, o.requests, time.Now(), lifetime, 1)
+		if err != nil {
+			return rep, err
 		}
-		defer stopProfile()
+		hres, hwhy, _, err := run(half, nil, rep.HalfRate, "half load", "")
+		if err != nil {
+			return rep, err
+		}
+		rep.Half = &hres
+		if hwhy != "" {
+			rep.Stopped = "half load: " + hwhy
+		}
 	}
-	rep.Stopped = run.measure(ctx, producer)
-	stopProfile()
-
-	if svc != nil {
-		st := svc.store.Stats()
-		rep.StoreRows, rep.StoreTxns, rep.storeKnown = st.Rows-before[0], st.Batches-before[1], true
+	if s.rss != nil {
+		if rep.RSSBytes, err = s.rss(); err != nil {
+			return rep, err
+		}
 	}
-	stopCollect()
-	for _, t := range tails {
-		t.Close()
-	}
-	tails = nil
-	collectors.Wait()
-	run.fill(rep)
-	if ctx.Err() != nil {
-		return rep, nil // interrupted: report what was measured
-	}
-	run.verifySample(rep, clients)
 	return rep, nil
+}
+
+// benchRequests turns the plan into the engine's requests.
+func benchRequests(reqs []benchRequest) []bench.Request {
+	out := make([]bench.Request, len(reqs))
+	for i, q := range reqs {
+		out[i] = bench.Request{ID: q.signed.Digest, Topic: q.msg.Topic, Key: q.msg.Key, Value: q.msg.Value}
+	}
+	return out
+}
+
+// benchProducer is a Kafka producer as the engine uses it.
+type benchProducer struct{ p *bkafka.Producer }
+
+func (b benchProducer) Produce(ctx context.Context, reqs ...bench.Request) error {
+	msgs := make([]bkafka.Message, len(reqs))
+	for i, r := range reqs {
+		msgs[i] = bkafka.Message{Topic: r.Topic, Key: r.Key, Value: r.Value}
+		for k, v := range r.Headers {
+			msgs[i].Headers = append(msgs[i].Headers, bkafka.Header{Key: k, Value: []byte(v)})
+		}
+	}
+	return b.p.Produce(ctx, msgs...)
+}
+
+// receiptSource reads a receipt topic as the engine's answers: the
+// request digest and the decision from the broker's headers.
+type receiptSource struct{ t *client.Tail }
+
+func (r receiptSource) Next(ctx context.Context) (bench.Answer, error) {
+	rec, err := r.t.Next(ctx)
+	if err != nil {
+		return bench.Answer{}, err
+	}
+	return bench.Answer{ID: rec.Headers["certless-request-digest"], Label: rec.Headers["certless-decision"], Value: rec.Value}, nil
+}
+
+// verifySample verifies the kept receipts offline, as an agency would.
+func verifySample(rep *benchReport, plan []benchRequest, res bench.Result, clients map[string]*client.Client) {
+	for _, i := range slices.Sorted(maps.Keys(res.Kept)) {
+		q := plan[i]
+		c := clients[q.agency]
+		got, err := client.VerifyReceipt(res.Kept[i], c.Broker, client.Expect{RequestAgency: q.agency, RequestDigest: q.signed.Digest, Decrypt: c.Decrypt})
+		if err == nil && got.Decision != res.Label[i] {
+			err = fmt.Errorf("decision %s, header says %s", got.Decision, res.Label[i])
+		}
+		if err != nil {
+			rep.VerifyFailed++
+			if len(rep.VerifyErrors) < 3 {
+				rep.VerifyErrors = append(rep.VerifyErrors, fmt.Sprintf("request %d: %v", i, err))
+			}
+			continue
+		}
+		rep.Verified++
+	}
+}
+
+// benchEmbeddedSetup runs the broker in this process, as 'demo' does.
+func benchEmbeddedSetup(ctx context.Context, g *globals, o benchOptions, log *zap.Logger) (*benchSetup, func(), error) {
+	var cleanups []func()
+	cleanup := func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+	}
+	dataDir := g.dataDir
+	temporary := dataDir == ""
+	if temporary {
+		tmp, err := os.MkdirTemp("", "certless-bench-")
+		if err != nil {
+			return nil, nil, err
+		}
+		cleanups = append(cleanups, func() { os.RemoveAll(tmp) })
+		dataDir = tmp
+	}
+	cfg, err := ensureDevData(ctx, dataDir, log)
+	if err != nil {
+		return nil, cleanup, err
+	}
+	if o.db != "" {
+		cfg.Store.DSN = o.db
+	}
+	svc, err := startService(ctx, cfg, log, serviceOptions{embeddedPort: -1, httpAddr: "127.0.0.1:0"})
+	if err != nil {
+		return nil, cleanup, err
+	}
+	runCtx, stopBroker := context.WithCancel(ctx)
+	brokerDone := make(chan error, 1)
+	go func() { brokerDone <- svc.run(runCtx) }()
+	cleanups = append(cleanups, func() {
+		stopBroker()
+		if err := <-brokerDone; err != nil {
+			log.Error("embedded broker", zap.Error(err))
+		}
+	})
+	store := cfg.Store.DSN
+	if temporary && o.db == "" {
+		store += " (temporary)"
+	}
+	s := &benchSetup{cfg: cfg, kcfg: svc.kafka, topics: svc.topics, subjects: sampleSubjects(devSeed, devPersons, 20000),
+		cpu: processCPU(os.Getpid()), rss: processRSS(os.Getpid()), cpuWhole: true,
+		store: func() (int64, int64) { st := svc.store.Stats(); return st.Rows, st.Batches },
+		label: "embedded (in-process, " + strings.Join(svc.kafka.Brokers, ",") + ")", storeDSN: store}
+	return s, cleanup, nil
+}
+
+// benchRunningSetup targets an already running broker.
+func benchRunningSetup(g *globals, o benchOptions) (*benchSetup, func(), error) {
+	cfg, err := g.loadConfig(os.Getenv)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.Kafka.Brokers = strings.Split(o.kafka, ",")
+	kcfg := kafkaConfig(cfg.Kafka)
+	if err := kcfg.Validate(); err != nil {
+		return nil, nil, usageError{fmt.Errorf("--kafka: %w", err)}
+	}
+	return &benchSetup{cfg: cfg, kcfg: kcfg, topics: broker.Topics{Prefix: cfg.Kafka.TopicPrefix},
+		subjects: sampleSubjects(devSeed, o.persons, 20000), label: o.kafka}, nil, nil
 }
 
 // startCPUProfile profiles the process into path until stop is called.
@@ -406,44 +605,91 @@ var allQueries = []adapters.QueryType{
 	adapters.QueryResidence, adapters.QueryHukouCancellation, adapters.QueryCriminalRecord,
 }
 
-// benchPlan signs n requests, deterministically: each from a random agency;
-// 85% one of its allowed queries about a seeded person (kinship about a
-// seeded pair), 10% an allowed query about a person who does not exist,
-// 5% a query outside its allow-list.
-func benchPlan(agencies []config.Agency, signers map[string]*keys.Private, topics broker.Topics, n int, now time.Time, lifetime time.Duration) ([]benchRequest, error) {
+// benchSubjects are the persons a plan asks about: a spread sample of the
+// seeded persons, kinship pairs among them, and valid ID numbers of
+// nobody.
+type benchSubjects struct {
+	persons []records.Person
+	kin     [][2]records.Person
+	unknown []string
+}
+
+// sampleSubjects streams the synthetic records of (seed, persons), as the
+// record source was seeded, keeping about want persons and their kinship
+// pairs, without holding the whole dataset.
+func sampleSubjects(seed int64, persons, want int) benchSubjects {
+	var s benchSubjects
+	stride := max(1, persons/max(want, 1))
+	g := records.NewGenerator(seed, persons)
+	// unknownIDs needs the persons it could collide with: those of its
+	// one county and birthday.
+	taken := map[string]records.Person{}
+	i := 0
+	for {
+		b, ok := g.Next()
+		if !ok {
+			break
+		}
+		byID := make(map[string]records.Person, len(b.Persons))
+		for _, p := range b.Persons {
+			byID[p.IDNumber] = p
+			if strings.HasPrefix(p.IDNumber, "22240319850615") {
+				taken[p.IDNumber] = p
+			}
+			if i%stride == 0 {
+				s.persons = append(s.persons, p)
+			}
+			i++
+		}
+		if len(s.kin) < max(want/10, 1) {
+			for _, k := range b.Kinship {
+				a, okA := byID[k.PersonID]
+				r, okR := byID[k.RelativeID]
+				if okA && okR {
+					s.kin = append(s.kin, [2]records.Person{a, r})
+					break
+				}
+			}
+		}
+	}
+	s.unknown = unknownIDs(taken, 64)
+	return s
+}
+
+// benchPlan signs n requests, deterministically for (n, salt): each from a
+// random agency; 85% one of its allowed queries about a seeded person
+// (kinship about a seeded pair), 10% an allowed query about a person who
+// does not exist, 5% a query outside its allow-list.
+func benchPlan(agencies []config.Agency, signers map[string]*keys.Private, topics broker.Topics, subjects benchSubjects, n int, now time.Time, lifetime time.Duration, salt uint64) ([]benchRequest, error) {
 	agencies = slices.DeleteFunc(slices.Clone(agencies), func(a config.Agency) bool { return len(a.Allow) == 0 })
 	if len(agencies) == 0 {
 		return nil, errors.New("no agencies with allowed queries")
 	}
-	ds := records.Generate(devSeed, devPersons)
-	byID := make(map[string]records.Person, len(ds.Persons))
-	for _, p := range ds.Persons {
-		byID[p.IDNumber] = p
+	if len(subjects.persons) == 0 {
+		return nil, errors.New("no persons to ask about")
 	}
-	unknown := unknownIDs(byID, 64)
 	subj := func(p records.Person) schemas.Subject { return schemas.Subject{IDNumber: p.IDNumber, Name: p.Name} }
-	rng := rand.New(rand.NewPCG(devSeed, uint64(n)))
+	rng := rand.New(rand.NewPCG(devSeed+salt, uint64(n)))
 	out := make([]benchRequest, 0, n)
 	for i := range n {
 		a := agencies[rng.IntN(len(agencies))]
 		allow := a.Allow[rng.IntN(len(a.Allow))]
-		r := client.Request{Query: allow.Query, Basis: "case-handling", CaseRef: fmt.Sprintf("BENCH-%d", i), Lifetime: lifetime}
+		r := client.Request{Query: allow.Query, Basis: "case-handling", CaseRef: fmt.Sprintf("BENCH-%d-%d", salt, i), Lifetime: lifetime}
 		if len(allow.Purposes) > 0 {
 			r.Basis = allow.Purposes[0]
 		}
-		p := ds.Persons[rng.IntN(len(ds.Persons))]
-		r.Subject = subj(p)
+		r.Subject = subj(subjects.persons[rng.IntN(len(subjects.persons))])
 		switch x := rng.Float64(); {
 		case x < 0.05:
 			if q, ok := notAllowed(a); ok {
 				r.Query, r.Basis = string(q), "case-handling"
 			}
 		case x < 0.15:
-			r.Subject = schemas.Subject{IDNumber: unknown[rng.IntN(len(unknown))], Name: "张三"}
+			r.Subject = schemas.Subject{IDNumber: subjects.unknown[rng.IntN(len(subjects.unknown))], Name: "张三"}
 		}
-		if r.Query == string(adapters.QueryKinship) && len(ds.Kinship) > 0 {
-			k := ds.Kinship[rng.IntN(len(ds.Kinship))]
-			r.Subject, r.Related = subj(byID[k.PersonID]), ptr(subj(byID[k.RelativeID]))
+		if r.Query == string(adapters.QueryKinship) && len(subjects.kin) > 0 {
+			k := subjects.kin[rng.IntN(len(subjects.kin))]
+			r.Subject, r.Related = subj(k[0]), ptr(subj(k[1]))
 		}
 		s, err := client.Build(signers[a.ID], r, now)
 		if err != nil {
@@ -455,9 +701,16 @@ func benchPlan(agencies []config.Agency, signers map[string]*keys.Private, topic
 	return out, nil
 }
 
+// benchRequest is one pre-signed request of the run.
+type benchRequest struct {
+	agency string
+	signed client.Signed
+	msg    bkafka.Message
+}
+
 // benchWarmups signs one identity request per agency.
-func benchWarmups(agencies []config.Agency, signers map[string]*keys.Private, topics broker.Topics, now time.Time) ([]benchRequest, error) {
-	p := records.Generate(devSeed, 1).Persons[0]
+func benchWarmups(agencies []config.Agency, signers map[string]*keys.Private, topics broker.Topics, subjects benchSubjects, now time.Time) ([]benchRequest, error) {
+	p := subjects.persons[0]
 	var out []benchRequest
 	for _, a := range agencies {
 		s, err := client.Build(signers[a.ID], client.Request{Query: string(adapters.QueryIdentity),
@@ -478,408 +731,4 @@ func notAllowed(a config.Agency) (adapters.QueryType, bool) {
 		}
 	}
 	return "", false
-}
-
-// benchRun is the state of one measured run. Requests are numbered: the
-// measured ones first, then the warm-ups.
-type benchRun struct {
-	o     benchOptions
-	reqs  []benchRequest // measured, then warm-ups
-	n     int            // measured requests
-	index map[string]int // request digest → number; read-only once built
-	// sample marks the requests whose receipt bytes are kept for the
-	// offline verification.
-	sample map[int]bool
-
-	// Times are durations since base, taken when the run is built, before
-	// any goroutine reads them.
-	base     time.Time
-	t0       atomic.Int64   // the clock starts: the first send
-	sentAt   []atomic.Int64 // +1; 0: not sent
-	sent     atomic.Int64
-	progress atomic.Int64  // the last send or receipt
-	window   chan struct{} // in-flight tokens; nil: no limit
-
-	mu         sync.Mutex
-	seenAt     []time.Duration // 0: no receipt yet
-	sums       [][32]byte
-	decision   []string
-	raw        map[int][]byte
-	received   int // measured requests with a receipt
-	warmLeft   int
-	dups       int
-	conflicts  int
-	foreign    int
-	lastSent   time.Duration
-	allIn      chan struct{} // closed when every measured request has a receipt
-	warmIn     chan struct{} // closed when every warm-up has a receipt
-	readFailed chan error
-}
-
-func newBenchRun(reqs, warm []benchRequest, o benchOptions) *benchRun {
-	all := append(reqs[:len(reqs):len(reqs)], warm...)
-	r := &benchRun{
-		o: o, base: time.Now(), reqs: all, n: len(reqs), index: make(map[string]int, len(all)), sample: map[int]bool{},
-		sentAt: make([]atomic.Int64, len(all)), seenAt: make([]time.Duration, len(all)),
-		sums: make([][32]byte, len(all)), decision: make([]string, len(all)), raw: map[int][]byte{},
-		warmLeft: len(warm), allIn: make(chan struct{}), warmIn: make(chan struct{}), readFailed: make(chan error, 1),
-	}
-	for i, q := range all {
-		r.index[q.signed.Digest] = i
-	}
-	if o.verify > 0 {
-		step := max(1, r.n/o.verify)
-		for i := 0; i < r.n && len(r.sample) < o.verify; i += step {
-			r.sample[i] = true
-		}
-	}
-	if o.inFlight > 0 {
-		r.window = make(chan struct{}, o.inFlight)
-	}
-	if len(warm) == 0 {
-		close(r.warmIn)
-	}
-	return r
-}
-
-func (r *benchRun) since() time.Duration { return time.Since(r.base) }
-
-// collect reads one receipt topic until ctx ends.
-func (r *benchRun) collect(ctx context.Context, t *client.Tail) {
-	for {
-		rec, err := t.Next(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				select {
-				case r.readFailed <- err:
-				default:
-				}
-			}
-			return
-		}
-		r.receipt(rec)
-	}
-}
-
-func (r *benchRun) receipt(rec client.Record) {
-	at := r.since()
-	i, ok := r.index[rec.Headers["certless-request-digest"]]
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !ok {
-		r.foreign++ // another client's receipt on a shared topic
-		return
-	}
-	sum := sha256.Sum256(rec.Value)
-	if r.decision[i] != "" {
-		r.dups++
-		if sum != r.sums[i] {
-			r.conflicts++
-		}
-		return
-	}
-	r.decision[i], r.sums[i] = rec.Headers["certless-decision"], sum
-	if r.decision[i] == "" {
-		r.decision[i] = "(no decision header)"
-	}
-	if i >= r.n {
-		if r.warmLeft--; r.warmLeft == 0 {
-			close(r.warmIn)
-		}
-		return
-	}
-	r.seenAt[i] = max(at, 1)
-	r.progress.Store(int64(at))
-	if r.sample[i] {
-		r.raw[i] = rec.Value
-	}
-	if r.window != nil {
-		select {
-		case <-r.window:
-		default:
-		}
-	}
-	if r.received++; r.received == r.n {
-		close(r.allIn)
-	}
-}
-
-func (r *benchRun) warmUp(ctx context.Context, p *bkafka.Producer) error {
-	var msgs []bkafka.Message
-	for _, q := range r.reqs[r.n:] {
-		msgs = append(msgs, q.msg)
-	}
-	if err := p.Produce(ctx, msgs...); err != nil {
-		return err
-	}
-	select {
-	case <-r.warmIn:
-		return nil
-	case err := <-r.readFailed:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// benchWorkers is how many Produce calls run at once; kafka-go batches
-// concurrent calls together.
-const benchWorkers = 8
-
-// benchChunk is the most requests handed to one Produce call.
-const benchChunk = 100
-
-// measure sends the measured requests and waits for their receipts. It
-// returns why it stopped early, or "".
-func (r *benchRun) measure(ctx context.Context, p *bkafka.Producer) string {
-	sendCtx, stopSending := context.WithCancel(ctx)
-	defer stopSending()
-	chunks := make(chan []int, benchWorkers)
-	sendFailed := make(chan error, 1)
-	var senders sync.WaitGroup
-	t0 := r.since()
-	r.t0.Store(int64(t0))
-	r.progress.Store(int64(t0))
-	for range benchWorkers {
-		senders.Add(1)
-		go func() {
-			defer senders.Done()
-			for c := range chunks {
-				msgs := make([]bkafka.Message, len(c))
-				at := r.since()
-				for j, i := range c {
-					msgs[j] = r.reqs[i].msg
-					r.sentAt[i].Store(int64(at) + 1)
-				}
-				r.progress.Store(int64(at))
-				if err := p.Produce(sendCtx, msgs...); err != nil {
-					if sendCtx.Err() == nil {
-						select {
-						case sendFailed <- err:
-						default:
-						}
-					}
-					stopSending()
-					return
-				}
-				r.sent.Add(int64(len(c)))
-				r.mu.Lock()
-				r.lastSent = max(r.lastSent, r.since())
-				r.mu.Unlock()
-			}
-		}()
-	}
-	senders.Add(1)
-	go func() {
-		defer senders.Done()
-		defer close(chunks)
-		r.pace(sendCtx, chunks)
-	}()
-	defer senders.Wait()
-
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-r.allIn:
-			return ""
-		case err := <-sendFailed:
-			return "send failed: " + err.Error()
-		case err := <-r.readFailed:
-			return "reading receipts failed: " + err.Error()
-		case <-ctx.Done():
-			return "interrupted"
-		case <-tick.C:
-			if idle := r.since() - time.Duration(r.progress.Load()); idle > r.o.timeout {
-				return fmt.Sprintf("no progress for %s (--timeout)", idle.Round(time.Millisecond))
-			}
-		}
-	}
-}
-
-// pace hands out chunks of request numbers at the configured rate, each
-// request first taking an in-flight token.
-func (r *benchRun) pace(ctx context.Context, chunks chan<- []int) {
-	var tick <-chan time.Time
-	if r.o.rate > 0 {
-		t := time.NewTicker(max(time.Duration(float64(time.Second)/r.o.rate), time.Millisecond))
-		defer t.Stop()
-		tick = t.C
-	}
-	next := 0
-	for next < r.n {
-		due := r.n
-		if tick != nil {
-			select {
-			case <-tick:
-			case <-ctx.Done():
-				return
-			}
-			due = min(r.n, int(r.o.rate*(r.since()-time.Duration(r.t0.Load())).Seconds()))
-		}
-		for next < due {
-			c := make([]int, 0, min(due-next, benchChunk))
-			for len(c) < cap(c) {
-				if r.window == nil {
-					c = append(c, next)
-					next++
-					continue
-				}
-				if len(c) > 0 { // send what has a token rather than wait
-					select {
-					case r.window <- struct{}{}:
-						c = append(c, next)
-						next++
-						continue
-					default:
-					}
-					break
-				}
-				select {
-				case r.window <- struct{}{}:
-					c = append(c, next)
-					next++
-				case <-ctx.Done():
-					return
-				}
-			}
-			select {
-			case chunks <- c:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}
-}
-
-// fill copies the measurements into rep.
-func (r *benchRun) fill(rep *benchReport) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	rep.Sent = int(r.sent.Load())
-	rep.Receipts, rep.Duplicates, rep.Conflicting, rep.Foreign = r.received, r.dups, r.conflicts, r.foreign
-	var last time.Duration
-	for i := range r.n {
-		if r.seenAt[i] == 0 {
-			continue
-		}
-		sent := time.Duration(r.sentAt[i].Load() - 1)
-		rep.Latencies = append(rep.Latencies, r.seenAt[i]-sent)
-		rep.Decisions[r.decision[i]]++
-		last = max(last, r.seenAt[i])
-	}
-	rep.WarmUp = map[string]int{}
-	for i := r.n; i < len(r.reqs); i++ {
-		if r.decision[i] != "" {
-			rep.WarmUp[r.decision[i]]++
-		}
-	}
-	slices.Sort(rep.Latencies)
-	t0 := time.Duration(r.t0.Load())
-	rep.SendSpan, rep.Span = max(r.lastSent-t0, 0), max(last-t0, 0)
-}
-
-// verifySample verifies the kept receipts offline, as an agency would.
-func (r *benchRun) verifySample(rep *benchReport, clients map[string]*client.Client) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	ids := make([]int, 0, len(r.raw))
-	for i := range r.raw {
-		ids = append(ids, i)
-	}
-	sort.Ints(ids)
-	for _, i := range ids {
-		q := r.reqs[i]
-		c := clients[q.agency]
-		got, err := client.VerifyReceipt(r.raw[i], c.Broker, client.Expect{RequestAgency: q.agency, RequestDigest: q.signed.Digest, Decrypt: c.Decrypt})
-		switch {
-		case err != nil:
-		case got.Decision != r.decision[i]:
-			err = fmt.Errorf("decision %s, header says %s", got.Decision, r.decision[i])
-		}
-		if err != nil {
-			rep.VerifyFailed++
-			if len(rep.VerifyErrors) < 3 {
-				rep.VerifyErrors = append(rep.VerifyErrors, fmt.Sprintf("request %d: %v", i, err))
-			}
-			continue
-		}
-		rep.Verified++
-	}
-}
-
-// Percentile returns the p-th percentile (0 < p ≤ 1, nearest rank) of the
-// latencies.
-func (r *benchReport) Percentile(p float64) time.Duration {
-	if len(r.Latencies) == 0 {
-		return 0
-	}
-	i := int(math.Ceil(p*float64(len(r.Latencies)))) - 1
-	return r.Latencies[min(max(i, 0), len(r.Latencies)-1)]
-}
-
-// Throughput is receipts per second from the first send to the last
-// receipt.
-func (r *benchReport) Throughput() float64 {
-	if r.Span <= 0 {
-		return 0
-	}
-	return float64(r.Receipts) / r.Span.Seconds()
-}
-
-func (r *benchReport) print(w io.Writer) {
-	rate := "as fast as possible"
-	if r.Rate > 0 {
-		rate = fmt.Sprintf("%g msg/s", r.Rate)
-	}
-	window := "no limit"
-	if r.InFlight > 0 {
-		window = fmt.Sprintf("≤ %d", r.InFlight)
-	}
-	fmt.Fprintf(w, "certless bench: %d requests as %s; rate %s; in flight %s\n", r.Requests, strings.Join(r.Agencies, ", "), rate, window)
-	fmt.Fprintf(w, "  kafka %s", r.Kafka)
-	if r.Store != "" {
-		fmt.Fprintf(w, "; decision store %s", r.Store)
-	}
-	fmt.Fprintln(w)
-	if r.Stopped != "" {
-		fmt.Fprintf(w, "STOPPED EARLY: %s\n", r.Stopped)
-	}
-	offered := 0.0
-	if r.SendSpan > 0 {
-		offered = float64(r.Sent) / r.SendSpan.Seconds()
-	}
-	fmt.Fprintf(w, "requests    %d sent of %d, in %s (offered %.0f msg/s)\n", r.Sent, r.Requests, r.SendSpan.Round(time.Millisecond), offered)
-	fmt.Fprintf(w, "receipts    %d   lost %d   duplicate copies %d   conflicting %d\n", r.Receipts, r.Lost(), r.Duplicates, r.Conflicting)
-	fmt.Fprintf(w, "throughput  %.0f msg/s (first send to last receipt: %s)\n", r.Throughput(), r.Span.Round(time.Millisecond))
-	ms := func(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond)) }
-	fmt.Fprintf(w, "latency     p50 %s   p90 %s   p99 %s   max %s\n", ms(r.Percentile(0.50)), ms(r.Percentile(0.90)), ms(r.Percentile(0.99)), ms(r.Percentile(1)))
-	names := make([]string, 0, len(r.Decisions))
-	for k := range r.Decisions {
-		names = append(names, k)
-	}
-	sort.Slice(names, func(i, j int) bool { return r.Decisions[names[i]] > r.Decisions[names[j]] })
-	var mix []string
-	for _, k := range names {
-		mix = append(mix, fmt.Sprintf("%s %d (%.1f%%)", k, r.Decisions[k], 100*float64(r.Decisions[k])/float64(max(r.Receipts, 1))))
-	}
-	fmt.Fprintf(w, "decisions   %s\n", orDash(strings.Join(mix, "   ")))
-	if len(r.WarmUp) > 0 {
-		var warm []string
-		n := 0
-		for _, k := range slices.Sorted(maps.Keys(r.WarmUp)) {
-			warm = append(warm, fmt.Sprintf("%s %d", k, r.WarmUp[k]))
-			n += r.WarmUp[k]
-		}
-		fmt.Fprintf(w, "warm-up     %d requests before the clock: %s (not in the figures above; a report counts them)\n", n, strings.Join(warm, "   "))
-	}
-	if r.Verified+r.VerifyFailed > 0 {
-		fmt.Fprintf(w, "verified    %d of %d sampled receipts against the broker JWKS\n", r.Verified, r.Verified+r.VerifyFailed)
-	}
-	if r.storeKnown && r.StoreTxns > 0 {
-		fmt.Fprintf(w, "store       %d decisions in %d transactions (%.1f per transaction)\n", r.StoreRows, r.StoreTxns, float64(r.StoreRows)/float64(r.StoreTxns))
-	}
-	if r.Foreign > 0 {
-		fmt.Fprintf(w, "ignored     %d receipts of other clients' requests\n", r.Foreign)
-	}
 }

@@ -32,10 +32,7 @@ func TestRealKafkaExchangeKillMidBatch(t *testing.T) {
 	if err := cfg.Write(cfgPath); err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(dir, "certless")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := certlessBinary(ctx, t)
 	logPath := filepath.Join(dir, "broker.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {

@@ -45,11 +45,7 @@ func TestRealKafkaKillAndRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	t0 := time.Now()
-	bin := filepath.Join(dir, "certless")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := certlessBinary(ctx, t)
 	t.Logf("built the broker binary in %.1fs", time.Since(t0).Seconds())
 
 	topics := broker.Topics{Prefix: cfg.Kafka.TopicPrefix}
@@ -77,7 +73,7 @@ func TestRealKafkaKillAndRestart(t *testing.T) {
 		}
 		signers[a.ID] = k
 	}
-	stream, err := benchPlan(cfg.Agencies, signers, topics, total, now, time.Hour)
+	stream, err := benchPlan(cfg.Agencies, signers, topics, sampleSubjects(devSeed, devPersons, devPersons), total, now, time.Hour, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
