@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"sync/atomic"
@@ -11,7 +12,9 @@ import (
 	"github.com/certless/certless/broker/store"
 	"github.com/certless/certless/client"
 	"github.com/certless/certless/envelope"
+	"github.com/certless/certless/keys"
 	"github.com/certless/certless/schemas"
+	"github.com/go-jose/go-jose/v4"
 )
 
 // benchParallelism is goroutines per GOMAXPROCS in the parallel
@@ -162,4 +165,47 @@ func BenchmarkPipelineHandle(b *testing.B) {
 		b.StopTimer()
 		r.report(b, before)
 	})
+}
+
+// BenchmarkSeal measures signing one receipt as the pipeline does, with
+// and without the schema check the broker leaves to its tests
+// (ReceiptSealer.Schemas):
+//
+//	go test ./broker -run '^$' -bench Seal
+func BenchmarkSeal(b *testing.B) {
+	r := newBenchRig(b)
+	res, err := r.p.Handle(context.Background(), broker.Message{Topic: r.topic, Value: r.signMany(b, 1)[0]})
+	if err != nil || len(res.Outputs) != 1 {
+		b.Fatalf("%v %+v", err, res)
+	}
+	jws, err := jose.ParseSigned(string(res.Outputs[0].Value), []jose.SignatureAlgorithm{jose.EdDSA})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var p envelope.Payload
+	if err := json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &p); err != nil {
+		b.Fatal(err)
+	}
+	key, err := keys.Generate("certless", "k1", keys.EdDSA)
+	if err != nil {
+		b.Fatal(err)
+	}
+	set, err := schemas.Default()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		set  *schemas.Set
+	}{{"schema_checked", set}, {"unchecked", nil}} {
+		b.Run(tc.name, func(b *testing.B) {
+			s := &broker.ReceiptSealer{Keys: broker.StaticKey{Key: key}, Schemas: tc.set}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := s.Seal(context.Background(), p, "court-changchun"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -141,4 +142,53 @@ func leadersReady(ctx context.Context, dialer *kafka.Dialer, brokers, topics []s
 		return nil
 	}
 	return last
+}
+
+// DeleteTopics deletes topics (those that do not exist are skipped), for
+// tools that create throwaway topics, such as the bench.
+func DeleteTopics(ctx context.Context, cfg Config, topics ...string) error {
+	if len(topics) == 0 {
+		return nil
+	}
+	transport, err := cfg.Transport()
+	if err != nil {
+		return err
+	}
+	defer transport.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: transport, Timeout: 30 * time.Second}
+	res, err := client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: topics})
+	if err != nil {
+		return fmt.Errorf("kafka: delete topics: %w", err)
+	}
+	for t, err := range res.Errors {
+		if err != nil && !errors.Is(err, kafka.UnknownTopicOrPartition) {
+			return fmt.Errorf("kafka: delete topic %s: %w", t, err)
+		}
+	}
+	return nil
+}
+
+// DeleteTopicsWithPrefix deletes every topic whose name starts with prefix
+// (not empty) and returns how many it deleted.
+func DeleteTopicsWithPrefix(ctx context.Context, cfg Config, prefix string) (int, error) {
+	if prefix == "" {
+		return 0, errors.New("kafka: delete topics: an empty prefix would delete everything")
+	}
+	transport, err := cfg.Transport()
+	if err != nil {
+		return 0, err
+	}
+	defer transport.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: transport, Timeout: 30 * time.Second}
+	md, err := client.Metadata(ctx, &kafka.MetadataRequest{})
+	if err != nil {
+		return 0, fmt.Errorf("kafka: metadata: %w", err)
+	}
+	var names []string
+	for _, t := range md.Topics {
+		if strings.HasPrefix(t.Name, prefix) {
+			names = append(names, t.Name)
+		}
+	}
+	return len(names), DeleteTopics(ctx, cfg, names...)
 }

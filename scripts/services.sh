@@ -5,6 +5,10 @@
 #
 #   scripts/services.sh up      start both (idempotent; quick when running)
 #   scripts/services.sh down    stop both, keep their data
+#   scripts/services.sh clean-kafka
+#                               stop Kafka and drop its data (the tests leave
+#                               thousands of partitions behind; a benchmark
+#                               wants an empty cluster); the next up formats it
 #   scripts/services.sh status  say what runs where (exit 0 only if both run)
 #   scripts/services.sh env     print the exports the Go tests read
 #
@@ -633,10 +637,16 @@ down)
 	pg_down
 	"$ROOT/scripts/witness.sh" down
 	;;
+clean-kafka)
+	lock
+	kafka_down
+	rm -rf "${KDIR:?}/data" "$KDIR/format.stamp"
+	log "Kafka's data dropped; 'up' formats an empty cluster"
+	;;
 status) status ;;
 env) print_env ;;
 *)
-	echo "usage: $0 up|down|status|env" >&2
+	echo "usage: $0 up|down|clean-kafka|status|env" >&2
 	exit 2
 	;;
 esac

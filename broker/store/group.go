@@ -16,6 +16,8 @@ type backend interface {
 	// batch: nothing of it is committed.
 	commit(ctx context.Context, batch []Decision) ([]result, error)
 	get(ctx context.Context, digest string) (Decision, bool, error)
+	// getMany returns the stored decisions among digests, by digest.
+	getMany(ctx context.Context, digests []string) (map[string]Decision, error)
 	digestByRequestID(ctx context.Context, agency, requestID string) (string, bool, error)
 	byReceipt(ctx context.Context, receiptID string) (Decision, bool, error)
 	reserveStatus(ctx context.Context, n int) (int64, error)
@@ -74,7 +76,8 @@ type group struct {
 	mu       sync.Mutex     // orders enter against Close
 	inflight sync.WaitGroup // quota calls admitted by enter
 
-	takes takeQueue
+	takes   takeQueue
+	lookups lookups
 
 	batches, rows, queued atomic.Int64
 }
@@ -89,6 +92,7 @@ func newGroup(b backend, opts Options) *group {
 		closing: make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
+	g.lookups.g = g
 	go g.run()
 	return g
 }
@@ -226,7 +230,8 @@ func (g *group) Get(ctx context.Context, digest string) (Decision, bool, error) 
 	if g.isClosed() {
 		return Decision{}, false, ErrClosed
 	}
-	d, ok, err := g.b.get(ctx, digest)
+	// Concurrent Gets share one query (lookups).
+	d, ok, err := g.lookups.get(ctx, digest)
 	if err != nil {
 		return Decision{}, false, fmt.Errorf("store: get %s: %w", digest, err)
 	}

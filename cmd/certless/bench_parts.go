@@ -114,9 +114,15 @@ func echoCeiling(ctx context.Context, kcfg bkafka.Config, prefix string, partiti
 	return r.Result(), nil
 }
 
+// echoWorkers is how many re-produce calls the echo runs at once: like
+// the broker's runner, it keeps many messages in flight, and kafka-go
+// batches concurrent writes.
+const echoWorkers = 4
+
 // runEcho is the bare service of the ceiling: fetch, re-produce to out
-// with the same headers, commit — in batches, as the broker's runner
-// commits contiguous prefixes.
+// with the same headers, commit — many messages in flight, each partition
+// committed up to its first unfinished message, as the broker's runner
+// does.
 func runEcho(ctx context.Context, kcfg bkafka.Config, in, out, group string, log *zap.Logger) error {
 	cons, err := bkafka.NewConsumer(kcfg, bkafka.ConsumerOptions{GroupID: group, Topics: []string{in}, MaxWait: 50 * time.Millisecond})
 	if err != nil {
@@ -129,6 +135,8 @@ func runEcho(ctx context.Context, kcfg bkafka.Config, in, out, group string, log
 	}
 	defer prod.Close()
 	fetched := make(chan bkafka.Message, 4096)
+	done := make(chan bkafka.Message, 4096)
+	var order echoOrder
 	go func() {
 		defer close(fetched)
 		for {
@@ -136,38 +144,111 @@ func runEcho(ctx context.Context, kcfg bkafka.Config, in, out, group string, log
 			if err != nil {
 				return
 			}
+			order.fetched(m)
 			fetched <- m
 		}
 	}()
-	for {
-		m, ok := <-fetched
-		if !ok {
-			return nil
-		}
-		batch := []bkafka.Message{m}
-	more:
-		for len(batch) < 1000 {
-			select {
-			case m, ok := <-fetched:
-				if !ok {
-					break more
+	var workers sync.WaitGroup
+	for range echoWorkers {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for m := range fetched {
+				// Linger up to 2 ms for more: a produce request per
+				// partition per message costs the cluster more than the
+				// wait.
+				batch := []bkafka.Message{m}
+				linger := time.NewTimer(2 * time.Millisecond)
+			more:
+				for len(batch) < 500 {
+					select {
+					case m, ok := <-fetched:
+						if !ok {
+							break more
+						}
+						batch = append(batch, m)
+					case <-linger.C:
+						break more
+					}
 				}
-				batch = append(batch, m)
-			default:
-				break more
+				linger.Stop()
+				answers := make([]bkafka.Message, len(batch))
+				for i, m := range batch {
+					answers[i] = bkafka.Message{Topic: out, Key: m.Key, Value: m.Value, Headers: m.Headers}
+				}
+				if err := prod.Produce(ctx, answers...); err != nil {
+					return // ctx ended
+				}
+				for _, m := range batch {
+					done <- m
+				}
+			}
+		}()
+	}
+	go func() { workers.Wait(); close(done) }()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case m, ok := <-done:
+			if !ok {
+				return nil
+			}
+			order.finished(m)
+		case <-tick.C:
+			if c := order.committable(); len(c) > 0 {
+				if err := cons.Commit(ctx, c...); err != nil {
+					return nil
+				}
 			}
 		}
-		answers := make([]bkafka.Message, len(batch))
-		for i, m := range batch {
-			answers[i] = bkafka.Message{Topic: out, Key: m.Key, Value: m.Value, Headers: m.Headers}
+	}
+}
+
+// echoOrder tracks, per partition, the fetched offsets in order and which
+// are finished, so that only a finished prefix is committed.
+type echoOrder struct {
+	mu   sync.Mutex
+	q    map[int][]bkafka.Message
+	done map[int]map[int64]bool
+}
+
+func (o *echoOrder) fetched(m bkafka.Message) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.q == nil {
+		o.q, o.done = map[int][]bkafka.Message{}, map[int]map[int64]bool{}
+	}
+	o.q[m.Partition] = append(o.q[m.Partition], m)
+	if o.done[m.Partition] == nil {
+		o.done[m.Partition] = map[int64]bool{}
+	}
+}
+
+func (o *echoOrder) finished(m bkafka.Message) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.done[m.Partition][m.Offset] = true
+}
+
+// committable pops each partition's finished prefix and returns its last
+// message (committing it commits the prefix).
+func (o *echoOrder) committable() []bkafka.Message {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var out []bkafka.Message
+	for p, q := range o.q {
+		n := 0
+		for n < len(q) && o.done[p][q[n].Offset] {
+			delete(o.done[p], q[n].Offset)
+			n++
 		}
-		if err := prod.Produce(ctx, answers...); err != nil {
-			return nil // ctx ended
-		}
-		if err := cons.Commit(ctx, batch...); err != nil {
-			return nil
+		if n > 0 {
+			out = append(out, q[n-1])
+			o.q[p] = q[n:]
 		}
 	}
+	return out
 }
 
 // echoSource reads the echo's answers.
@@ -271,6 +352,15 @@ func benchServeSetup(ctx context.Context, g *globals, o benchOptions, log *zap.L
 	cfg.Kafka.Brokers = strings.Split(brokers, ",")
 	cfg.Kafka.TopicPrefix = "bench" + suffix + "."
 	cfg.Kafka.GroupID = "certless-bench-" + suffix
+	// The bench's topics go when it ends: a cluster full of partitions
+	// is a slower cluster.
+	cleanups = append(cleanups, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := bkafka.DeleteTopicsWithPrefix(ctx, kafkaConfig(cfg.Kafka), cfg.Kafka.TopicPrefix); err != nil {
+			log.Warn("the bench's topics were not deleted", zap.String("prefix", cfg.Kafka.TopicPrefix), zap.Error(err))
+		}
+	})
 	if cfg.Store.DSN, err = withDatabase(admin, decisions); err != nil {
 		return nil, cleanup, err
 	}
@@ -317,7 +407,7 @@ func benchServeSetup(ctx context.Context, g *globals, o benchOptions, log *zap.L
 		}
 		logFile.Close()
 	})
-	fmt.Fprintf(g.stderr, "broker: %s serve (pid %d), topics %s*, decisions in database %s\n", bin, cmd.Process.Pid, cfg.Kafka.TopicPrefix, decisions)
+	fmt.Fprintf(g.stderr, "broker: %s serve (pid %d, http://%s), topics %s*, decisions in database %s\n", bin, cmd.Process.Pid, cfg.HTTP.Addr, cfg.Kafka.TopicPrefix, decisions)
 	if err := waitReadyz(ctx, "http://"+cfg.HTTP.Addr+"/readyz", exited, time.Minute); err != nil {
 		tail, _ := os.ReadFile(logFile.Name())
 		return nil, cleanup, fmt.Errorf("the broker did not become ready: %w\n%s", err, lastLines(tail, 20))

@@ -81,6 +81,7 @@ func Run(t *testing.T, h Harness) {
 		{"Status", testStatus},
 		{"Rows", testRows},
 		{"Browse", testBrowse},
+		{"ConcurrentGets", testConcurrentGets},
 	}
 	for _, tc := range tests {
 		if (tc.name == "Reopen" || tc.name == "QuotaReopen") && h.Volatile {
@@ -776,5 +777,48 @@ func testBrowse(t *testing.T, h Harness) {
 		if _, err := s.Browse(ctx, f); !errors.Is(err, store.ErrInvalid) {
 			t.Errorf("page %+v: %v, want ErrInvalid", f, err)
 		}
+	}
+}
+
+// testConcurrentGets: many Gets at once, of stored and unknown digests
+// (some twice), each get its own answer, whether or not they share a
+// query; after Close, Get fails.
+func testConcurrentGets(t *testing.T, h Harness) {
+	s := open(t, h.Fresh(t), store.Options{})
+	ctx := context.Background()
+	ds := decisions(120, "gets")
+	if _, errs := saveAll(ctx, s, ds); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 1000)
+	for i := range 600 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			want := ds[i%len(ds)]
+			digest := want.Digest
+			if i%3 == 0 {
+				digest = "sha256:" + strings.Repeat(fmt.Sprintf("%x", i%16), 64) // nobody's
+			}
+			got, found, err := s.Get(ctx, digest)
+			switch {
+			case err != nil:
+				errs <- err
+			case i%3 == 0 && found:
+				errs <- fmt.Errorf("unknown digest %s found", digest)
+			case i%3 != 0 && (!found || got.Digest != want.Digest || got.RequestID != want.RequestID || got.LeafIndex < 0):
+				errs <- fmt.Errorf("get %s: %v %+v", want.RequestID, found, got.RequestID)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, _, err := s.Get(ctx, ds[0].Digest); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("get after close: %v", err)
 	}
 }
