@@ -385,36 +385,79 @@ func benchServeSetup(ctx context.Context, g *globals, o benchOptions, log *zap.L
 			return nil, cleanup, err
 		}
 	}
-	logFile, err := os.Create(filepath.Join(dir, "serve.log"))
-	if err != nil {
-		return nil, cleanup, err
-	}
-	cmd := exec.Command(bin, "--config", path, "serve")
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, cleanup, fmt.Errorf("start %s serve: %w", bin, err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	cleanups = append(cleanups, func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
+	// One process per instance, all in one consumer group on one
+	// database, each with its own HTTP address.
+	var cpus []func() (time.Duration, error)
+	var rsss []func() (int64, error)
+	var pids []string
+	for i := range max(o.instances, 1) {
+		addr := cfg.HTTP.Addr
+		if i > 0 {
+			p, err := freeLoopbackPort()
+			if err != nil {
+				return nil, cleanup, err
+			}
+			addr = "127.0.0.1:" + strconv.Itoa(p)
 		}
-		logFile.Close()
-	})
-	fmt.Fprintf(g.stderr, "broker: %s serve (pid %d, http://%s), topics %s*, decisions in database %s\n", bin, cmd.Process.Pid, cfg.HTTP.Addr, cfg.Kafka.TopicPrefix, decisions)
-	if err := waitReadyz(ctx, "http://"+cfg.HTTP.Addr+"/readyz", exited, time.Minute); err != nil {
-		tail, _ := os.ReadFile(logFile.Name())
-		return nil, cleanup, fmt.Errorf("the broker did not become ready: %w\n%s", err, lastLines(tail, 20))
+		logFile, err := os.Create(filepath.Join(dir, fmt.Sprintf("serve-%d.log", i)))
+		if err != nil {
+			return nil, cleanup, err
+		}
+		cmd := exec.Command(bin, "--config", path, "serve")
+		cmd.Env = append(os.Environ(), config.EnvHTTPAddr+"="+addr)
+		cmd.Stdout, cmd.Stderr = logFile, logFile
+		if err := cmd.Start(); err != nil {
+			logFile.Close()
+			return nil, cleanup, fmt.Errorf("start %s serve: %w", bin, err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		cleanups = append(cleanups, func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-exited:
+			case <-time.After(30 * time.Second):
+				_ = cmd.Process.Kill()
+				<-exited
+			}
+			logFile.Close()
+		})
+		fmt.Fprintf(g.stderr, "broker %d: %s serve (pid %d, http://%s), topics %s*, decisions in database %s\n", i+1, bin, cmd.Process.Pid, addr, cfg.Kafka.TopicPrefix, decisions)
+		if err := waitReadyz(ctx, "http://"+addr+"/readyz", exited, time.Minute); err != nil {
+			tail, _ := os.ReadFile(logFile.Name())
+			return nil, cleanup, fmt.Errorf("the broker did not become ready: %w\n%s", err, lastLines(tail, 20))
+		}
+		cpus, rsss = append(cpus, processCPU(cmd.Process.Pid)), append(rsss, processRSS(cmd.Process.Pid))
+		pids = append(pids, strconv.Itoa(cmd.Process.Pid))
+	}
+	what := "certless serve, pid " + pids[0]
+	if len(pids) > 1 {
+		what = fmt.Sprintf("%d × certless serve in one group, pids %s", len(pids), strings.Join(pids, ", "))
 	}
 	s := &benchSetup{cfg: cfg, kcfg: kafkaConfig(cfg.Kafka), topics: broker.Topics{Prefix: cfg.Kafka.TopicPrefix},
-		cpu: processCPU(cmd.Process.Pid), rss: processRSS(cmd.Process.Pid), label: brokers + " (certless serve, pid " + strconv.Itoa(cmd.Process.Pid) + ")",
-		storeDSN: redactDSN(cfg.Store.DSN)}
+		cpu: func() (time.Duration, error) {
+			var sum time.Duration
+			for _, f := range cpus {
+				d, err := f()
+				if err != nil {
+					return 0, err
+				}
+				sum += d
+			}
+			return sum, nil
+		},
+		rss: func() (int64, error) {
+			var sum int64
+			for _, f := range rsss {
+				b, err := f()
+				if err != nil {
+					return 0, err
+				}
+				sum += b
+			}
+			return sum, nil
+		},
+		instances: len(pids), label: brokers + " (" + what + ")", storeDSN: redactDSN(cfg.Store.DSN)}
 	fmt.Fprintf(g.stderr, "sampling the subjects of %d persons\n", o.persons)
 	s.subjects = sampleSubjects(devSeed, o.persons, 20000)
 	return s, cleanup, nil
@@ -579,6 +622,9 @@ func (r *benchReport) print(w io.Writer) {
 	fmt.Fprintf(w, "crypto floor        %.0f µs per request (one JWS verify + one JWS sign)\n", r.FloorMicros)
 	if r.CPUMicros > 0 {
 		whose := "broker CPU"
+		if r.Instances > 1 {
+			whose = fmt.Sprintf("brokers' CPU (sum of %d)", r.Instances)
+		}
 		if r.CPUWhole {
 			whose = "process CPU (broker, cluster and load generator)"
 		}
@@ -586,6 +632,9 @@ func (r *benchReport) print(w io.Writer) {
 	}
 	if r.RSSBytes > 0 {
 		whose := "broker peak RSS    "
+		if r.Instances > 1 {
+			whose = fmt.Sprintf("brokers' peak RSS   (sum of %d)", r.Instances)
+		}
 		if r.CPUWhole {
 			whose = "process peak RSS   "
 		}
@@ -633,6 +682,7 @@ func (r *benchReport) print(w io.Writer) {
 // benchJSON is the --json file.
 type benchJSON struct {
 	Mode              string         `json:"mode"`
+	Instances         int            `json:"instances,omitempty"`
 	Requests          int            `json:"requests"`
 	Persons           int            `json:"persons,omitempty"`
 	InFlight          int            `json:"in_flight"`
@@ -661,7 +711,7 @@ type benchJSON struct {
 func (r *benchReport) writeJSON(path string) error {
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	p := r.Pipeline
-	j := benchJSON{Mode: r.Mode, Requests: r.Requests, Persons: r.Persons, InFlight: r.InFlight, Throughput: p.Throughput(),
+	j := benchJSON{Mode: r.Mode, Instances: r.Instances, Requests: r.Requests, Persons: r.Persons, InFlight: r.InFlight, Throughput: p.Throughput(),
 		P50: ms(p.Percentile(.5)), P99: ms(p.Percentile(.99)), Floor: r.FloorMicros, CPU: r.CPUMicros, CPUWholeProcess: r.CPUWhole,
 		RSS: r.RSSBytes, Lost: p.Lost(), Conflicting: p.Conflicting, Decisions: p.Labels, Stopped: r.Stopped}
 	if c := r.Ceiling; c != nil {

@@ -92,7 +92,8 @@ func TestBenchFlags(t *testing.T) {
 }
 
 // TestRealKafkaBenchServe runs `certless bench` as it is meant to be run:
-// 'certless serve' in its own process on the real Kafka and PostgreSQL,
+// 'certless serve' in its own processes (two, in one consumer group) on the
+// real Kafka and PostgreSQL,
 // beside the bare echo and the crypto floor. Every request of both runs
 // gets exactly one receipt; the table and the JSON carry every figure,
 // measured (none is zero); no figure is asserted against a target.
@@ -104,7 +105,7 @@ func TestRealKafkaBenchServe(t *testing.T) {
 	bin := certlessBinary(ctx, t)
 	out := filepath.Join(t.TempDir(), "bench.json")
 	code, stdout, stderr := runCLI(t, "bench", "--kafka", brokers, "--postgres", admin, "--serve-bin", bin,
-		"--requests", "400", "--persons", "3000", "--in-flight", "100", "--json", out)
+		"--requests", "400", "--persons", "3000", "--in-flight", "100", "--instances", "2", "--json", out)
 	t.Log("\n" + stdout + stderr)
 	if code != exitOK {
 		t.Fatalf("bench: exit %d", code)
@@ -118,10 +119,10 @@ func TestRealKafkaBenchServe(t *testing.T) {
 			t.Errorf("%s = %v", k, j[k])
 		}
 	}
-	if j["lost"] != float64(0) || j["conflicting"] != float64(0) || j["mode"] != "serve" || j["cpu_whole_process"] != nil {
+	if j["lost"] != float64(0) || j["conflicting"] != float64(0) || j["mode"] != "serve" || j["cpu_whole_process"] != nil || j["instances"] != float64(2) {
 		t.Errorf("JSON %v", j)
 	}
-	for _, want := range []string{"transport ceiling", "half load @", "broker CPU", "broker peak RSS", "pipeline ÷ ceiling", "lost 0", "certless serve, pid"} {
+	for _, want := range []string{"transport ceiling", "half load @", "brokers' CPU (sum of 2)", "brokers' peak RSS", "pipeline ÷ ceiling", "lost 0", "2 × certless serve in one group"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("the table lacks %q", want)
 		}

@@ -30,23 +30,24 @@ import (
 
 // benchOptions are the flags of `certless bench`.
 type benchOptions struct {
-	requests int
-	rate     float64  // msg/s; 0: as fast as the window allows
-	agencies []string // send as these agencies; empty: every configured one
-	inFlight int      // most requests sent and not yet receipted; 0: no limit
-	mode     string   // serve, embedded or running
-	kafka    string   // brokers of serve and running
-	postgres string   // serve: an administrative DSN of a PostgreSQL cluster
-	db       string   // embedded: the decision store DSN
-	persons  int      // serve: persons seeded in the SQL record source
-	serveBin string   // serve: the certless binary to run (default this one)
-	timeout  time.Duration
-	verify   int    // receipts verified offline after the run
-	profile  string // CPU profile of the measured phase, when set
-	jsonOut  string
-	halfLoad bool // serve and embedded: also a run paced at half the saturation rate
-	ceiling  bool // also the bare echo through the same cluster
-	verbose  bool
+	requests  int
+	rate      float64  // msg/s; 0: as fast as the window allows
+	agencies  []string // send as these agencies; empty: every configured one
+	inFlight  int      // most requests sent and not yet receipted; 0: no limit
+	mode      string   // serve, embedded or running
+	kafka     string   // brokers of serve and running
+	postgres  string   // serve: an administrative DSN of a PostgreSQL cluster
+	db        string   // embedded: the decision store DSN
+	persons   int      // serve: persons seeded in the SQL record source
+	serveBin  string   // serve: the certless binary to run (default this one)
+	instances int      // serve: broker processes in one consumer group
+	timeout   time.Duration
+	verify    int    // receipts verified offline after the run
+	profile   string // CPU profile of the measured phase, when set
+	jsonOut   string
+	halfLoad  bool // serve and embedded: also a run paced at half the saturation rate
+	ceiling   bool // also the bare echo through the same cluster
+	verbose   bool
 }
 
 const (
@@ -111,6 +112,10 @@ sampled receipt does not verify. --json FILE writes the figures.`,
 				return usagef("--mode running needs --kafka host:port,... of the running broker's cluster")
 			case o.persons < 1:
 				return usagef("--persons must be positive")
+			case o.instances < 1 || o.instances > 8:
+				return usagef("--instances: 1 to 8")
+			case o.instances > 1 && o.mode != benchServe:
+				return usagef("--instances is for --mode serve")
 			}
 			if o.mode == benchRunning && !cmd.Flags().Changed("persons") {
 				o.persons = devPersons // the records a dev-configured broker reads
@@ -149,6 +154,7 @@ sampled receipt does not verify. --json FILE writes the figures.`,
 	f.StringVar(&o.postgres, "postgres", "", "serve: administrative postgres:// DSN where the bench creates its databases (default $CERTLESS_TEST_POSTGRES)")
 	f.StringVar(&o.db, "db", "", "embedded: decision store DSN (default the data folder's SQLite file)")
 	f.IntVar(&o.persons, "persons", 1000000, "serve: persons seeded in the SQL record source (its database is kept and reused)")
+	f.IntVar(&o.instances, "instances", 1, "serve: broker processes in one consumer group on one database (scale-out)")
 	f.StringVar(&o.serveBin, "serve-bin", "", "serve: the certless binary to run the broker with (default this one)")
 	f.DurationVar(&o.timeout, "timeout", 30*time.Second, "give up when no request is sent and no receipt arrives for this long")
 	f.IntVar(&o.verify, "verify", 100, "receipts verified offline against the broker JWKS after the run (a spread sample)")
@@ -169,6 +175,7 @@ type benchReport struct {
 	InFlight             int
 	Kafka, Store         string
 	Persons              int
+	Instances            int           // broker processes (serve)
 	Pipeline             bench.Result  // the main run
 	Half                 *bench.Result // paced at HalfRate
 	HalfRate             float64
@@ -208,12 +215,13 @@ type benchSetup struct {
 	topics   broker.Topics
 	subjects benchSubjects
 	// cpu and rss read the broker's accounting (nil: unknown).
-	cpu      func() (time.Duration, error)
-	rss      func() (int64, error)
-	cpuWhole bool
-	store    func() (rows, txns int64) // embedded only
-	label    string                    // Kafka, as printed
-	storeDSN string
+	cpu       func() (time.Duration, error)
+	rss       func() (int64, error)
+	cpuWhole  bool
+	instances int
+	store     func() (rows, txns int64) // embedded only
+	label     string                    // Kafka, as printed
+	storeDSN  string
 }
 
 // runBench runs the bench. A report is returned whenever measuring began,
@@ -275,7 +283,7 @@ func runBench(ctx context.Context, g *globals, o benchOptions, log *zap.Logger) 
 	if err != nil {
 		return nil, err
 	}
-	rep := &benchReport{Mode: o.mode, Requests: o.requests, Rate: o.rate, InFlight: o.inFlight, Kafka: s.label, Store: s.storeDSN, Persons: len(s.subjects.persons)}
+	rep := &benchReport{Mode: o.mode, Instances: s.instances, Requests: o.requests, Rate: o.rate, InFlight: o.inFlight, Kafka: s.label, Store: s.storeDSN, Persons: len(s.subjects.persons)}
 	if o.mode == benchServe {
 		rep.Persons = o.persons
 	}
