@@ -404,17 +404,9 @@ func strictObject(b []byte, v any) error {
 	if len(b) == 0 || b[0] != '{' {
 		return errors.New("not a JSON object")
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return errors.New("data after the JSON object")
-	}
-	if _, err := dec.Token(); err == nil {
-		return errors.New("data after the JSON object")
-	}
-	return nil
+	// json.Unmarshal refuses data after the value, as a Decoder would be
+	// asked to, without a Decoder's buffer per call.
+	return json.Unmarshal(b, v)
 }
 
 // notIJSON is the malformed refusal of a protected header or payload that
