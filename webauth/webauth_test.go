@@ -1,26 +1,19 @@
 package webauth_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/certless/certless/internal/testenv"
 	"github.com/certless/certless/webauth"
 )
 
@@ -235,7 +228,7 @@ func check(t *testing.T, h http.Handler, cases []loopbackCase) {
 // the file's certificate, and basic auth works over it.
 func TestTLS(t *testing.T) {
 	dir := t.TempDir()
-	certPEM, keyPEM := selfSigned(t)
+	certPEM, keyPEM := testenv.ServerCert(t)
 	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), certPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -263,54 +256,5 @@ func TestTLS(t *testing.T) {
 	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	if code, body := status(t, c, "https://"+ln.Addr().String()+"/audit/", "alice", "pw"); code != 200 || body != "user=alice" {
 		t.Fatalf("over TLS: %d %q", code, body)
-	}
-}
-
-func selfSigned(t *testing.T) ([]byte, []byte) {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalECPrivateKey(k)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
-}
-
-// TestRateLimitAndRefusals: the file's rate_limit answers 429 past its
-// burst, as exporter-toolkit does; every refusal is reported with its role
-// and status.
-func TestRateLimitAndRefusals(t *testing.T) {
-	file := writeWebConfig(t, t.TempDir(), map[string]string{"alice": "pw"}, "rate_limit:\n  interval: 1h\n  burst: 3\n")
-	refused := map[string]int{}
-	var mu sync.Mutex
-	g, err := webauth.New(webauth.Options{File: file, Auditors: []string{"alice"}, Refused: func(r webauth.Role, status int) {
-		mu.Lock()
-		refused[fmt.Sprintf("%s %d", r, status)]++
-		mu.Unlock()
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(routes(g))
-	defer srv.Close()
-	var codes []int
-	for _, p := range []string{"pw", "wrong", "pw", "pw"} {
-		c, _ := status(t, srv.Client(), srv.URL+"/audit/", "alice", p)
-		codes = append(codes, c)
-	}
-	if fmt.Sprint(codes) != "[200 401 200 429]" {
-		t.Fatalf("codes %v", codes)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if refused["auditor 401"] != 1 || refused["auditor 429"] != 1 || len(refused) != 2 {
-		t.Fatalf("refusals %v", refused)
 	}
 }
