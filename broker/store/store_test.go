@@ -571,3 +571,38 @@ func TestPostgresLogTwoBrokers(t *testing.T) {
 	}
 	storetest.CheckLog(t, ds, 420, brokers...)
 }
+
+// BenchmarkIntegrate measures one checkpoint round of the transparency
+// log on an SQLite store: 256 new leaves read back, their tree hashes
+// computed and stored, and the checkpoint signed and stored, as the
+// checkpointer does every second under load:
+//
+//	go test ./broker/store -run '^$' -bench Integrate
+func BenchmarkIntegrate(b *testing.B) {
+	const perRound = 256
+	ctx := context.Background()
+	s, err := store.Open(ctx, filepath.Join(b.TempDir(), "decisions.db"), store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	const origin = "certless.test/bench"
+	integrate := storetest.Integrator(storetest.LogKey(b, origin), origin)
+	n := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		for range perRound {
+			if _, err := s.AppendLeaf(ctx, fmt.Sprintf("dead_letter:bench:%d", n), storetest.DeadLetterLeaf(b, n)); err != nil {
+				b.Fatal(err)
+			}
+			n++
+		}
+		b.StartTimer()
+		size, err := s.Integrate(ctx, perRound, integrate)
+		if err != nil || size != int64(n) {
+			b.Fatalf("integrated %d of %d: %v", size, n, err)
+		}
+	}
+	b.ReportMetric(float64(perRound*b.N)/b.Elapsed().Seconds(), "leaves/s")
+}
