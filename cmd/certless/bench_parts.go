@@ -329,11 +329,18 @@ func benchServeSetup(ctx context.Context, g *globals, o benchOptions, log *zap.L
 			cleanups[i]()
 		}
 	}
-	dir, err := os.MkdirTemp("", "certless-bench-")
-	if err != nil {
-		return nil, nil, err
+	// With --data the run is kept for a report: the folder's keys and
+	// agreements, the decision database left in place and named by
+	// <data>/bench.yaml. Without it everything is temporary.
+	dir, keep := g.dataDir, g.dataDir != ""
+	if !keep {
+		tmp, err := os.MkdirTemp("", "certless-bench-")
+		if err != nil {
+			return nil, nil, err
+		}
+		cleanups = append(cleanups, func() { os.RemoveAll(tmp) })
+		dir = tmp
 	}
-	cleanups = append(cleanups, func() { os.RemoveAll(dir) })
 	cfg, err := ensureDevData(ctx, dir, log)
 	if err != nil {
 		return nil, cleanup, err
@@ -347,7 +354,9 @@ func benchServeSetup(ctx context.Context, g *globals, o benchOptions, log *zap.L
 	if err := createDatabase(ctx, admin, decisions); err != nil {
 		return nil, cleanup, err
 	}
-	cleanups = append(cleanups, func() { _ = dropDatabase(context.Background(), admin, decisions) })
+	if !keep {
+		cleanups = append(cleanups, func() { _ = dropDatabase(context.Background(), admin, decisions) })
+	}
 	cfg.Kafka.Embedded = false
 	cfg.Kafka.Brokers = strings.Split(brokers, ",")
 	cfg.Kafka.TopicPrefix = "bench" + suffix + "."
@@ -376,6 +385,9 @@ func benchServeSetup(ctx context.Context, g *globals, o benchOptions, log *zap.L
 		return nil, cleanup, err
 	}
 	path := filepath.Join(dir, config.FileName)
+	if keep {
+		path = filepath.Join(dir, "bench.yaml") // the folder's own config.yaml stays dev's
+	}
 	if err := cfg.Write(path); err != nil {
 		return nil, cleanup, err
 	}
@@ -458,6 +470,11 @@ func benchServeSetup(ctx context.Context, g *globals, o benchOptions, log *zap.L
 			return sum, nil
 		},
 		instances: len(pids), label: brokers + " (" + what + ")", storeDSN: redactDSN(cfg.Store.DSN)}
+	if keep {
+		today := time.Now().In(exchange.Beijing)
+		s.hint = fmt.Sprintf("kept: database %s, configuration %s; a report of the run: certless --config %s report --from %s --to %s --format json",
+			decisions, path, path, today.Format(time.DateOnly), today.AddDate(0, 0, 1).Format(time.DateOnly))
+	}
 	fmt.Fprintf(g.stderr, "sampling the subjects of %d persons\n", o.persons)
 	s.subjects = sampleSubjects(devSeed, o.persons, 20000)
 	return s, cleanup, nil
@@ -677,6 +694,9 @@ func (r *benchReport) print(w io.Writer) {
 	if p.Foreign > 0 {
 		fmt.Fprintf(w, "ignored     %d receipts of other clients' requests\n", p.Foreign)
 	}
+	if r.Hint != "" {
+		fmt.Fprintf(w, "\n%s\n", r.Hint)
+	}
 }
 
 // benchJSON is the --json file.
@@ -705,6 +725,10 @@ type benchJSON struct {
 	PipelineToCeiling float64        `json:"pipeline_to_ceiling"`
 	CPUToFloor        float64        `json:"cpu_to_floor"`
 	Decisions         map[string]int `json:"decisions"`
+	// The warm-ups' and the half-load run's decisions: a report of the
+	// period counts them too.
+	DecisionsWarmUp   map[string]int `json:"decisions_warm_up,omitempty"`
+	DecisionsHalfLoad map[string]int `json:"decisions_half_load,omitempty"`
 	Stopped           string         `json:"stopped,omitempty"`
 }
 
@@ -713,7 +737,7 @@ func (r *benchReport) writeJSON(path string) error {
 	p := r.Pipeline
 	j := benchJSON{Mode: r.Mode, Instances: r.Instances, Requests: r.Requests, Persons: r.Persons, InFlight: r.InFlight, Throughput: p.Throughput(),
 		P50: ms(p.Percentile(.5)), P99: ms(p.Percentile(.99)), Floor: r.FloorMicros, CPU: r.CPUMicros, CPUWholeProcess: r.CPUWhole,
-		RSS: r.RSSBytes, Lost: p.Lost(), Conflicting: p.Conflicting, Decisions: p.Labels, Stopped: r.Stopped}
+		RSS: r.RSSBytes, Lost: p.Lost(), Conflicting: p.Conflicting, Decisions: p.Labels, DecisionsWarmUp: p.WarmUp, Stopped: r.Stopped}
 	if c := r.Ceiling; c != nil {
 		j.Ceiling, j.CeilingP50, j.CeilingP99 = c.Throughput(), ms(c.Percentile(.5)), ms(c.Percentile(.99))
 		if j.Ceiling > 0 {
@@ -722,6 +746,7 @@ func (r *benchReport) writeJSON(path string) error {
 	}
 	if h := r.Half; h != nil {
 		j.HalfRate, j.HalfP50, j.HalfP95, j.HalfP99 = r.HalfRate, ms(h.Percentile(.5)), ms(h.Percentile(.95)), ms(h.Percentile(.99))
+		j.DecisionsHalfLoad = h.Labels
 		j.Lost += h.Lost()
 		j.Conflicting += h.Conflicting
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/certless/certless/internal/testenv"
+	"github.com/certless/certless/report"
 	"go.uber.org/zap"
 )
 
@@ -104,7 +105,8 @@ func TestRealKafkaBenchServe(t *testing.T) {
 	admin := testenv.PostgresAdminDSN(t)
 	bin := certlessBinary(ctx, t)
 	out := filepath.Join(t.TempDir(), "bench.json")
-	code, stdout, stderr := runCLI(t, "bench", "--kafka", brokers, "--postgres", admin, "--serve-bin", bin,
+	data := t.TempDir()
+	code, stdout, stderr := runCLI(t, "--data", data, "bench", "--kafka", brokers, "--postgres", admin, "--serve-bin", bin,
 		"--requests", "400", "--persons", "3000", "--in-flight", "100", "--instances", "2", "--json", out)
 	t.Log("\n" + stdout + stderr)
 	if code != exitOK {
@@ -125,6 +127,41 @@ func TestRealKafkaBenchServe(t *testing.T) {
 	for _, want := range []string{"transport ceiling", "half load @", "brokers' CPU (sum of 2)", "brokers' peak RSS", "pipeline ÷ ceiling", "lost 0", "2 × certless serve in one group"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("the table lacks %q", want)
+		}
+	}
+	// With --data the run is kept: the report of the day counts exactly
+	// the bench's decisions, warm-ups and half-load run included.
+	kept := filepath.Join(data, "bench.yaml")
+	if !strings.Contains(stdout, "certless --config "+kept+" report") {
+		t.Fatalf("no report hint in:\n%s", stdout)
+	}
+	want := map[string]int{}
+	total := 0
+	for _, k := range []string{"decisions", "decisions_warm_up", "decisions_half_load"} {
+		m, _ := j[k].(map[string]any)
+		for outcome, n := range m {
+			want[outcome] += int(n.(float64))
+			total += int(n.(float64))
+		}
+	}
+	if total != 400+400+5 {
+		t.Fatalf("the bench decided %d (%v), want 805", total, want)
+	}
+	rep := filepath.Join(t.TempDir(), "report.json")
+	from, to := time.Now().Add(-time.Hour).Format(time.RFC3339), time.Now().Add(time.Hour).Format(time.RFC3339)
+	if code, out, errOut := runCLI(t, "--config", kept, "report", "--from", from, "--to", to, "--format", "json", "--out", rep); code != exitOK || !strings.Contains(out, "reconciled with the log") {
+		t.Fatalf("report: %d %s %s", code, out, errOut)
+	}
+	var r report.Report
+	if err := jsonpkg.Unmarshal(mustRead(t, rep), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Totals.Requests != total {
+		t.Errorf("the report counts %d decisions, the bench %d", r.Totals.Requests, total)
+	}
+	for outcome, n := range want {
+		if r.Totals.ByOutcome[outcome] != n {
+			t.Errorf("%s: the report counts %d, the bench %d", outcome, r.Totals.ByOutcome[outcome], n)
 		}
 	}
 }

@@ -82,7 +82,9 @@ Modes:
                    decision database and topics, the dev agencies, keys and
                    agreements with their quotas, the SQL record source seeded
                    with --persons (kept between runs); CPU and RSS from the
-                   broker process's own accounting.
+                   broker process's own accounting. With --data DIR the
+                   run is kept for 'certless --config DIR/bench.yaml report'
+                   (the decision database stays); without, all is removed.
   embedded         the broker in this process on the in-process cluster and
                    SQLite (or --db); CPU is the whole process's.
   running          an already running broker on --kafka; keys, topic prefix
@@ -176,6 +178,7 @@ type benchReport struct {
 	Kafka, Store         string
 	Persons              int
 	Instances            int           // broker processes (serve)
+	Hint                 string        // what the run left behind, and how to report on it
 	Pipeline             bench.Result  // the main run
 	Half                 *bench.Result // paced at HalfRate
 	HalfRate             float64
@@ -221,6 +224,7 @@ type benchSetup struct {
 	instances int
 	store     func() (rows, txns int64) // embedded only
 	label     string                    // Kafka, as printed
+	hint      string                    // printed last: what was kept
 	storeDSN  string
 }
 
@@ -283,7 +287,7 @@ func runBench(ctx context.Context, g *globals, o benchOptions, log *zap.Logger) 
 	if err != nil {
 		return nil, err
 	}
-	rep := &benchReport{Mode: o.mode, Instances: s.instances, Requests: o.requests, Rate: o.rate, InFlight: o.inFlight, Kafka: s.label, Store: s.storeDSN, Persons: len(s.subjects.persons)}
+	rep := &benchReport{Mode: o.mode, Instances: s.instances, Hint: s.hint, Requests: o.requests, Rate: o.rate, InFlight: o.inFlight, Kafka: s.label, Store: s.storeDSN, Persons: len(s.subjects.persons)}
 	if o.mode == benchServe {
 		rep.Persons = o.persons
 	}
