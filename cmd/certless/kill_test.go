@@ -20,188 +20,187 @@ import (
 	"github.com/certless/certless/keys"
 )
 
-// TestRealKafkaKillAndRestart streams a few thousand requests through a
-// broker child process on the real Kafka and PostgreSQL, SIGKILLs it at
-// several points, restarts it each time, and proves that every request has
-// exactly one distinct receipt: none lost, none conflicting.
-func TestRealKafkaKillAndRestart(t *testing.T) {
-	const total = 3000
-	killAt := []int{400, 1300, 2200} // receipts seen before each SIGKILL
+// killRig is a stream of pre-signed requests through broker child
+// processes on the real Kafka and PostgreSQL, the receipt topics watched
+// from their start: for the tests that kill brokers.
+type killRig struct {
+	t        *testing.T
+	ctx      context.Context
+	cfg      *config.Config
+	cfgPath  string
+	bin      string
+	kcfg     bkafka.Config
+	topics   broker.Topics
+	agencies []string
+	stream   []benchRequest
+	logPath  string
+	logFile  *os.File
+	began    time.Time
 
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-	defer cancel()
+	mu       sync.Mutex
+	receipts map[string][][]byte // digest → distinct receipts
+	seen     chan struct{}
+	prodDone chan error
+}
+
+// newKillRig prepares total requests and the topics, watches the receipt
+// topics, and starts streaming the requests in small paced chunks, so
+// kills land while requests still arrive.
+func newKillRig(ctx context.Context, t *testing.T, total int) *killRig {
+	t.Helper()
 	testStart := time.Now()
 	cfg := realConfig(ctx, t)
 	t.Logf("set up the real services in %.1fs", time.Since(testStart).Seconds())
 	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "config.yaml")
+	r := &killRig{t: t, ctx: ctx, cfg: cfg, cfgPath: filepath.Join(dir, "config.yaml"), receipts: map[string][][]byte{},
+		seen: make(chan struct{}, total*4), prodDone: make(chan error, 1)}
 	cfg.HTTP.Addr = "127.0.0.1:0"
 	cfg.Log.Level = "warn"
-	// Shorter than production so each restart does not wait long for the
-	// killed member's session to expire.
+	// Shorter than production so a killed member's session expires soon.
 	cfg.Kafka.SessionTimeout = config.Duration(6 * time.Second)
 	cfg.Kafka.RebalanceTimeout = config.Duration(10 * time.Second)
-	if err := cfg.Write(cfgPath); err != nil {
+	if err := cfg.Write(r.cfgPath); err != nil {
 		t.Fatal(err)
 	}
 	t0 := time.Now()
-	bin := certlessBinary(ctx, t)
+	r.bin = certlessBinary(ctx, t)
 	t.Logf("built the broker binary in %.1fs", time.Since(t0).Seconds())
 
-	topics := broker.Topics{Prefix: cfg.Kafka.TopicPrefix}
-	kcfg := kafkaConfig(cfg.Kafka)
+	r.topics = broker.Topics{Prefix: cfg.Kafka.TopicPrefix}
+	r.kcfg = kafkaConfig(cfg.Kafka)
 	var specs []bkafka.TopicSpec
 	for _, a := range cfg.Agencies {
-		specs = append(specs, bkafka.TopicSpec{Name: topics.Requests(a.ID), Partitions: cfg.Kafka.Partitions, ReplicationFactor: 1},
-			bkafka.TopicSpec{Name: topics.Receipts(a.ID), Partitions: cfg.Kafka.Partitions, ReplicationFactor: 1})
+		specs = append(specs, bkafka.TopicSpec{Name: r.topics.Requests(a.ID), Partitions: cfg.Kafka.Partitions, ReplicationFactor: 1},
+			bkafka.TopicSpec{Name: r.topics.Receipts(a.ID), Partitions: cfg.Kafka.Partitions, ReplicationFactor: 1})
 	}
-	specs = append(specs, bkafka.TopicSpec{Name: topics.DeadLetter(), Partitions: 1, ReplicationFactor: 1})
-	if err := bkafka.EnsureTopics(ctx, kcfg, specs...); err != nil {
+	specs = append(specs, bkafka.TopicSpec{Name: r.topics.DeadLetter(), Partitions: 1, ReplicationFactor: 1})
+	if err := bkafka.EnsureTopics(ctx, r.kcfg, specs...); err != nil {
 		t.Fatal(err)
 	}
-
 	// Sign the whole stream up front, with the bench's mix of answered,
-	// not found and denied requests from the three agencies.
+	// not found and denied requests.
 	now := time.Now()
 	signers := map[string]*keys.Private{}
-	var agencies []string
 	for _, a := range cfg.Agencies {
-		agencies = append(agencies, a.ID)
+		r.agencies = append(r.agencies, a.ID)
 		k, err := keys.SigningKey(cfg.KeysDir, a.ID, now)
 		if err != nil {
 			t.Fatal(err)
 		}
 		signers[a.ID] = k
 	}
-	stream, err := benchPlan(cfg.Agencies, signers, topics, sampleSubjects(devSeed, devPersons, devPersons), total, now, time.Hour, 0)
-	if err != nil {
+	var err error
+	if r.stream, err = benchPlan(cfg.Agencies, signers, r.topics, sampleSubjects(devSeed, devPersons, devPersons), total, now, time.Hour, 0); err != nil {
 		t.Fatal(err)
 	}
-
-	// Watch every receipt topic from its (empty) start.
-	var mu sync.Mutex
-	receipts := map[string][][]byte{} // digest → distinct receipts
-	seen := make(chan struct{}, total*4)
-	var tails []*client.Tail
-	for _, a := range agencies {
-		tl, err := client.TailTopic(ctx, kcfg, topics.Receipts(a))
+	for _, a := range r.agencies {
+		tl, err := client.TailTopic(ctx, r.kcfg, r.topics.Receipts(a))
 		if err != nil {
 			t.Fatal(err)
 		}
-		tails = append(tails, tl)
+		t.Cleanup(tl.Close)
 		go func() {
 			for {
 				rec, err := tl.Next(ctx)
 				if err != nil {
 					return
 				}
-				mu.Lock()
-				addDistinct(receipts, rec.Headers["certless-request-digest"], rec.Value)
-				mu.Unlock()
-				seen <- struct{}{}
+				r.mu.Lock()
+				addDistinct(r.receipts, rec.Headers["certless-request-digest"], rec.Value)
+				r.mu.Unlock()
+				r.seen <- struct{}{}
 			}
 		}()
 	}
-	defer func() {
-		for _, tl := range tails {
-			tl.Close()
-		}
-	}()
-	countReceipted := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(receipts)
+	if r.logFile, err = os.Create(filepath.Join(dir, "broker.log")); err != nil {
+		t.Fatal(err)
 	}
-
-	// The producer streams the requests in small paced chunks, so kills
-	// land while requests are still arriving.
-	prodDone := make(chan error, 1)
+	r.logPath = r.logFile.Name()
+	t.Cleanup(func() { r.logFile.Close() })
 	go func() {
-		p, err := bkafka.NewProducer(kcfg, bkafka.ProducerOptions{})
+		p, err := bkafka.NewProducer(r.kcfg, bkafka.ProducerOptions{})
 		if err != nil {
-			prodDone <- err
+			r.prodDone <- err
 			return
 		}
 		defer p.Close()
 		tick := time.NewTicker(5 * time.Millisecond)
 		defer tick.Stop()
-		for i := 0; i < len(stream); i += 20 {
+		for i := 0; i < len(r.stream); i += 20 {
 			var msgs []bkafka.Message
-			for _, x := range stream[i:min(i+20, len(stream))] {
+			for _, x := range r.stream[i:min(i+20, len(r.stream))] {
 				msgs = append(msgs, x.msg)
 			}
 			if err := p.Produce(ctx, msgs...); err != nil {
-				prodDone <- err
+				r.prodDone <- err
 				return
 			}
 			<-tick.C
 		}
-		prodDone <- nil
+		r.prodDone <- nil
 	}()
+	r.began = time.Now()
+	return r
+}
 
-	logPath := filepath.Join(dir, "broker.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
+// start runs a broker child process logging to the rig's log.
+func (r *killRig) start() *exec.Cmd {
+	r.t.Helper()
+	cmd := exec.Command(r.bin, "--config", r.cfgPath, "serve")
+	cmd.Stdout, cmd.Stderr = r.logFile, r.logFile
+	if err := cmd.Start(); err != nil {
+		r.t.Fatal(err)
 	}
-	defer logFile.Close()
-	start := func() *exec.Cmd {
-		cmd := exec.Command(bin, "--config", cfgPath, "serve")
-		cmd.Stdout, cmd.Stderr = logFile, logFile
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
+	return cmd
+}
+
+func (r *killRig) receipted() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.receipts)
+}
+
+// waitFor waits until n requests have a receipt.
+func (r *killRig) waitFor(n int) {
+	r.t.Helper()
+	for r.receipted() < n {
+		select {
+		case <-r.seen:
+		case <-r.ctx.Done():
+			out, _ := os.ReadFile(r.logPath)
+			r.t.Fatalf("waiting for %d receipted requests, have %d: %v\nbroker log tail:\n%s", n, r.receipted(), r.ctx.Err(), tail(out, 3000))
 		}
-		return cmd
 	}
-	waitFor := func(n int) {
-		t.Helper()
-		for countReceipted() < n {
-			select {
-			case <-seen:
-			case <-ctx.Done():
-				out, _ := os.ReadFile(logPath)
-				t.Fatalf("waiting for %d receipted requests, have %d: %v\nbroker log tail:\n%s", n, countReceipted(), ctx.Err(), tail(out, 3000))
-			}
-		}
-	}
+}
 
-	began := time.Now()
-	proc := start()
-	kills := 0
-	for _, n := range killAt {
-		waitFor(n)
-		if err := proc.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		_ = proc.Wait()
-		kills++
-		t.Logf("%5.1fs SIGKILL #%d after %d receipted requests; restarting", time.Since(began).Seconds(), kills, countReceipted())
-		proc = start()
+// kill SIGKILLs a broker and reaps it.
+func (r *killRig) kill(cmd *exec.Cmd) {
+	r.t.Helper()
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		r.t.Fatal(err)
 	}
-	if err := <-prodDone; err != nil {
-		t.Fatalf("produce: %v", err)
-	}
-	waitFor(total)
-	t.Logf("%5.1fs all %d requests receipted", time.Since(began).Seconds(), total)
+	_ = cmd.Wait()
+}
 
-	// Stop the last broker politely and check it exits cleanly.
-	if err := proc.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
+// stop SIGTERMs a broker and fails unless it exits cleanly.
+func (r *killRig) stop(cmd *exec.Cmd) {
+	r.t.Helper()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		r.t.Fatal(err)
 	}
-	if err := proc.Wait(); err != nil {
-		out, _ := os.ReadFile(logPath)
-		t.Fatalf("broker did not stop cleanly on SIGTERM: %v\n%s", err, tail(out, 3000))
+	if err := cmd.Wait(); err != nil {
+		out, _ := os.ReadFile(r.logPath)
+		r.t.Fatalf("broker did not stop cleanly on SIGTERM: %v\n%s", err, tail(out, 3000))
 	}
+}
 
-	t.Logf("%5.1fs broker stopped cleanly on SIGTERM", time.Since(began).Seconds())
-
-	// Read every receipt topic to its end now that no broker runs, so late
-	// duplicates are counted too.
-	all := map[string][][]byte{}
-	logIndex := map[string]string{}
-	totalCopies := 0
-	for _, a := range agencies {
-		for _, m := range readTopic(ctx, t, kcfg, topics.Receipts(a)) {
+// readBack reads every receipt topic to its end, once no broker runs, so
+// late duplicates are counted too, and counts the requests without a
+// receipt and those with two different ones.
+func (r *killRig) readBack() (all map[string][][]byte, logIndex map[string]string, copies, lost, conflicting int) {
+	all, logIndex = map[string][][]byte{}, map[string]string{}
+	for _, a := range r.agencies {
+		for _, m := range readTopic(r.ctx, r.t, r.kcfg, r.topics.Receipts(a)) {
 			var d string
 			for _, h := range m.Headers {
 				switch h.Key {
@@ -211,12 +210,11 @@ func TestRealKafkaKillAndRestart(t *testing.T) {
 					logIndex[string(m.Value)] = string(h.Value)
 				}
 			}
-			totalCopies++
+			copies++
 			addDistinct(all, d, m.Value)
 		}
 	}
-	lost, conflicting := 0, 0
-	for _, x := range stream {
+	for _, x := range r.stream {
 		switch n := len(all[x.signed.Digest]); {
 		case n == 0:
 			lost++
@@ -224,9 +222,43 @@ func TestRealKafkaKillAndRestart(t *testing.T) {
 			conflicting++
 		}
 	}
-	t.Logf("read back every receipt topic after %.1fs", time.Since(began).Seconds())
+	return all, logIndex, copies, lost, conflicting
+}
+
+func (r *killRig) since() float64 { return time.Since(r.began).Seconds() }
+
+// TestRealKafkaKillAndRestart streams a few thousand requests through a
+// broker child process on the real Kafka and PostgreSQL, SIGKILLs it at
+// several points, restarts it each time, and proves that every request has
+// exactly one distinct receipt: none lost, none conflicting.
+func TestRealKafkaKillAndRestart(t *testing.T) {
+	const total = 3000
+	killAt := []int{400, 1300, 2200} // receipts seen before each SIGKILL
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	r := newKillRig(ctx, t, total)
+	proc := r.start()
+	kills := 0
+	for _, n := range killAt {
+		r.waitFor(n)
+		r.kill(proc)
+		kills++
+		t.Logf("%5.1fs SIGKILL #%d after %d receipted requests; restarting", r.since(), kills, r.receipted())
+		proc = r.start()
+	}
+	if err := <-r.prodDone; err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+	r.waitFor(total)
+	t.Logf("%5.1fs all %d requests receipted", r.since(), total)
+	r.stop(proc)
+	t.Logf("%5.1fs broker stopped cleanly on SIGTERM", r.since())
+
+	all, logIndex, totalCopies, lost, conflicting := r.readBack()
+	t.Logf("read back every receipt topic after %.1fs", r.since())
 	t.Logf("kill test: %d requests, %d SIGKILLs, %d receipt records (%d redelivered copies), %d requests receipted, lost %d, conflicting %d",
 		total, kills, totalCopies, totalCopies-len(all), len(all), lost, conflicting)
+	t.Logf("fault broker-kill-restart: requests %d, lost %d, conflicting %d", total, lost, conflicting)
 	if lost != 0 || conflicting != 0 || len(all) != total {
 		t.Fatalf("lost %d, conflicting %d, receipted %d of %d", lost, conflicting, len(all), total)
 	}
@@ -239,8 +271,36 @@ func TestRealKafkaKillAndRestart(t *testing.T) {
 			t.Fatalf("receipt of %s was published without its %s header", d, broker.HeaderLogIndex)
 		}
 	}
-	auditStore(ctx, t, cfg, published, logIndex)
+	auditStore(ctx, t, r.cfg, published, logIndex)
 	t.Logf("every one of %d receipts is in the audited transparency log", len(published))
+}
+
+// TestRealKafkaInstanceLoss runs two brokers in one consumer group on one
+// database and SIGKILLs one mid-stream, for good: the other takes over
+// its partitions once the dead member's session expires, and every
+// request still has exactly one distinct receipt.
+func TestRealKafkaInstanceLoss(t *testing.T) {
+	const total = 3000
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	r := newKillRig(ctx, t, total)
+	a, b := r.start(), r.start()
+	r.waitFor(800)
+	r.kill(a)
+	killedAt, atKill := time.Now(), r.receipted()
+	t.Logf("%5.1fs SIGKILL of one of two instances after %d receipted requests; the other goes on alone", r.since(), atKill)
+	if err := <-r.prodDone; err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+	r.waitFor(total)
+	t.Logf("%5.1fs all %d requests receipted, %.1fs after the kill (session timeout %s)", r.since(), total, time.Since(killedAt).Seconds(), r.cfg.Kafka.SessionTimeout.D())
+	r.stop(b)
+	all, _, copies, lost, conflicting := r.readBack()
+	t.Logf("instance loss: %d receipt records (%d redelivered copies)", copies, copies-len(all))
+	t.Logf("fault broker-instance-loss: requests %d, lost %d, conflicting %d", total, lost, conflicting)
+	if lost != 0 || conflicting != 0 || len(all) != total {
+		t.Fatalf("lost %d, conflicting %d, receipted %d of %d", lost, conflicting, len(all), total)
+	}
 }
 
 // addDistinct records receipt under digest unless the same bytes are there.
