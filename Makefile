@@ -13,8 +13,13 @@ GO ?= go
 GOTEST_FLAGS ?= -race -count=1 -p 2 -timeout 30m
 PKGS ?= ./...
 TEST_LOG := .services/go-test.log
+# Each fuzz target runs this long in `make test`, on top of its seeds and
+# committed corpus (FUZZTIME=0 skips them).
+FUZZTIME ?= 10s
+FUZZ_TARGETS := schemas/residentid:FuzzResidentID envelope:FuzzCheckIJSON envelope:FuzzIJSONScanner \
+	envelope:FuzzDecode envelope:FuzzSignedPayload policies:FuzzParse feedback:FuzzBodies
 
-.PHONY: test build vet fmt-check services-up services-down services-status
+.PHONY: test build vet fmt-check fuzz services-up services-down services-status
 
 build:
 	@$(GO) build ./...
@@ -63,3 +68,16 @@ test: services-up
 	if [ "$$kafka" -eq 0 ] || [ "$$skafka" -eq 0 ] || [ "$$pg" -eq 0 ] || [ "$$lw" -eq 0 ]; then
 		echo "no test reached the real Kafka, its SASL_SSL listener, PostgreSQL or witness" >&2; exit 1
 	fi
+	$(MAKE) --no-print-directory fuzz
+
+# Every fuzz target for FUZZTIME on top of its seeds and corpus; the first
+# failure stops it, with the failing input saved under testdata/fuzz.
+fuzz:
+	@if [ "$(FUZZTIME)" = "0" ]; then exit 0; fi
+	echo "== fuzz: each target $(FUZZTIME)"
+	for t in $(FUZZ_TARGETS); do
+		pkg=$${t%%:*} name=$${t##*:}
+		out=$$($(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) ./$$pkg 2>&1) || { echo "$$out"; echo "fuzz $$name: FAILED" >&2; exit 1; }
+		execs=$$(echo "$$out" | grep -o 'execs: [0-9]*' | tail -1 | cut -d' ' -f2 || true)
+		echo "fuzz $$name ($$pkg): ok, $${execs:-?} inputs in $(FUZZTIME)"
+	done
