@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -318,8 +319,8 @@ func processRSS(pid int) func() (int64, error) {
 // temporary folder, fresh topics and decision database, the record source
 // seeded with o.persons (its database kept for the next run).
 func benchServeSetup(ctx context.Context, g *globals, o benchOptions, log *zap.Logger) (*benchSetup, func(), error) {
-	brokers := cmpOr(o.kafka, os.Getenv("CERTLESS_TEST_KAFKA"))
-	admin := cmpOr(o.postgres, os.Getenv("CERTLESS_TEST_POSTGRES"))
+	brokers := cmp.Or(o.kafka, os.Getenv("CERTLESS_TEST_KAFKA"))
+	admin := cmp.Or(o.postgres, os.Getenv("CERTLESS_TEST_POSTGRES"))
 	if brokers == "" || admin == "" {
 		return nil, nil, usagef(`--mode serve needs a Kafka and a PostgreSQL: scripts/services.sh up; eval "$(scripts/services.sh env)" (or --kafka and --postgres); --mode embedded needs neither`)
 	}
@@ -447,28 +448,7 @@ func benchServeSetup(ctx context.Context, g *globals, o benchOptions, log *zap.L
 		what = fmt.Sprintf("%d × certless serve in one group, pids %s", len(pids), strings.Join(pids, ", "))
 	}
 	s := &benchSetup{cfg: cfg, kcfg: kafkaConfig(cfg.Kafka), topics: broker.Topics{Prefix: cfg.Kafka.TopicPrefix},
-		cpu: func() (time.Duration, error) {
-			var sum time.Duration
-			for _, f := range cpus {
-				d, err := f()
-				if err != nil {
-					return 0, err
-				}
-				sum += d
-			}
-			return sum, nil
-		},
-		rss: func() (int64, error) {
-			var sum int64
-			for _, f := range rsss {
-				b, err := f()
-				if err != nil {
-					return 0, err
-				}
-				sum += b
-			}
-			return sum, nil
-		},
+		cpu: sumOf(cpus), rss: sumOf(rsss),
 		instances: len(pids), label: brokers + " (" + what + ")", storeDSN: redactDSN(cfg.Store.DSN)}
 	if keep {
 		today := time.Now().In(exchange.Beijing)
@@ -478,6 +458,22 @@ func benchServeSetup(ctx context.Context, g *globals, o benchOptions, log *zap.L
 	fmt.Fprintf(g.stderr, "sampling the subjects of %d persons\n", o.persons)
 	s.subjects = sampleSubjects(devSeed, o.persons, 20000)
 	return s, cleanup, nil
+}
+
+// sumOf is the sum of what the readers report, for several broker
+// processes.
+func sumOf[T time.Duration | int64](readers []func() (T, error)) func() (T, error) {
+	return func() (T, error) {
+		var sum T
+		for _, f := range readers {
+			v, err := f()
+			if err != nil {
+				return 0, err
+			}
+			sum += v
+		}
+		return sum, nil
+	}
 }
 
 // benchRecordsDB returns the DSN of the database holding the synthetic
@@ -594,13 +590,6 @@ func waitReadyz(ctx context.Context, url string, exited <-chan error, within tim
 func lastLines(b []byte, n int) string {
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // print writes the table.

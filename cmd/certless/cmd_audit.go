@@ -311,12 +311,8 @@ func auditPolicy(cmd *cobra.Command, cfg *config.Config, logKey, origin string, 
 		}
 		pol.Quorum = len(pol.Witnesses)
 	} else {
-		for _, cw := range cfg.Transparency.Witnesses {
-			w, err := witness.NewCosignatureVerifier(cw.VKey)
-			if err != nil {
-				return translog.Policy{}, fmt.Errorf("transparency witness %s: %w", cw.URL, err)
-			}
-			pol.Witnesses = append(pol.Witnesses, w)
+		if pol.Witnesses, err = configWitnesses(cfg); err != nil {
+			return translog.Policy{}, err
 		}
 		pol.Quorum = cfg.Transparency.Quorum
 	}
@@ -327,6 +323,20 @@ func auditPolicy(cmd *cobra.Command, cfg *config.Config, logKey, origin string, 
 		return translog.Policy{}, usagef("--quorum %d with %d witnesses", pol.Quorum, len(pol.Witnesses))
 	}
 	return pol, nil
+}
+
+// configWitnesses are the cosignature verifiers of the configured
+// witnesses.
+func configWitnesses(cfg *config.Config) ([]note.Verifier, error) {
+	var out []note.Verifier
+	for _, cw := range cfg.Transparency.Witnesses {
+		w, err := witness.NewCosignatureVerifier(cw.VKey)
+		if err != nil {
+			return nil, fmt.Errorf("transparency witness %s: %w", cw.URL, err)
+		}
+		out = append(out, w)
+	}
+	return out, nil
 }
 
 // auditResult is what verify found.

@@ -433,8 +433,20 @@ func storedPayload(jws []byte) (envelope.Payload, error) {
 	return p, json.Unmarshal(b, &p)
 }
 
-// statusCheck is the revocation verdict of a verified receipt.
+// statusCheck is the revocation verdict of a verified receipt, its status
+// list read from file or, without one, fetched from the URL it names.
 func statusCheck(ctx context.Context, r *client.Receipt, file string, b *client.Broker) client.Check {
+	return statusVerdict(r, b, func() ([]byte, error) {
+		if file != "" {
+			return readBounded(file, 4<<20)
+		}
+		return client.FetchStatusList(ctx, r)
+	})
+}
+
+// statusVerdict is the revocation verdict of a verified receipt against the
+// signed status list that list returns.
+func statusVerdict(r *client.Receipt, b *client.Broker, list func() ([]byte, error)) client.Check {
 	c := client.Check{Name: "status"}
 	if r == nil {
 		c.Err = errors.New("the receipt could not be read, so neither could its revocation status")
@@ -446,18 +458,12 @@ func statusCheck(ctx context.Context, r *client.Receipt, file string, b *client.
 		c.Note = "no revocation entry (issued before status lists; it cannot be revoked)"
 		return c
 	}
-	var list []byte
-	var err error
-	if file != "" {
-		list, err = readBounded(file, 4<<20)
-	} else {
-		list, err = client.FetchStatusList(ctx, r)
-	}
+	l, err := list()
 	if err != nil {
 		c.Err = fmt.Errorf("status list: %w", err)
 		return c
 	}
-	chk, err := client.CheckStatus(r, list, b)
+	chk, err := client.CheckStatus(r, l, b)
 	switch {
 	case err != nil:
 		c.Err = err

@@ -22,7 +22,6 @@ import (
 	"github.com/certless/certless/schemas/residentid"
 	"github.com/certless/certless/statuslist"
 	"github.com/certless/certless/translog"
-	"github.com/certless/certless/translog/witness"
 )
 
 // newConsole wires the auditor console to the running broker: its store
@@ -104,15 +103,11 @@ func (s *service) logPolicy() (translog.Policy, error) {
 	if err != nil {
 		return translog.Policy{}, err
 	}
-	pol := translog.Policy{Origin: s.cfg.LogOrigin(), Log: v, Quorum: s.cfg.Transparency.Quorum}
-	for _, cw := range s.cfg.Transparency.Witnesses {
-		w, err := witness.NewCosignatureVerifier(cw.VKey)
-		if err != nil {
-			return translog.Policy{}, fmt.Errorf("transparency witness %s: %w", cw.URL, err)
-		}
-		pol.Witnesses = append(pol.Witnesses, w)
+	ws, err := configWitnesses(s.cfg)
+	if err != nil {
+		return translog.Policy{}, err
 	}
-	return pol, nil
+	return translog.Policy{Origin: s.cfg.LogOrigin(), Log: v, Witnesses: ws, Quorum: s.cfg.Transparency.Quorum}, nil
 }
 
 // receiptChecks verifies a decision's receipt as `certless receipt verify`
@@ -142,29 +137,11 @@ func (s *service) receiptChecks(ctx context.Context, d store.Decision) []console
 	for _, c := range checks {
 		out = append(out, console.Check{Name: c.Name, Err: c.Err, Note: c.Note})
 	}
-	st := console.Check{Name: "status"}
-	switch {
-	case rec == nil:
-		st.Err = fmt.Errorf("the receipt could not be read, so neither could its revocation status")
-	case rec.CredentialStatus == nil:
-		st.Note = "no revocation entry (issued before status lists; it cannot be revoked)"
-	default:
-		list, err := signedStatusList(ctx, s.store, rec.CredentialStatus.StatusListCredential, s.cfg.BrokerID, s.key.SigningKey(), d.StatusIndex/statuslist.Size)
-		if err != nil {
-			st.Err = err
-			break
-		}
-		chk, err := client.CheckStatus(rec, list, bk)
-		switch {
-		case err != nil:
-			st.Err = err
-		case chk.Revoked:
-			st.Err = fmt.Errorf("revoked: %s, dispute %s, at %s", chk.Why.Reason, chk.Why.Dispute, chk.Why.At.UTC().Format(time.RFC3339))
-		default:
-			st.Note = "not revoked as of " + chk.AsOf.UTC().Format(time.RFC3339)
-		}
-	}
-	return append(out, st)
+	// Revocation now, against the list as the broker publishes it.
+	st := statusVerdict(rec, bk, func() ([]byte, error) {
+		return signedStatusList(ctx, s.store, rec.CredentialStatus.StatusListCredential, s.cfg.BrokerID, s.key.SigningKey(), d.StatusIndex/statuslist.Size)
+	})
+	return append(out, console.Check{Name: st.Name, Err: st.Err, Note: st.Note})
 }
 
 // consoleReport builds a report from the broker's own store and signs it
