@@ -221,7 +221,11 @@ func decodeStrict(data []byte, v any) error {
 }
 
 // call posts body to url with bounded, jittered retries behind the circuit
-// breaker, and hands the 200 response to decode (whose error is permanent).
+// breaker, and hands a 200 response that is well-formed JSON to decode
+// (whose error is permanent). A 200 body that is not — garbled, truncated,
+// empty — is a failed attempt like a 5xx: the upstream or something in
+// front of it is failing, the query is not at fault, and asking again may
+// succeed.
 func (c *Client) call(ctx context.Context, url string, body []byte, decode func([]byte) error) error {
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
@@ -229,6 +233,9 @@ func (c *Client) call(ctx context.Context, url string, body []byte, decode func(
 		}
 		data, err := c.breaker.Execute(func() ([]byte, error) {
 			data, err := c.attempt(ctx, url, body)
+			if err == nil && !json.Valid(data) {
+				return nil, &attemptError{err: fmt.Errorf("upstream answered 200 with a body that is not well-formed JSON (%d bytes, not shown)", len(data)), retry: true, fault: true}
+			}
 			if err == nil {
 				if derr := decode(data); derr != nil {
 					return nil, &attemptError{err: derr, fault: true}

@@ -117,6 +117,65 @@ func TestRetriesServerErrorsThenSucceeds(t *testing.T) {
 	}
 }
 
+// TestGarbledAnswersAreRetriedAndTripTheBreaker: a 200 whose body is not
+// well-formed JSON is the upstream failing, not the query: it is retried
+// (the next, valid answer is returned as it is), and garbage alone opens
+// the circuit.
+func TestGarbledAnswersAreRetriedAndTripTheBreaker(t *testing.T) {
+	src, q := memory()
+	garbage := []string{"<html>502 Bad Gateway</html>", `{"found":true,"fields":{"as_of":"2026-01-01T00:00:00Z","extra":`}
+	h, n := counting(httpsource.Handler(src, httpsource.HandlerOptions{}), func(n int64, w http.ResponseWriter) bool {
+		if n <= 2 {
+			_, _ = w.Write([]byte(garbage[n-1]))
+			return true
+		}
+		return false
+	})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	want, err := src.Answer(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := client(t, srv.URL, fast(httpsource.Options{MaxAttempts: 3, Name: want.Source})).Answer(context.Background(), q)
+	if err != nil {
+		t.Fatalf("Answer after two garbled attempts: %v", err)
+	}
+	if n.Load() != 3 {
+		t.Errorf("%d requests, want 3", n.Load())
+	}
+	gb, _ := json.Marshal(got)
+	wb, _ := json.Marshal(want)
+	if string(gb) != string(wb) {
+		t.Errorf("answer after garbled attempts\n got %s\nwant %s", gb, wb)
+	}
+
+	// Only garbage: the attempts are spent, unavailable, and the circuit
+	// opens; the next call does not reach the upstream.
+	junk, hits := counting(http.NotFoundHandler(), func(_ int64, w http.ResponseWriter) bool {
+		_, _ = w.Write([]byte("not json"))
+		return true
+	})
+	srv2 := httptest.NewServer(junk)
+	defer srv2.Close()
+	var opened atomic.Bool
+	c := client(t, srv2.URL, fast(httpsource.Options{MaxAttempts: 2, TripAfter: 2, OpenFor: time.Hour,
+		OnStateChange: func(_, to string) { opened.Store(to == "open") }}))
+	if _, err := c.Answer(context.Background(), q); !errors.Is(err, adapters.ErrUnavailable) || fault.IsPermanent(err) {
+		t.Fatalf("err = %v, want a transient ErrUnavailable", err)
+	}
+	if !opened.Load() {
+		t.Fatal("garbage did not open the circuit")
+	}
+	before := hits.Load()
+	if _, err := c.Answer(context.Background(), q); !errors.Is(err, adapters.ErrUnavailable) || !strings.Contains(err.Error(), "circuit") {
+		t.Fatalf("err = %v, want ErrUnavailable from the open circuit", err)
+	}
+	if hits.Load() != before {
+		t.Error("an open circuit still called the upstream")
+	}
+}
+
 func TestDoesNotRetryClientErrors(t *testing.T) {
 	src, q := memory()
 	h, n := counting(httpsource.Handler(src, httpsource.HandlerOptions{}), func(_ int64, w http.ResponseWriter) bool {
@@ -277,7 +336,12 @@ func TestClassifiesEveryUpstreamFailure(t *testing.T) {
 		{"422", 422, `{"error":"x"}`, nil, fault.PermanentKind, adapters.ReasonSourceRefused, 1},
 		{"302 not followed", 302, "", map[string]string{"Location": "http://127.0.0.1:1/elsewhere"}, fault.PermanentKind, adapters.ReasonSourceRefused, 1},
 		{"unexpected member", 200, `{"found":false,"as_of":"2026-01-01T00:00:00Z","valid_until":"2026-02-01T00:00:00Z","source":"x","extra":1}`, nil, fault.PermanentKind, adapters.ReasonAnswerInvalid, 1},
-		{"not JSON", 200, secret, nil, fault.PermanentKind, adapters.ReasonAnswerInvalid, 1},
+		{"not JSON", 200, secret, nil, fault.TransientKind, "", 3},
+		{"truncated JSON", 200, `{"found":true,"fields":{"id_name_match":tr`, nil, fault.TransientKind, "", 3},
+		{"empty 200", 200, "", nil, fault.TransientKind, "", 3},
+		{"HTML error page", 200, "<html><body>502 Bad Gateway " + secret + "</body></html>", nil, fault.TransientKind, "", 3},
+		{"data after the answer", 200, `{"found":false,"as_of":"2026-01-01T00:00:00Z","valid_until":"2026-02-01T00:00:00Z","source":"x"} {"found":true}`, nil, fault.TransientKind, "", 3},
+		{"wrong type", 200, `{"found":"yes","as_of":"2026-01-01T00:00:00Z","valid_until":"2026-02-01T00:00:00Z","source":"x"}`, nil, fault.PermanentKind, adapters.ReasonAnswerInvalid, 1},
 		{"found without fields", 200, `{"found":true,"as_of":"2026-01-01T00:00:00Z","valid_until":"2026-02-01T00:00:00Z","source":"x"}`, nil, fault.PermanentKind, adapters.ReasonAnswerInvalid, 1},
 		{"503", 503, secret, nil, fault.TransientKind, "", 3},
 		{"408", 408, "", nil, fault.TransientKind, "", 3},

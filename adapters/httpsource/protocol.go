@@ -30,12 +30,18 @@
 //
 // # Client promises
 //
-// Each attempt has its own timeout. Network errors, timeouts, 429 and 5xx
-// are retried a bounded number of times with exponential backoff and full
+// Each attempt has its own timeout. Network errors, timeouts, 429, 5xx and
+// garbled answers (below) are retried a bounded number of times with exponential backoff and full
 // jitter; other answers are not. A circuit breaker (sony/gobreaker) counts
 // failed attempts; while it is open, Answer fails at once with an error
 // wrapping adapters.ErrUnavailable, as it does when all attempts failed.
-// Responses larger than a bound are refused. A 400 yields an error wrapping
+// A 200 whose body is not well-formed JSON (garbled, truncated, empty) is
+// a failed attempt like a 5xx: retried, counted by the breaker, and
+// adapters.ErrUnavailable once the attempts are spent. A well-formed body
+// that is not a protocol answer (an unknown member, a wrong type, found
+// without fields) is refused as answer_invalid and not retried: asking
+// again gets the same answer. Responses larger than a bound are refused
+// (answer_invalid). A 400 yields an error wrapping
 // adapters.ErrInvalidQuery; a cancelled caller context yields its error.
 package httpsource
 
