@@ -78,6 +78,14 @@ func TestPermanentTriggersAreRejectedAtOnce(t *testing.T) {
 		{"as_of before the floor", court, f.court,
 			`{"query":"identity","subject":` + subjectJSON(p) + `,"as_of":"1970-01-01T00:00:00Z"}`,
 			adapters.ReasonInvalidQuery, "/body/as_of"},
+		// The instant of Go's zero time.Time, in any zone: asked for, not
+		// "now" (the hostile catalogue found it answered as of now).
+		{"as_of the year 1", court, f.court,
+			`{"query":"identity","subject":` + subjectJSON(p) + `,"as_of":"0001-01-01T00:00:00Z"}`,
+			adapters.ReasonInvalidQuery, "/body/as_of"},
+		{"as_of the year 1, another zone", court, f.court,
+			`{"query":"identity","subject":` + subjectJSON(p) + `,"as_of":"0001-01-01T08:00:00+08:00"}`,
+			adapters.ReasonInvalidQuery, "/body/as_of"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -53,7 +53,7 @@ func (h *RequestHandler) Decide(ctx context.Context, v *envelope.Verified) (Deci
 	if req.AsOf != nil {
 		q.AsOf = *req.AsOf
 	}
-	if err := h.validate(q); err != nil {
+	if err := h.validate(q, req.AsOf != nil); err != nil {
 		return d, err
 	}
 
@@ -94,9 +94,12 @@ func (h *RequestHandler) Decide(ctx context.Context, v *envelope.Verified) (Deci
 }
 
 // validate is what the schema cannot say about a request; each failure is
-// permanent (invalid_query) and names the field.
-func (h *RequestHandler) validate(q adapters.Query) error {
-	if !q.AsOf.IsZero() {
+// permanent (invalid_query) and names the field. asOf says whether the
+// request gave body.as_of: q.AsOf zero means "now" to the sources, so an
+// as_of of 0001-01-01T00:00:00Z (the zero time.Time) must be checked by
+// presence, not by IsZero, or it would be answered as of now.
+func (h *RequestHandler) validate(q adapters.Query, asOf bool) error {
+	if asOf {
 		skew := h.ClockSkew
 		if skew <= 0 {
 			skew = envelope.DefaultClockSkew
