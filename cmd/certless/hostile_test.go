@@ -596,7 +596,6 @@ collect:
 	}
 	summary := fmt.Sprintf("hostile: %d cases, %d as expected", len(cases), asExpected)
 	t.Logf("%s (all decided in %v)", summary, took.Round(time.Millisecond))
-	fmt.Printf("%s\n", summary)
 
 	// SQL metacharacters changed nothing: the same tables, the records
 	// untouched.

@@ -294,9 +294,8 @@ func TestRealKafkaSourceFailures(t *testing.T) {
 			t.Errorf("request %s has %d different receipts", d, len(all[d]))
 		}
 	}
-	line := fmt.Sprintf("fault source failures: requests %d, lost %d, conflicting %d", len(sent), lost, conflicting)
+	line := fmt.Sprintf("fault record-source-failures: requests %d, lost %d, conflicting %d", len(sent), lost, conflicting)
 	t.Log(line)
-	fmt.Println(line)
 	if lost != 0 || conflicting != 0 {
 		t.Fatal(line)
 	}
