@@ -23,6 +23,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"go.uber.org/zap"
 
 	"github.com/certless/certless/adapters/sqlsource"
@@ -295,14 +297,20 @@ func processCPU(pid int) func() (time.Duration, error) {
 const clockTicks = 100
 
 // processRSS reads a process's peak resident set (VmHWM) from /proc.
-func processRSS(pid int) func() (int64, error) {
+func processRSS(pid int) func() (int64, error) { return processStatus(pid, "VmHWM") }
+
+// processRSSNow reads a process's current resident set (VmRSS).
+func processRSSNow(pid int) func() (int64, error) { return processStatus(pid, "VmRSS") }
+
+// processStatus reads a size in kB of /proc/PID/status, in bytes.
+func processStatus(pid int, field string) func() (int64, error) {
 	return func() (int64, error) {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 		if err != nil {
 			return 0, fmt.Errorf("broker RSS: %w", err)
 		}
 		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			if v, ok := strings.CutPrefix(line, field+":"); ok {
 				kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
 				if err != nil {
 					return 0, fmt.Errorf("broker RSS: %w", err)
@@ -310,7 +318,55 @@ func processRSS(pid int) func() (int64, error) {
 				return kb << 10, nil
 			}
 		}
-		return 0, errors.New("broker RSS: no VmHWM")
+		return 0, fmt.Errorf("broker RSS: no %s in /proc/%d/status", field, pid)
+	}
+}
+
+// scrapeGoroutines reads go_goroutines (client_golang's Go collector,
+// which the broker registers) from a /metrics URL.
+func scrapeGoroutines(ctx context.Context, url string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("broker goroutines: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("broker goroutines: %s answered %s", url, resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return 0, fmt.Errorf("broker goroutines: %w", err)
+	}
+	fam, ok := families["go_goroutines"]
+	if !ok || len(fam.GetMetric()) != 1 {
+		return 0, fmt.Errorf("broker goroutines: no go_goroutines at %s", url)
+	}
+	return int(fam.GetMetric()[0].GetGauge().GetValue()), nil
+}
+
+// brokerProbe reads the current RSS and goroutines of broker processes,
+// summed: pids[i] serves /metrics at urls[i].
+func brokerProbe(pids []int, urls []string) func(context.Context) (bench.Probe, error) {
+	return func(ctx context.Context) (bench.Probe, error) {
+		var p bench.Probe
+		for i, pid := range pids {
+			rss, err := processRSSNow(pid)()
+			if err != nil {
+				return p, err
+			}
+			n, err := scrapeGoroutines(ctx, urls[i])
+			if err != nil {
+				return p, err
+			}
+			p.RSS += rss
+			p.Goroutines += n
+		}
+		return p, nil
 	}
 }
 
@@ -403,6 +459,8 @@ func benchServeSetup(ctx context.Context, g *globals, o benchOptions, log *zap.L
 	var cpus []func() (time.Duration, error)
 	var rsss []func() (int64, error)
 	var pids []string
+	var pidNums []int
+	var metrics []string
 	for i := range max(o.instances, 1) {
 		addr := cfg.HTTP.Addr
 		if i > 0 {
@@ -442,13 +500,14 @@ func benchServeSetup(ctx context.Context, g *globals, o benchOptions, log *zap.L
 		}
 		cpus, rsss = append(cpus, processCPU(cmd.Process.Pid)), append(rsss, processRSS(cmd.Process.Pid))
 		pids = append(pids, strconv.Itoa(cmd.Process.Pid))
+		pidNums, metrics = append(pidNums, cmd.Process.Pid), append(metrics, "http://"+addr+"/metrics")
 	}
 	what := "certless serve, pid " + pids[0]
 	if len(pids) > 1 {
 		what = fmt.Sprintf("%d × certless serve in one group, pids %s", len(pids), strings.Join(pids, ", "))
 	}
 	s := &benchSetup{cfg: cfg, kcfg: kafkaConfig(cfg.Kafka), topics: broker.Topics{Prefix: cfg.Kafka.TopicPrefix},
-		cpu: sumOf(cpus), rss: sumOf(rsss),
+		cpu: sumOf(cpus), rss: sumOf(rsss), probe: brokerProbe(pidNums, metrics),
 		instances: len(pids), label: brokers + " (" + what + ")", storeDSN: redactDSN(cfg.Store.DSN)}
 	if keep {
 		today := time.Now().In(exchange.Beijing)
@@ -654,6 +713,9 @@ func (r *benchReport) print(w io.Writer) {
 	if h := r.Half; h != nil {
 		lost, conflicting = lost+h.Lost(), conflicting+h.Conflicting
 	}
+	if k := r.Soak; k != nil {
+		lost, conflicting = lost+k.Result.Lost(), conflicting+k.Result.Conflicting
+	}
 	fmt.Fprintf(w, "receipts    %d   lost %d   duplicate copies %d   conflicting %d\n", p.Answered, lost, p.Duplicates, conflicting)
 	names := slices.Collect(maps.Keys(p.Labels))
 	slices.SortFunc(names, func(a, b string) int { return p.Labels[b] - p.Labels[a] })
@@ -683,9 +745,115 @@ func (r *benchReport) print(w io.Writer) {
 	if p.Foreign > 0 {
 		fmt.Fprintf(w, "ignored     %d receipts of other clients' requests\n", p.Foreign)
 	}
+	if r.Soak != nil {
+		r.Soak.print(w, r.Instances)
+	}
 	if r.Hint != "" {
 		fmt.Fprintf(w, "\n%s\n", r.Hint)
 	}
+}
+
+// print writes the soak's samples and verdicts.
+func (k *benchSoak) print(w io.Writer, instances int) {
+	res := k.Result
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	fmt.Fprintf(w, "\nsoak @%.0f/s for %s, a sample every %s: %d requests, receipts %d, lost %d, conflicting %d; p50 %.1f ms, p99 %.1f ms\n",
+		k.Rate, k.Duration, k.Every, res.Sent, res.Answered, res.Lost(), res.Conflicting, ms(res.Percentile(.5)), ms(res.Percentile(.99)))
+	if res.Stopped != "" {
+		fmt.Fprintf(w, "SOAK STOPPED EARLY: %s\n", res.Stopped)
+	}
+	if instances > 1 {
+		fmt.Fprintf(w, "(rss and goroutines: the sum of %d brokers)\n", instances)
+	}
+	fmt.Fprintf(w, "%8s %9s %11s %9s %9s\n", "time", "rss MiB", "goroutines", "p99 ms", "msg/s")
+	for _, s := range res.Samples {
+		fmt.Fprintf(w, "%8s %9.1f %11d %9.1f %9.0f\n", s.At.Round(time.Second), float64(s.RSS)/(1<<20), s.Goroutines, ms(s.P99), s.Throughput)
+	}
+	if len(res.Samples) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "trend: least squares after the first tenth of the samples; a trend when the line moves the bad way by the threshold × the mean over the soak")
+	for _, t := range k.trends() {
+		slope := strings.TrimSpace(fmt.Sprintf("%+.3g %s", t.trend.SlopePerMinute*t.scale, t.unit)) + "/min"
+		fmt.Fprintf(w, "  %-11s %-18s %+6.1f%% over the soak (threshold %2.0f%%)  %s\n", t.name, slope,
+			100*t.trend.Relative, 100*t.trend.Threshold, t.trend.Verdict(t.bad))
+	}
+}
+
+// soakSeries is one series of a soak and how it is judged.
+type soakSeries struct {
+	name, key, unit string
+	scale           float64 // to the unit printed
+	trend           bench.Trend
+	bad             bench.Direction
+}
+
+func (k *benchSoak) trends() []soakSeries {
+	t := k.Trends
+	return []soakSeries{
+		{"rss", "rss_bytes", "MiB", 1.0 / (1 << 20), t.RSS, bench.Up},
+		{"goroutines", "goroutines", "", 1, t.Goroutines, bench.Up},
+		{"p99", "p99_ms", "ms", 1, t.P99, bench.Up},
+		{"msg/s", "throughput_per_s", "msg/s", 1, t.Throughput, bench.Down}, // per minute
+	}
+}
+
+// soakJSON is the soak in the --json file.
+type soakJSON struct {
+	Rate        float64              `json:"rate_per_s"`
+	Duration    float64              `json:"duration_s"`
+	Every       float64              `json:"every_s"`
+	Sent        int                  `json:"sent"`
+	Answered    int                  `json:"answered"`
+	Lost        int                  `json:"lost"`
+	Conflicting int                  `json:"conflicting"`
+	Duplicates  int                  `json:"duplicates"`
+	P50         float64              `json:"p50_ms"`
+	P99         float64              `json:"p99_ms"`
+	Decisions   map[string]int       `json:"decisions"`
+	Stopped     string               `json:"stopped,omitempty"`
+	Samples     []soakSampleJSON     `json:"samples"`
+	Trends      map[string]trendJSON `json:"trends"`
+}
+
+type soakSampleJSON struct {
+	T          float64 `json:"t_s"`
+	RSS        int64   `json:"rss_bytes"`
+	Goroutines int     `json:"goroutines"`
+	P99        float64 `json:"p99_ms"`
+	Throughput float64 `json:"throughput_per_s"`
+	Sent       int     `json:"sent"`
+	Answered   int     `json:"answered"`
+}
+
+type trendJSON struct {
+	Samples        int     `json:"samples"`
+	Mean           float64 `json:"mean"`
+	SlopePerMinute float64 `json:"slope_per_min"`
+	Rise           float64 `json:"rise"`
+	Relative       float64 `json:"relative"`
+	Threshold      float64 `json:"threshold"`
+	Trending       bool    `json:"trending"`
+	Verdict        string  `json:"verdict"`
+}
+
+func (k *benchSoak) json() *soakJSON {
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	res := k.Result
+	j := &soakJSON{Rate: k.Rate, Duration: k.Duration.Seconds(), Every: k.Every.Seconds(), Sent: res.Sent, Answered: res.Answered,
+		Lost: res.Lost(), Conflicting: res.Conflicting, Duplicates: res.Duplicates, P50: ms(res.Percentile(.5)), P99: ms(res.Percentile(.99)),
+		Decisions: res.Labels, Stopped: res.Stopped, Samples: []soakSampleJSON{}, Trends: map[string]trendJSON{}}
+	for _, s := range res.Samples {
+		j.Samples = append(j.Samples, soakSampleJSON{T: s.At.Seconds(), RSS: s.RSS, Goroutines: s.Goroutines, P99: ms(s.P99),
+			Throughput: s.Throughput, Sent: s.Sent, Answered: s.Answered})
+	}
+	if len(res.Samples) > 0 {
+		for _, t := range k.trends() {
+			j.Trends[t.key] = trendJSON{Samples: t.trend.Samples, Mean: t.trend.Mean, SlopePerMinute: t.trend.SlopePerMinute, Rise: t.trend.Rise,
+				Relative: t.trend.Relative, Threshold: t.trend.Threshold, Trending: t.trend.Trending(t.bad), Verdict: t.trend.Verdict(t.bad)}
+		}
+	}
+	return j
 }
 
 // benchJSON is the --json file.
@@ -719,6 +887,9 @@ type benchJSON struct {
 	DecisionsWarmUp   map[string]int `json:"decisions_warm_up,omitempty"`
 	DecisionsHalfLoad map[string]int `json:"decisions_half_load,omitempty"`
 	Stopped           string         `json:"stopped,omitempty"`
+	// Soak is the --soak run: its samples and a verdict per series. Its
+	// lost and conflicting requests are in the totals above too.
+	Soak *soakJSON `json:"soak,omitempty"`
 }
 
 func (r *benchReport) writeJSON(path string) error {
@@ -741,6 +912,11 @@ func (r *benchReport) writeJSON(path string) error {
 	}
 	if r.FloorMicros > 0 && r.CPUMicros > 0 {
 		j.CPUToFloor = r.CPUMicros / r.FloorMicros
+	}
+	if r.Soak != nil {
+		j.Soak = r.Soak.json()
+		j.Lost += j.Soak.Lost
+		j.Conflicting += j.Soak.Conflicting
 	}
 	b, err := json.MarshalIndent(j, "", "  ")
 	if err != nil {

@@ -165,3 +165,107 @@ func TestRealKafkaBenchServe(t *testing.T) {
 		}
 	}
 }
+
+func TestBenchSoakFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"bench", "--soak", "-1s"},
+		{"bench", "--soak-every", "1s"},                  // no soak to shape
+		{"bench", "--soak-rate", "100"},                  // no soak to shape
+		{"bench", "--soak", "10s", "--soak-every", "6s"}, // one sample: no trend
+		{"bench", "--soak", "10s", "--soak-rate", "-5"},
+		{"bench", "--soak", "1m", "--mode", "running", "--kafka", "127.0.0.1:9092"},
+	} {
+		if code, _, stderr := runCLI(t, args...); code != exitUsage {
+			t.Errorf("certless %s: exit %d, want %d (%s)", strings.Join(args, " "), code, exitUsage, stderr)
+		}
+	}
+	for d, want := range map[time.Duration]time.Duration{time.Minute: 10 * time.Second, 10 * time.Minute: 10 * time.Second, time.Hour: time.Minute} {
+		if got := soakInterval(d, 0); got != want {
+			t.Errorf("soak of %s: a sample every %s, want %s", d, got, want)
+		}
+	}
+}
+
+// TestRealKafkaBenchSoak runs a short soak after the saturation run on
+// 'certless serve' in its own process on the real Kafka and PostgreSQL:
+// a sample every second with the broker's RSS and goroutines (its
+// /metrics) and the interval's p99 and throughput, the verdict of each
+// series in the table and the JSON, nothing lost.
+func TestRealKafkaBenchSoak(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	brokers := strings.Join(testenv.KafkaBrokers(t), ",")
+	admin := testenv.PostgresAdminDSN(t)
+	bin := certlessBinary(ctx, t)
+	out := filepath.Join(t.TempDir(), "bench.json")
+	code, stdout, stderr := runCLI(t, "bench", "--kafka", brokers, "--postgres", admin, "--serve-bin", bin,
+		"--requests", "300", "--persons", "3000", "--in-flight", "100", "--ceiling=false", "--half-load=false",
+		"--soak", "6s", "--soak-every", "1s", "--json", out)
+	t.Log("\n" + stdout + stderr)
+	if code != exitOK {
+		t.Fatalf("bench: exit %d", code)
+	}
+	var j struct {
+		Lost int `json:"lost"`
+		Soak *struct {
+			Rate     float64 `json:"rate_per_s"`
+			Sent     int     `json:"sent"`
+			Answered int     `json:"answered"`
+			Lost     int     `json:"lost"`
+			Samples  []struct {
+				T          float64 `json:"t_s"`
+				RSS        int64   `json:"rss_bytes"`
+				Goroutines int     `json:"goroutines"`
+				P99        float64 `json:"p99_ms"`
+				Throughput float64 `json:"throughput_per_s"`
+				Answered   int     `json:"answered"`
+			} `json:"samples"`
+			Trends map[string]struct {
+				Samples int    `json:"samples"`
+				Verdict string `json:"verdict"`
+			} `json:"trends"`
+		} `json:"soak"`
+	}
+	if err := jsonpkg.Unmarshal(mustRead(t, out), &j); err != nil {
+		t.Fatal(err)
+	}
+	k := j.Soak
+	if k == nil {
+		t.Fatal("the JSON has no soak")
+	}
+	if k.Rate <= 0 || k.Sent == 0 || k.Answered != k.Sent || k.Lost != 0 || j.Lost != 0 {
+		t.Fatalf("soak at %v/s: sent %d, answered %d, lost %d", k.Rate, k.Sent, k.Answered, k.Lost)
+	}
+	// Six ticks of a second; a slow probe may make the ticker drop one.
+	if len(k.Samples) < 5 || len(k.Samples) > 6 {
+		t.Fatalf("%d samples", len(k.Samples))
+	}
+	answered, last := 0, 0.0
+	for i, s := range k.Samples {
+		if s.RSS <= 0 || s.Goroutines <= 0 || s.T <= last {
+			t.Errorf("sample %d: %+v", i, s)
+		}
+		if s.Answered > 0 && (s.P99 <= 0 || s.Throughput <= 0) {
+			t.Errorf("sample %d answered %d: p99 %v ms, %v msg/s", i, s.Answered, s.P99, s.Throughput)
+		}
+		last, answered = s.T, answered+s.Answered
+	}
+	if answered == 0 || answered > k.Answered {
+		t.Errorf("the samples count %d answers of %d", answered, k.Answered)
+	}
+	verdicts := map[string]bool{"no upward trend": true, "upward trend": true, "no downward trend": true, "downward trend": true}
+	for _, key := range []string{"rss_bytes", "goroutines", "p99_ms", "throughput_per_s"} {
+		tr, ok := k.Trends[key]
+		if !ok || tr.Samples < 3 || !verdicts[tr.Verdict] {
+			t.Errorf("trend %s: %+v (present %v)", key, tr, ok)
+		}
+		if !strings.Contains(stdout, tr.Verdict) {
+			t.Errorf("the table lacks the %s verdict %q", key, tr.Verdict)
+		}
+	}
+	for _, want := range []string{"soak @", "goroutines", "rss MiB", "over the soak (threshold 10%)", "lost 0"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("the table lacks %q", want)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -48,6 +49,19 @@ type benchOptions struct {
 	halfLoad  bool // serve and embedded: also a run paced at half the saturation rate
 	ceiling   bool // also the bare echo through the same cluster
 	verbose   bool
+	// soak, when positive, is how long to run at soakRate (default half
+	// the saturation rate) after the other runs, sampled every soakEvery.
+	soak, soakEvery time.Duration
+	soakRate        float64
+}
+
+// soakInterval is the sampling interval of a soak of d: every, or else
+// 10 s or a sixtieth of d, whichever is longer.
+func soakInterval(d, every time.Duration) time.Duration {
+	if every > 0 {
+		return every
+	}
+	return max(10*time.Second, d/60)
 }
 
 const (
@@ -90,8 +104,23 @@ Modes:
   running          an already running broker on --kafka; keys, topic prefix
                    and agencies from the configuration.
 
+Soak: --soak DURATION then sends a steady stream at half the saturation
+rate (or --soak-rate R) for DURATION, signing each request as it falls
+due, and every --soak-every (default 10 s or DURATION/60, whichever is
+longer) samples the brokers' current RSS (/proc, VmRSS) and goroutines
+(go_goroutines of their /metrics; summed over --instances), and the p99
+latency and throughput of the requests answered in that interval; it
+prints them as a table with a verdict per series. The verdict fits a
+least-squares line through the samples after the first tenth (the
+warm-up) and calls it a trend when the line's rise over the whole soak
+reaches 10% of the series' mean for RSS and goroutines, 25% for p99, or
+its fall 10% for throughput; fewer than three samples get no verdict.
+A trend is reported, not an exit status. serve and embedded modes (in
+embedded mode the figures are the whole process's).
+
 Exits 1 if any request lacks a receipt or got two different ones, or a
-sampled receipt does not verify. --json FILE writes the figures.`,
+sampled receipt does not verify. --json FILE writes the figures (with
+--soak, the samples and the verdicts too).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.kafka == benchEmbedded && !cmd.Flags().Changed("mode") { // the old spelling
@@ -118,6 +147,16 @@ sampled receipt does not verify. --json FILE writes the figures.`,
 				return usagef("--instances: 1 to 8")
 			case o.instances > 1 && o.mode != benchServe:
 				return usagef("--instances is for --mode serve")
+			case o.soak < 0 || o.soakEvery < 0:
+				return usagef("--soak and --soak-every must be positive durations")
+			case o.soakRate < 0 || math.IsInf(o.soakRate, 0) || math.IsNaN(o.soakRate):
+				return usagef("--soak-rate must be 0 (half the saturation rate) or a positive rate")
+			case (o.soakEvery > 0 || o.soakRate > 0) && o.soak == 0:
+				return usagef("--soak-every and --soak-rate shape a soak: give --soak DURATION")
+			case o.soak > 0 && o.mode == benchRunning:
+				return usagef("--soak is for --mode serve or embedded (it reads the broker's RSS and goroutines)")
+			case o.soak > 0 && soakInterval(o.soak, o.soakEvery) > o.soak/2:
+				return usagef("--soak-every must be at most half of --soak: a trend needs samples")
 			}
 			if o.mode == benchRunning && !cmd.Flags().Changed("persons") {
 				o.persons = devPersons // the records a dev-configured broker reads
@@ -125,6 +164,9 @@ sampled receipt does not verify. --json FILE writes the figures.`,
 			level := "warn"
 			if o.verbose {
 				level = "info"
+			}
+			if v := os.Getenv(config.EnvLogLevel); v != "" {
+				level = v // as serve has it; the brokers of --mode serve inherit it
 			}
 			log, err := newLogger(config.Log{Level: level, Format: "console"}, g.stderr)
 			if err != nil {
@@ -164,7 +206,10 @@ sampled receipt does not verify. --json FILE writes the figures.`,
 	f.StringVar(&o.jsonOut, "json", "", "write the figures to this JSON file")
 	f.BoolVar(&o.halfLoad, "half-load", true, "also run paced at half the saturation rate, for latency (serve and embedded)")
 	f.BoolVar(&o.ceiling, "ceiling", true, "also measure the bare echo through the same cluster")
-	f.BoolVarP(&o.verbose, "verbose", "v", false, "show the broker's log")
+	f.DurationVar(&o.soak, "soak", 0, "after the other runs, soak at half the saturation rate for this long, sampling RSS, goroutines, p99 and throughput (serve and embedded)")
+	f.DurationVar(&o.soakEvery, "soak-every", 0, "the soak's sampling interval (default 10s or --soak/60, whichever is longer)")
+	f.Float64Var(&o.soakRate, "soak-rate", 0, "the soak's rate in requests/s (default half the saturation rate)")
+	f.BoolVarP(&o.verbose, "verbose", "v", false, "show the broker's log (at info; $CERTLESS_LOG_LEVEL sets the level)")
 	return cmd
 }
 
@@ -193,6 +238,15 @@ type benchReport struct {
 	StoreRows, StoreTxns int64 // embedded broker only
 	storeKnown           bool
 	Stopped              string
+	Soak                 *benchSoak
+}
+
+// benchSoak is what a soak measured.
+type benchSoak struct {
+	Rate            float64
+	Duration, Every time.Duration
+	Result          bench.SoakResult
+	Trends          bench.SoakTrends
 }
 
 func (r *benchReport) err() error {
@@ -206,6 +260,12 @@ func (r *benchReport) err() error {
 		return fmt.Errorf("bench: the half-load run lost %d of %d requests", r.Half.Requests-r.Half.Answered, r.Half.Requests)
 	case r.VerifyFailed > 0:
 		return fmt.Errorf("bench: %d sampled receipts do not verify: %s", r.VerifyFailed, strings.Join(r.VerifyErrors, "; "))
+	case r.Soak != nil && r.Soak.Result.Lost() > 0:
+		return fmt.Errorf("bench: the soak lost %d of %d requests", r.Soak.Result.Lost(), r.Soak.Result.Sent)
+	case r.Soak != nil && r.Soak.Result.Conflicting > 0:
+		return fmt.Errorf("bench: %d soak requests got two different receipts", r.Soak.Result.Conflicting)
+	case r.Soak != nil && len(r.Soak.Result.Samples) == 0:
+		return fmt.Errorf("bench: the soak took no samples (%s)", orDash(r.Soak.Result.Stopped))
 	}
 	return nil
 }
@@ -217,9 +277,11 @@ type benchSetup struct {
 	kcfg     bkafka.Config
 	topics   broker.Topics
 	subjects benchSubjects
-	// cpu and rss read the broker's accounting (nil: unknown).
+	// cpu and rss read the broker's accounting (nil: unknown); probe its
+	// current RSS and goroutines, for a soak.
 	cpu       func() (time.Duration, error)
 	rss       func() (int64, error)
+	probe     func(context.Context) (bench.Probe, error)
 	cpuWhole  bool
 	instances int
 	store     func() (rows, txns int64) // embedded only
@@ -321,35 +383,45 @@ func runBench(ctx context.Context, g *globals, o benchOptions, log *zap.Logger) 
 			keep[i] = true
 		}
 	}
-	run := func(reqs, warm []benchRequest, rate float64, what string, profile string) (bench.Result, string, time.Duration, error) {
-		r := bench.New(benchRequests(reqs), benchRequests(warm), bench.Options{Rate: rate, InFlight: o.inFlight, Timeout: o.timeout,
-			Keep: func(i int) bool { return keep[i] }, Progress: progress(what)})
+	// connect feeds every agency's receipts to c and opens a producer;
+	// stop ends the reading (the caller closes the producer).
+	connect := func(c collector) (p benchProducer, stop func(), err error) {
 		collectCtx, stopCollect := context.WithCancel(ctx)
 		var collectors sync.WaitGroup
 		var tails []*client.Tail
-		stop := func() {
+		stop = func() {
 			stopCollect()
 			for _, t := range tails {
 				t.Close()
 			}
 			collectors.Wait()
 		}
-		defer stop()
 		for _, a := range agencies {
 			t, err := client.TailTopic(ctx, s.kcfg, s.topics.Receipts(a.ID))
 			if err != nil {
-				return bench.Result{}, "", 0, err
+				stop()
+				return p, nil, err
 			}
 			tails = append(tails, t)
 			collectors.Add(1)
-			go func() { defer collectors.Done(); r.Collect(collectCtx, receiptSource{t}) }()
+			go func() { defer collectors.Done(); c.Collect(collectCtx, receiptSource{t}) }()
 		}
 		producer, err := bkafka.NewProducer(s.kcfg, bkafka.ProducerOptions{Logger: log.Named("kafka")})
 		if err != nil {
+			stop()
+			return p, nil, err
+		}
+		return benchProducer{producer}, stop, nil
+	}
+	run := func(reqs, warm []benchRequest, rate float64, what string, profile string) (bench.Result, string, time.Duration, error) {
+		r := bench.New(benchRequests(reqs), benchRequests(warm), bench.Options{Rate: rate, InFlight: o.inFlight, Timeout: o.timeout,
+			Keep: func(i int) bool { return keep[i] }, Progress: progress(what)})
+		p, stop, err := connect(r)
+		if err != nil {
 			return bench.Result{}, "", 0, err
 		}
-		defer producer.Close()
-		p := benchProducer{producer}
+		defer stop()
+		defer p.p.Close()
 		if len(warm) > 0 {
 			// One request per agency answered before the clock starts, so
 			// the group has its partitions and every connection is open.
@@ -423,12 +495,74 @@ func runBench(ctx context.Context, g *globals, o benchOptions, log *zap.Logger) 
 			rep.Stopped = "half load: " + hwhy
 		}
 	}
+	if o.soak > 0 && rep.Stopped == "" && res.Throughput() > 0 {
+		if rep.Soak, err = runSoak(ctx, g, o, s, res.Throughput()/2, agencies, signers, lifetime, connect); err != nil {
+			return rep, err
+		}
+		if why := rep.Soak.Result.Stopped; why != "" {
+			rep.Stopped = "soak: " + why
+		}
+	}
 	if s.rss != nil {
 		if rep.RSSBytes, err = s.rss(); err != nil {
 			return rep, err
 		}
 	}
 	return rep, nil
+}
+
+// collector is what reads receipts: a run or a soak.
+type collector interface {
+	Collect(ctx context.Context, src bench.Source)
+}
+
+// runSoak sends a steady stream at rate (or --soak-rate) for --soak,
+// each request signed as it falls due, and samples the broker every
+// --soak-every.
+func runSoak(ctx context.Context, g *globals, o benchOptions, s *benchSetup, rate float64, agencies []config.Agency, signers map[string]*keys.Private,
+	lifetime time.Duration, connect func(collector) (benchProducer, func(), error)) (*benchSoak, error) {
+	if o.soakRate > 0 {
+		rate = o.soakRate
+	}
+	every := soakInterval(o.soak, o.soakEvery)
+	planner, err := newBenchPlanner(agencies, signers, s.topics, s.subjects, lifetime, 2)
+	if err != nil {
+		return nil, err
+	}
+	var probe func() (bench.Probe, error)
+	if s.probe != nil {
+		probe = func() (bench.Probe, error) {
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			return s.probe(pctx)
+		}
+	}
+	fmt.Fprintf(g.stderr, "soak: %.0f requests/s for %s, a sample every %s\n", rate, o.soak, every)
+	sk := bench.NewSoak(func(i int) (bench.Request, error) {
+		q, err := planner.request(planner.rng(uint64(i)), i, time.Now())
+		if err != nil {
+			return bench.Request{}, err
+		}
+		return benchRequests([]benchRequest{q})[0], nil
+	}, bench.SoakOptions{Rate: rate, InFlight: o.inFlight, Duration: o.soak, Every: every, Timeout: o.timeout, Probe: probe,
+		OnSample: func(smp bench.SoakSample) {
+			fmt.Fprintf(g.stderr, "soak %8s  rss %6.1f MiB  goroutines %5d  p99 %8.1f ms  %6.0f msg/s\n", smp.At.Round(time.Second),
+				float64(smp.RSS)/(1<<20), smp.Goroutines, float64(smp.P99)/float64(time.Millisecond), smp.Throughput)
+		}})
+	p, stop, err := connect(sk)
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	defer p.p.Close()
+	res := sk.Run(ctx, p)
+	out := &benchSoak{Rate: rate, Duration: o.soak, Every: every, Result: res}
+	if len(res.Samples) > 0 {
+		if out.Trends, err = bench.Trends(res.Samples); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
 }
 
 // benchRequests turns the plan into the engine's requests.
@@ -529,10 +663,19 @@ func benchEmbeddedSetup(ctx context.Context, g *globals, o benchOptions, log *za
 		store += " (temporary)"
 	}
 	s := &benchSetup{cfg: cfg, kcfg: svc.kafka, topics: svc.topics, subjects: sampleSubjects(devSeed, devPersons, 20000),
-		cpu: processCPU(os.Getpid()), rss: processRSS(os.Getpid()), cpuWhole: true,
+		cpu: processCPU(os.Getpid()), rss: processRSS(os.Getpid()), cpuWhole: true, probe: processProbe(os.Getpid()),
 		store: func() (int64, int64) { st := svc.store.Stats(); return st.Rows, st.Batches },
 		label: "embedded (in-process, " + strings.Join(svc.kafka.Brokers, ",") + ")", storeDSN: store}
 	return s, cleanup, nil
+}
+
+// processProbe reads this process's current RSS and goroutines: the
+// embedded broker's together with the load generator's.
+func processProbe(pid int) func(context.Context) (bench.Probe, error) {
+	return func(context.Context) (bench.Probe, error) {
+		rss, err := processRSSNow(pid)()
+		return bench.Probe{RSS: rss, Goroutines: runtime.NumGoroutine()}, err
+	}
 }
 
 // benchRunningSetup targets an already running broker.
@@ -673,6 +816,35 @@ func sampleSubjects(seed int64, persons, want int) benchSubjects {
 // (kinship about a seeded pair), 10% an allowed query about a person who
 // does not exist, 5% a query outside its allow-list.
 func benchPlan(agencies []config.Agency, signers map[string]*keys.Private, topics broker.Topics, subjects benchSubjects, n int, now time.Time, lifetime time.Duration, salt uint64) ([]benchRequest, error) {
+	p, err := newBenchPlanner(agencies, signers, topics, subjects, lifetime, salt)
+	if err != nil {
+		return nil, err
+	}
+	rng := p.rng(uint64(n))
+	out := make([]benchRequest, 0, n)
+	for i := range n {
+		q, err := p.request(rng, i, now)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, q)
+	}
+	return out, nil
+}
+
+// benchPlanner makes the requests of a plan one at a time: benchPlan
+// draws them all from one generator; a soak, which cannot hold them all,
+// uses one generator per request.
+type benchPlanner struct {
+	agencies []config.Agency
+	signers  map[string]*keys.Private
+	topics   broker.Topics
+	subjects benchSubjects
+	lifetime time.Duration
+	salt     uint64
+}
+
+func newBenchPlanner(agencies []config.Agency, signers map[string]*keys.Private, topics broker.Topics, subjects benchSubjects, lifetime time.Duration, salt uint64) (*benchPlanner, error) {
 	agencies = slices.DeleteFunc(slices.Clone(agencies), func(a config.Agency) bool { return len(a.Allow) == 0 })
 	if len(agencies) == 0 {
 		return nil, errors.New("no agencies with allowed queries")
@@ -680,37 +852,43 @@ func benchPlan(agencies []config.Agency, signers map[string]*keys.Private, topic
 	if len(subjects.persons) == 0 {
 		return nil, errors.New("no persons to ask about")
 	}
+	return &benchPlanner{agencies: agencies, signers: signers, topics: topics, subjects: subjects, lifetime: lifetime, salt: salt}, nil
+}
+
+// rng is the planner's generator for stream.
+func (p *benchPlanner) rng(stream uint64) *rand.Rand {
+	return rand.New(rand.NewPCG(devSeed+p.salt, stream))
+}
+
+// request signs request i of the plan, drawing its choices from rng.
+func (p *benchPlanner) request(rng *rand.Rand, i int, now time.Time) (benchRequest, error) {
 	subj := func(p records.Person) schemas.Subject { return schemas.Subject{IDNumber: p.IDNumber, Name: p.Name} }
-	rng := rand.New(rand.NewPCG(devSeed+salt, uint64(n)))
-	out := make([]benchRequest, 0, n)
-	for i := range n {
-		a := agencies[rng.IntN(len(agencies))]
-		allow := a.Allow[rng.IntN(len(a.Allow))]
-		r := client.Request{Query: allow.Query, Basis: "case-handling", CaseRef: fmt.Sprintf("BENCH-%d-%d", salt, i), Lifetime: lifetime}
-		if len(allow.Purposes) > 0 {
-			r.Basis = allow.Purposes[0]
-		}
-		r.Subject = subj(subjects.persons[rng.IntN(len(subjects.persons))])
-		switch x := rng.Float64(); {
-		case x < 0.05:
-			if q, ok := notAllowed(a); ok {
-				r.Query, r.Basis = string(q), "case-handling"
-			}
-		case x < 0.15:
-			r.Subject = schemas.Subject{IDNumber: subjects.unknown[rng.IntN(len(subjects.unknown))], Name: "张三"}
-		}
-		if r.Query == string(adapters.QueryKinship) && len(subjects.kin) > 0 {
-			k := subjects.kin[rng.IntN(len(subjects.kin))]
-			r.Subject, r.Related = subj(k[0]), ptr(subj(k[1]))
-		}
-		s, err := client.Build(signers[a.ID], r, now)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, benchRequest{agency: a.ID, signed: s,
-			msg: bkafka.Message{Topic: topics.Requests(a.ID), Key: []byte(s.ID), Value: s.Bytes}})
+	subjects := p.subjects
+	a := p.agencies[rng.IntN(len(p.agencies))]
+	allow := a.Allow[rng.IntN(len(a.Allow))]
+	r := client.Request{Query: allow.Query, Basis: "case-handling", CaseRef: fmt.Sprintf("BENCH-%d-%d", p.salt, i), Lifetime: p.lifetime}
+	if len(allow.Purposes) > 0 {
+		r.Basis = allow.Purposes[0]
 	}
-	return out, nil
+	r.Subject = subj(subjects.persons[rng.IntN(len(subjects.persons))])
+	switch x := rng.Float64(); {
+	case x < 0.05:
+		if q, ok := notAllowed(a); ok {
+			r.Query, r.Basis = string(q), "case-handling"
+		}
+	case x < 0.15:
+		r.Subject = schemas.Subject{IDNumber: subjects.unknown[rng.IntN(len(subjects.unknown))], Name: "张三"}
+	}
+	if r.Query == string(adapters.QueryKinship) && len(subjects.kin) > 0 {
+		k := subjects.kin[rng.IntN(len(subjects.kin))]
+		r.Subject, r.Related = subj(k[0]), ptr(subj(k[1]))
+	}
+	s, err := client.Build(p.signers[a.ID], r, now)
+	if err != nil {
+		return benchRequest{}, err
+	}
+	return benchRequest{agency: a.ID, signed: s,
+		msg: bkafka.Message{Topic: p.topics.Requests(a.ID), Key: []byte(s.ID), Value: s.Bytes}}, nil
 }
 
 // benchRequest is one pre-signed request of the run.
