@@ -49,6 +49,9 @@ dead-letter topic.`,
 			if verbose {
 				level = "info"
 			}
+			if v := os.Getenv(config.EnvLogLevel); v != "" {
+				level = v // as serve has it
+			}
 			log, err := newLogger(config.Log{Level: level, Format: "console"}, g.stderr)
 			if err != nil {
 				return err
@@ -57,7 +60,7 @@ dead-letter topic.`,
 			return runDemo(cmd.Context(), g, dataDir, log)
 		},
 	}
-	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "show the broker's log")
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "show the broker's log (at info; $CERTLESS_LOG_LEVEL sets the level)")
 	return cmd
 }
 
