@@ -73,9 +73,10 @@ func WritePrivate(dir string, k *Private) (string, error) {
 // others.
 var ErrKeyFilePerm = errors.New("keys: private key file must not be readable by group or others (chmod 600)")
 
-// ReadPrivate reads a private JWK file, refusing one whose permissions let
-// group or others read it.
-func ReadPrivate(path string) (*Private, error) {
+// ReadSecret reads a file holding a secret (a private key, the log's note
+// key, the subject-key secret), refusing one whose permissions let group
+// or others read it.
+func ReadSecret(path string) ([]byte, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("keys: %w", err)
@@ -86,6 +87,16 @@ func ReadPrivate(path string) (*Private, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("keys: %w", err)
+	}
+	return b, nil
+}
+
+// ReadPrivate reads a private JWK file, refusing one whose permissions let
+// group or others read it.
+func ReadPrivate(path string) (*Private, error) {
+	b, err := ReadSecret(path)
+	if err != nil {
+		return nil, err
 	}
 	k, err := ParsePrivate(b)
 	if err != nil {

@@ -149,7 +149,7 @@ func (s *service) statusBase() string {
 // start. Every broker of a deployment must share it (the keys folder).
 func subjectSecret(keysDir string) ([]byte, error) {
 	path := filepath.Join(keysDir, "subject.key")
-	b, err := os.ReadFile(path)
+	b, err := keys.ReadSecret(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		secret := make([]byte, 32)
 		if _, err := rand.Read(secret); err != nil {

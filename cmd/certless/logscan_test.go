@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/url"
 	"os"
 	"os/exec"
@@ -319,31 +320,49 @@ func TestRealKafkaLogsHoldNoSecrets(t *testing.T) {
 // broker's private key file is readable by group or others, and says why
 // and which file.
 func TestServeRefusesReadableKeyFile(t *testing.T) {
-	for _, mode := range []os.FileMode{0o644, 0o640, 0o604} {
-		t.Run(mode.String(), func(t *testing.T) {
-			ctx := context.Background()
-			dir := t.TempDir()
-			cfg, err := ensureDevData(ctx, dir, zap.NewNop())
-			if err != nil {
-				t.Fatal(err)
-			}
+	secretFiles := map[string]func(cfg *config.Config) string{
+		"broker key": func(cfg *config.Config) string {
 			k, err := keys.SigningKey(cfg.KeysDir, cfg.BrokerID, time.Now())
 			if err != nil {
 				t.Fatal(err)
 			}
-			path := keys.PrivatePath(cfg.KeysDir, cfg.BrokerID, k.KeyID)
-			if err := os.Chmod(path, mode); err != nil {
+			return keys.PrivatePath(cfg.KeysDir, cfg.BrokerID, k.KeyID)
+		},
+		"log key":     func(cfg *config.Config) string { return cfg.LogKeyFile() },
+		"subject key": func(cfg *config.Config) string {
+			// Made at the first start, as serve does.
+			if _, err := subjectSecret(cfg.KeysDir); err != nil {
 				t.Fatal(err)
 			}
-			code, _, stderr := runCLI(t, "--data", dir, "serve")
-			if code != exitFailure || !strings.Contains(stderr, "must not be readable by group or others (chmod 600)") || !strings.Contains(stderr, path) {
-				t.Fatalf("serve with a %v key file: exit %d\n%s", mode, code, stderr)
-			}
-			t.Logf("%s", lastLine(stderr))
-			if strings.Contains(stderr, "consuming") {
-				t.Fatalf("the broker started:\n%s", stderr)
-			}
-		})
+			return filepath.Join(cfg.KeysDir, "subject.key")
+		},
+	}
+	for _, name := range slices.Sorted(maps.Keys(secretFiles)) {
+		for _, mode := range []os.FileMode{0o644, 0o640, 0o604} {
+			t.Run(name+" "+mode.String(), func(t *testing.T) {
+				ctx := context.Background()
+				dir := t.TempDir()
+				cfg, err := ensureDevData(ctx, dir, zap.NewNop())
+				if err != nil {
+					t.Fatal(err)
+				}
+				path := secretFiles[name](cfg)
+				if err := os.Chmod(path, mode); err != nil {
+					t.Fatal(err)
+				}
+				code, _, stderr := runCLI(t, "--data", dir, "serve")
+				if code != exitFailure || !strings.Contains(stderr, "must not be readable by group or others (chmod 600)") || !strings.Contains(stderr, path) {
+					t.Fatalf("serve with a %v %s file: exit %d\n%s", mode, name, code, stderr)
+				}
+				if strings.Contains(stderr, "keys generate") || strings.Contains(stderr, "log keygen") {
+					t.Errorf("the refusal advises making a key, not fixing its mode:\n%s", lastLine(stderr))
+				}
+				t.Logf("%s", lastLine(stderr))
+				if strings.Contains(stderr, "consuming") {
+					t.Fatalf("the broker started:\n%s", stderr)
+				}
+			})
+		}
 	}
 }
 

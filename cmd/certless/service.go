@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"sync/atomic"
 	"syscall"
@@ -151,11 +152,22 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 		return nil, fmt.Errorf("keys: %w", err)
 	}
 	bk, err := keys.SigningKey(cfg.KeysDir, cfg.BrokerID, time.Now())
-	if err != nil {
+	switch {
+	case errors.Is(err, keys.ErrKeyFilePerm):
+		return nil, fmt.Errorf("broker signing key: %w", err)
+	case err != nil:
 		return nil, fmt.Errorf("broker signing key (run `certless keys generate --agency %s`): %w", cfg.BrokerID, err)
 	}
 	s.key = &brokerKey{}
 	s.key.Store(bk)
+	// The other secrets at rest, read later: a file others can read is
+	// refused now, before anything starts (a missing one is dealt with
+	// where it is read).
+	for _, f := range []string{cfg.LogKeyFile(), filepath.Join(cfg.KeysDir, "subject.key")} {
+		if _, err := keys.ReadSecret(f); errors.Is(err, keys.ErrKeyFilePerm) {
+			return nil, err
+		}
+	}
 	log.Info("keys loaded", zap.String("dir", cfg.KeysDir), zap.Strings("agencies", s.keys.Agencies()), zap.String("broker_kid", bk.KID()))
 
 	// Kafka.

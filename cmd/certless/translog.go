@@ -2,7 +2,9 @@ package main
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/certless/certless/broker/checkpoint"
 	"github.com/certless/certless/config"
+	"github.com/certless/certless/keys"
 	"github.com/certless/certless/translog"
 )
 
@@ -66,9 +69,12 @@ func (l *logSigner) signer() (note.Signer, error) {
 	if l.s != nil {
 		return l.s, nil
 	}
-	b, err := os.ReadFile(l.cfg.LogKeyFile())
-	if err != nil {
+	b, err := keys.ReadSecret(l.cfg.LogKeyFile())
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("%w (create it with `certless log keygen`)", err)
+	case err != nil:
+		return nil, err
 	}
 	s, err := note.NewSigner(strings.TrimSpace(string(b)))
 	if err != nil {
