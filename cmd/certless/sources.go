@@ -65,7 +65,7 @@ func (s *sources) route(snap *directory.Snapshot, log *zap.Logger) {
 			log.Warn("record source of the configuration is not in the docking directory: routed at its configured region", zap.String("name", o.cfg.Name), zap.String("region", region))
 		}
 		r.Add(region, o.cfg.Name, o.src)
-		log.Debug("record source routed", zap.String("name", o.cfg.Name), zap.String("region", region), zap.String("level", level))
+		log.Debug("record source routed", zap.String("name", o.cfg.Name), zap.String("region", region), zap.String("docking_level", level))
 	}
 	if len(r.Regions()) == 0 {
 		log.Warn("no record source is routed: every request will be answered not_found/no_jurisdiction")
@@ -108,7 +108,7 @@ func openSources(ctx context.Context, cfg *config.Config, log *zap.Logger, m *br
 		}
 		s.closers = append(s.closers, closeFn)
 		s.opened = append(s.opened, openedSource{cfg: a, src: m.Wrap(a.Name, src), raw: src})
-		log.Info("record source ready", zap.String("name", a.Name), zap.String("type", a.Type), zap.String("region", a.Region), zap.String("level", a.Level))
+		log.Info("record source ready", zap.String("name", a.Name), zap.String("type", a.Type), zap.String("region", a.Region), zap.String("docking_level", a.Level))
 	}
 	return s, nil
 }
