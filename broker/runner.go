@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/certless/certless/fault"
 )
 
 // Consumer is the input side of the transport: a consumer group member.
@@ -47,9 +49,15 @@ type Runner struct {
 	OnCommit func(Message)
 }
 
+// fetchErrorPause is the pause after a transient fetch error.
+const fetchErrorPause = 10 * time.Millisecond
+
 // Run consumes until ctx is cancelled, then stops fetching, drains what is
-// in flight, commits it and returns nil. It returns an error only when the
-// transport fails in a way retrying cannot fix.
+// in flight, commits it and returns nil. A transient fetch error is
+// logged (at most once a second) and fetched again after fetchErrorPause:
+// the consumer heals by itself when the cluster answers again. Run returns an error only when the transport
+// fails in a way retrying cannot fix (an error classified permanent:
+// the consumer closed, access refused).
 func (r *Runner) Run(ctx context.Context) error {
 	inFlight := r.InFlight
 	if inFlight <= 0 {
@@ -83,6 +91,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	sem := make(chan struct{}, inFlight)
 	var workers sync.WaitGroup
 	var fetchErr error
+	fetchFailures, lastFetchWarn := 0, time.Time{}
 fetch:
 	for {
 		select {
@@ -96,8 +105,32 @@ fetch:
 			if ctx.Err() != nil {
 				break fetch
 			}
-			fetchErr = fmt.Errorf("fetch: %w", err)
-			break fetch
+			if fault.IsPermanent(err) {
+				fetchErr = fmt.Errorf("fetch: %w", err)
+				break fetch
+			}
+			// A Kafka node or the group coordinator is away (a node died,
+			// leadership moves): the consumer heals by itself, with its
+			// own backoff, and reports each failed attempt of each
+			// partition through Fetch, queued among the messages. So
+			// fetch again at once (a short pause bounds a busy loop): a
+			// longer wait per report would leave the healthy partitions'
+			// messages queued behind stale reports. Nothing is lost:
+			// in-flight messages go on, and what is not committed is
+			// delivered again.
+			fetchFailures++
+			if now := time.Now(); now.Sub(lastFetchWarn) >= time.Second {
+				log.Warn("fetch failed; fetching again", zap.Int("failures", fetchFailures), zap.Error(err))
+				lastFetchWarn = now
+			}
+			if !r.wait(ctx, fetchErrorPause) {
+				break fetch
+			}
+			continue
+		}
+		if fetchFailures > 0 {
+			log.Info("fetching again after failures", zap.Int("failures", fetchFailures))
+			fetchFailures = 0
 		}
 		tr.add(m)
 		workers.Add(1)
@@ -135,14 +168,7 @@ fetch:
 // can cause. That is retried with capped backoff until it is back or ctx
 // ends; the operator sees it on /readyz and in the failure metrics.
 func (r *Runner) process(ctx context.Context, log *zap.Logger, m Message) bool {
-	backoff := r.RetryMin
-	if backoff <= 0 {
-		backoff = 50 * time.Millisecond
-	}
-	maxBackoff := r.RetryMax
-	if maxBackoff <= 0 {
-		maxBackoff = 5 * time.Second
-	}
+	backoff, maxBackoff := r.retryMin(), r.retryMax()
 	for attempt := 1; ; attempt++ {
 		res, err := r.Handler.Handle(ctx, m)
 		if err == nil {
@@ -158,14 +184,36 @@ func (r *Runner) process(ctx context.Context, log *zap.Logger, m Message) bool {
 		log.Warn("could not record or publish an answer; will retry",
 			zap.String("topic", m.Topic), zap.Int("partition", m.Partition), zap.Int64("offset", m.Offset),
 			zap.Int("attempt", attempt), zap.Duration("backoff", backoff), zap.Error(err))
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !r.wait(ctx, backoff) {
 			return false
-		case <-t.C:
 		}
 		backoff = min(backoff*2, maxBackoff)
+	}
+}
+
+func (r *Runner) retryMin() time.Duration {
+	if r.RetryMin <= 0 {
+		return 50 * time.Millisecond
+	}
+	return r.RetryMin
+}
+
+func (r *Runner) retryMax() time.Duration {
+	if r.RetryMax <= 0 {
+		return 5 * time.Second
+	}
+	return r.RetryMax
+}
+
+// wait waits d and reports whether ctx is still alive.
+func (r *Runner) wait(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/certless/certless/fault"
 )
 
 // chanConsumer serves a fixed list of messages, then blocks until ctx ends.
@@ -205,8 +207,8 @@ func TestRunnerShutdownLeavesUnfinishedUncommitted(t *testing.T) {
 	}
 }
 
-// TestRunnerStopsOnFetchError reports a transport failure instead of
-// spinning.
+// TestRunnerStopsOnFetchError reports a transport failure retrying cannot
+// fix (classified permanent) instead of spinning.
 func TestRunnerStopsOnFetchError(t *testing.T) {
 	r := &Runner{Consumer: eofConsumer{}, Producer: &recordingProducer{}, Handler: HandlerFunc(func(context.Context, Message) (Result, error) { return Result{}, nil })}
 	if err := r.Run(context.Background()); !errors.Is(err, io.EOF) {
@@ -216,5 +218,59 @@ func TestRunnerStopsOnFetchError(t *testing.T) {
 
 type eofConsumer struct{}
 
-func (eofConsumer) Fetch(context.Context) (Message, error)   { return Message{}, io.EOF }
+func (eofConsumer) Fetch(context.Context) (Message, error) {
+	return Message{}, fault.Permanent("closed", io.EOF)
+}
 func (eofConsumer) Commit(context.Context, ...Message) error { return nil }
+
+// flakyConsumer fails its first fails fetches transiently (a Kafka node
+// died), then serves its messages.
+type flakyConsumer struct {
+	*chanConsumer
+	mu    sync.Mutex
+	fails int
+}
+
+func (c *flakyConsumer) Fetch(ctx context.Context) (Message, error) {
+	c.mu.Lock()
+	if c.fails > 0 {
+		c.fails--
+		c.mu.Unlock()
+		return Message{}, errors.New("failed to dial: connection refused")
+	}
+	c.mu.Unlock()
+	return c.chanConsumer.Fetch(ctx)
+}
+
+// TestRunnerFetchesAgainAfterTransientFetchErrors: a fetch that fails
+// transiently (a Kafka node away) does not end Run: it fetches again and
+// the messages behind the failures are handled and committed.
+func TestRunnerFetchesAgainAfterTransientFetchErrors(t *testing.T) {
+	cons := &flakyConsumer{chanConsumer: newChanConsumer([]Message{{Topic: "t", Partition: 0, Offset: 3, Value: []byte("x")}}), fails: 5}
+	committed := make(chan Message, 1)
+	r := &Runner{Consumer: cons, Producer: &recordingProducer{}, RetryMin: time.Millisecond, RetryMax: 2 * time.Millisecond,
+		Handler: HandlerFunc(func(_ context.Context, m Message) (Result, error) {
+			return Result{Outputs: []Output{{Topic: "out", Value: m.Value}}}, nil
+		}),
+		OnCommit: func(m Message) { committed <- m }}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	select {
+	case m := <-committed:
+		if m.Offset != 3 {
+			t.Fatalf("committed offset %d", m.Offset)
+		}
+	case err := <-errc:
+		t.Fatalf("Run ended on a transient fetch error: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("message never committed")
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if cons.fails != 0 {
+		t.Fatalf("%d failures left unfetched", cons.fails)
+	}
+}

@@ -36,8 +36,9 @@ const SCRAMIterations = 8192
 
 // Reason codes of the permanent errors of this file (see package fault).
 const (
-	ReasonNotAuthorized    = "kafka_not_authorized"    // the admin user may not change ACLs or credentials
+	ReasonNotAuthorized    = "kafka_not_authorized"    // the user may not do it: change ACLs or credentials, read a topic or group
 	ReasonSecurityDisabled = "kafka_security_disabled" // the cluster has no authorizer
+	ReasonConsumerClosed   = "kafka_consumer_closed"   // Fetch on a closed consumer
 )
 
 // AgencyAccess names what one agency may use on the cluster.

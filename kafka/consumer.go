@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
+
+	"github.com/certless/certless/fault"
 )
 
 // MaxFetchBytes bounds ConsumerOptions.MaxBytes.
@@ -125,12 +128,30 @@ func NewConsumer(cfg Config, opts ConsumerOptions) (*Consumer, error) {
 // Fetch returns the next message of any assigned partition, in offset order
 // within a partition. It blocks until a message arrives or ctx ends, and
 // returns io.EOF once the Consumer is closed. Fetching does not commit.
+//
+// Errors are classified where they arise: io.EOF (closed) and the
+// cluster refusing access (authorisation, authentication) are permanent;
+// anything else — a node that died, a coordinator that moved, a
+// rebalance that failed its attempts — is transient: the reader keeps
+// healing in the background and a later Fetch succeeds once the cluster
+// answers.
 func (c *Consumer) Fetch(ctx context.Context) (Message, error) {
 	km, err := c.r.FetchMessage(ctx)
 	if err != nil {
-		return Message{}, err
+		return Message{}, classifyFetch(err)
 	}
 	return fromKafka(km), nil
+}
+
+func classifyFetch(err error) error {
+	switch {
+	case errors.Is(err, io.EOF):
+		return fault.Permanent(ReasonConsumerClosed, err)
+	case errors.Is(err, kafka.TopicAuthorizationFailed), errors.Is(err, kafka.GroupAuthorizationFailed),
+		errors.Is(err, kafka.ClusterAuthorizationFailed), errors.Is(err, kafka.SASLAuthenticationFailed):
+		return fault.Permanent(ReasonNotAuthorized, fmt.Errorf("kafka: fetch: %w", err))
+	}
+	return fault.Transient(fmt.Errorf("kafka: fetch: %w", err))
 }
 
 // Commit stores, for each partition among msgs, the offset after the
