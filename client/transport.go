@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -131,7 +132,7 @@ func TailTopic(ctx context.Context, cfg bkafka.Config, topic string) (*Tail, err
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
-	conn, err := dialer.DialContext(ctx, "tcp", cfg.Brokers[0])
+	conn, broker, err := dialAny(ctx, dialer, cfg.Brokers)
 	if err != nil {
 		return nil, fmt.Errorf("client: dial: %w", err)
 	}
@@ -144,7 +145,7 @@ func TailTopic(ctx context.Context, cfg bkafka.Config, topic string) (*Tail, err
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	t.cancel = cancel
 	for _, p := range parts {
-		end, err := lastOffset(ctx, dialer, cfg.Brokers[0], topic, p.ID)
+		end, err := lastOffset(ctx, dialer, broker, topic, p.ID)
 		if err != nil {
 			t.Close()
 			return nil, fmt.Errorf("client: %s partition %d end offset: %w", topic, p.ID, err)
@@ -165,15 +166,32 @@ func TailTopic(ctx context.Context, cfg bkafka.Config, topic string) (*Tail, err
 	return t, nil
 }
 
+// read delivers r's records until ctx ends or r is closed. A transient
+// read error (a Kafka node died, the partition's leader moves) is not the
+// end: the reader reconnects by itself, with its own backoff, to whichever
+// node leads the partition now. Only an error retrying cannot fix (access
+// refused) ends the Tail.
 func (t *Tail) read(ctx context.Context, r *kafkago.Reader) {
 	defer t.wg.Done()
 	for {
 		m, err := r.ReadMessage(ctx)
 		if err != nil {
-			if ctx.Err() == nil {
-				t.errs <- err
+			if ctx.Err() != nil || errors.Is(err, io.EOF) {
+				return
 			}
-			return
+			var kerr kafkago.Error
+			if errors.As(err, &kerr) && !kerr.Temporary() {
+				t.errs <- err
+				return
+			}
+			pause := time.NewTimer(readErrorPause)
+			select {
+			case <-ctx.Done():
+				pause.Stop()
+				return
+			case <-pause.C:
+			}
+			continue
 		}
 		rec := Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Key: m.Key, Value: m.Value, Headers: map[string]string{}}
 		for _, h := range m.Headers {
@@ -185,6 +203,24 @@ func (t *Tail) read(ctx context.Context, r *kafkago.Reader) {
 			return
 		}
 	}
+}
+
+// readErrorPause is the pause after a transient read error: the reader
+// backs off by itself; this only bounds a busy loop.
+const readErrorPause = 10 * time.Millisecond
+
+// dialAny connects to the first of brokers that answers, so one node down
+// does not stop a Tail from starting.
+func dialAny(ctx context.Context, dialer *kafkago.Dialer, brokers []string) (*kafkago.Conn, string, error) {
+	var errs []error
+	for _, b := range brokers {
+		conn, err := dialer.DialContext(ctx, "tcp", b)
+		if err == nil {
+			return conn, b, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, "", errors.Join(errs...)
 }
 
 // lastOffset reads a partition's end offset, waiting out the moments after
@@ -326,7 +362,12 @@ func ReadTopic(ctx context.Context, cfg bkafka.Config, topic string, partition, 
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
-	end, err := lastOffset(ctx, dialer, cfg.Brokers[0], topic, partition)
+	conn, broker, err := dialAny(ctx, dialer, cfg.Brokers)
+	if err != nil {
+		return nil, fmt.Errorf("client: dial: %w", err)
+	}
+	conn.Close()
+	end, err := lastOffset(ctx, dialer, broker, topic, partition)
 	if err != nil {
 		return nil, fmt.Errorf("client: %s partition %d end offset: %w", topic, partition, err)
 	}
