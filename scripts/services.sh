@@ -11,6 +11,15 @@
 #                               wants an empty cluster); the next up formats it
 #   scripts/services.sh status  say what runs where (exit 0 only if both run)
 #   scripts/services.sh env     print the exports the Go tests read
+#   scripts/services.sh pg-up | pg-down | pg-kill
+#                               PostgreSQL alone; with CERTLESS_SERVICES_DIR and
+#                               CERTLESS_PG_PORT set, a second cluster the store
+#                               outage test stops (pg-kill: immediate shutdown)
+#   scripts/services.sh cluster-up | cluster-down | cluster-clean | cluster-env
+#                               a separate three-node KRaft cluster (replication
+#                               factor 3, min.insync.replicas 2) for the Kafka
+#                               node-loss test; cluster-up also restarts a node
+#                               that died, and the test starts it itself
 #
 # Kafka comes from Maven Central (org.apache.kafka:kafka_2.13, version in
 # scripts/kafka/pom.xml) and runs from the copied jars; PostgreSQL from the
@@ -231,6 +240,12 @@ num.io.threads=4
 log.retention.hours=24
 log.segment.bytes=67108864
 EOF
+	kafka_log4j
+}
+
+# kafka_log4j writes the logging configuration both clusters use.
+kafka_log4j() {
+	mkdir -p "$KDIR/config"
 	cat >"$KDIR/config/log4j2.properties" <<'EOF'
 status = warn
 appender.out.type = Console
@@ -302,22 +317,22 @@ kafka_call() {
 	timeout 3 bash -c '
 		exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
 		printf "$3" >&3
-		head -c "$2" <&3 | od -An -v -tu1' _ "$KAFKA_PORT" "$1" "$2" 2>/dev/null
+		head -c "$2" <&3 | od -An -v -tu1' _ "${CALL_PORT:-$KAFKA_PORT}" "$1" "$2" 2>/dev/null
 }
 
-# kafka_ready succeeds when a Metadata v4 request (no topics) is answered with
-# our correlation id and at least one live broker, i.e. the broker has
+# kafka_ready [N] succeeds when a Metadata v4 request (no topics) is answered
+# with our correlation id and at least N (1) live brokers, i.e. the broker has
 # registered with the controller and serves clients.
 #   request:  size=29 | api_key=3 | version=4 | correlation=0x6365 |
 #             client_id="certless-ready" | topics=[] | allow_auto_create=0
 #   response: size | correlation | throttle_ms | brokers count | ...
 kafka_ready() {
-	local out
+	local out min=${1:-1}
 	out=$(kafka_call 16 '\x00\x00\x00\x1d\x00\x03\x00\x04\x00\x00\x63\x65\x00\x0ecertless-ready\x00\x00\x00\x00\x00') || return 1
 	# shellcheck disable=SC2086 # split od's numbers into $1..$16
 	set -- $out
 	[ $# -eq 16 ] && [ "$5 $6 $7 $8" = "0 0 99 101" ] &&
-		[ $(((${13} << 24) | (${14} << 16) | (${15} << 8) | ${16})) -gt 0 ]
+		[ $(((${13} << 24) | (${14} << 16) | (${15} << 8) | ${16})) -ge "$min" ]
 }
 
 # kafka_groups_ready succeeds when the group coordinator answers for every
@@ -427,6 +442,160 @@ kafka_down() {
 		kill -KILL "$pid" 2>/dev/null || true
 	fi
 	rm -f "$KDIR/kafka.pid"
+}
+
+# ---------------------------------------------------------------- Kafka, three nodes
+
+# A second, separate cluster for the node-loss test: three KRaft nodes, each
+# broker and controller (a static quorum of three voters), PLAINTEXT on
+# loopback only, replication factor 3 and min.insync.replicas 2, so one node
+# may die with no acknowledged write lost and producers (acks=all) still
+# served. Node N listens for clients on $((CLUSTER_BASE + 10 N + 1)) and for
+# its controller on $((CLUSTER_BASE + 10 N + 2)); its state is
+# $K3DIR/nodeN (data, kafka.pid, kafka.log). It shares the jars with the
+# one-node cluster and is started only by `cluster-up`, not by `up`.
+CLUSTER_BASE=${CERTLESS_KAFKA_CLUSTER_BASE:-19100}
+K3DIR=$STATE/kafka3
+CLUSTER_NODES="1 2 3"
+
+node_port() { echo $((CLUSTER_BASE + 10 * $1 + 1)); }
+node_controller_port() { echo $((CLUSTER_BASE + 10 * $1 + 2)); }
+cluster_addrs() {
+	local n out=""
+	for n in $CLUSTER_NODES; do out="$out${out:+,}127.0.0.1:$(node_port "$n")"; done
+	echo "$out"
+}
+
+node_pid() {
+	local pid
+	pid=$(cat "$K3DIR/node$1/kafka.pid" 2>/dev/null) || return 1
+	[ -n "$pid" ] && grep -qa 'kafka\.Kafka' "/proc/$pid/cmdline" 2>/dev/null || return 1
+	echo "$pid"
+}
+
+node_config() {
+	local n=$1 voters="" v
+	for v in $CLUSTER_NODES; do voters="$voters${voters:+,}$v@127.0.0.1:$(node_controller_port "$v")"; done
+	mkdir -p "$K3DIR/node$n"
+	cat >"$K3DIR/node$n/server.properties" <<EOF
+# Written by scripts/services.sh: node $n of a three-node KRaft cluster for
+# the node-loss test.
+process.roles=broker,controller
+node.id=$n
+controller.quorum.voters=$voters
+listeners=PLAINTEXT://127.0.0.1:$(node_port "$n"),CONTROLLER://127.0.0.1:$(node_controller_port "$n")
+advertised.listeners=PLAINTEXT://127.0.0.1:$(node_port "$n"),CONTROLLER://127.0.0.1:$(node_controller_port "$n")
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$K3DIR/node$n/data
+auto.create.topics.enable=false
+num.partitions=1
+# One node may be lost with nothing acknowledged lost and writes still taken.
+default.replication.factor=3
+min.insync.replicas=2
+offsets.topic.replication.factor=3
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=3
+transaction.state.log.min.isr=2
+transaction.state.log.num.partitions=4
+share.coordinator.state.topic.replication.factor=3
+share.coordinator.state.topic.min.isr=2
+share.coordinator.state.topic.num.partitions=4
+group.initial.rebalance.delay.ms=0
+# A replica that stops fetching leaves the ISR soon, so acks=all writes do
+# not wait long on a dead node.
+replica.lag.time.max.ms=5000
+num.network.threads=2
+num.io.threads=2
+log.retention.hours=24
+log.segment.bytes=67108864
+EOF
+}
+
+# cluster_format formats every node's storage once, with one cluster id.
+cluster_format() {
+	local stamp n id
+	stamp=$(cat "$K3DIR"/node*/server.properties | sha256sum | cut -c1-64)
+	if [ "$(cat "$K3DIR/format.stamp" 2>/dev/null)" = "$stamp" ]; then
+		return
+	fi
+	id=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+	log "formatting the three-node cluster's storage (cluster $id)"
+	for n in $CLUSTER_NODES; do
+		rm -rf "$K3DIR/node$n/data"
+		kafka_java kafka.tools.StorageTool format --cluster-id="$id" \
+			--config="$K3DIR/node$n/server.properties" >"$K3DIR/node$n/format.log" 2>&1 ||
+			{ cat "$K3DIR/node$n/format.log" >&2; die "formatting node $n failed"; }
+	done
+	echo "$stamp" >"$K3DIR/format.stamp"
+}
+
+node_start() {
+	local n=$1
+	log "starting Kafka node $n on 127.0.0.1:$(node_port "$n")"
+	# shellcheck disable=SC2086 # KAFKA_HEAP holds several JVM options
+	(
+		closefds
+		exec setsid nohup "$(java_bin)" $KAFKA_HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+			-XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
+			-Dlog4j2.configurationFile="$KDIR/config/log4j2.properties" \
+			-cp "$KDIR/libs/*" kafka.Kafka "$K3DIR/node$n/server.properties"
+	) </dev/null >>"$K3DIR/node$n/kafka.log" 2>&1 &
+	echo $! >"$K3DIR/node$n/kafka.pid"
+}
+
+# cluster_up starts whichever nodes are not running (all on the first call,
+# the one a test killed afterwards) and waits until every node reports all
+# three brokers and serves group coordination.
+cluster_up() {
+	local t0 n started="" deadline
+	t0=$(now)
+	ensure_java
+	mkdir -p "$KDIR"
+	kafka_libs
+	kafka_log4j
+	for n in $CLUSTER_NODES; do node_config "$n"; done
+	cluster_format
+	for n in $CLUSTER_NODES; do
+		node_pid "$n" >/dev/null && continue
+		port_open "$(node_port "$n")" && die "port $(node_port "$n") is taken by another process; set CERTLESS_KAFKA_CLUSTER_BASE"
+		node_start "$n"
+		started="$started $n"
+	done
+	deadline=$((SECONDS + 180))
+	for n in $CLUSTER_NODES; do
+		until CALL_PORT=$(node_port "$n") kafka_ready 3 && CALL_PORT=$(node_port "$n") kafka_groups_ready; do
+			if ! node_pid "$n" >/dev/null; then
+				tail -n 40 "$K3DIR/node$n/kafka.log" >&2 || true
+				die "Kafka node $n exited during start-up (log: $K3DIR/node$n/kafka.log)"
+			fi
+			[ "$SECONDS" -lt "$deadline" ] || {
+				tail -n 40 "$K3DIR/node$n/kafka.log" >&2 || true
+				die "the three-node cluster was not ready within 180s (log: $K3DIR/node$n/kafka.log)"
+			}
+			sleep 0.2
+		done
+	done
+	log "three-node Kafka ready at $(cluster_addrs)${started:+ (started:$started)} ($(since "$t0"))"
+}
+
+cluster_down() {
+	local n pid
+	for n in $CLUSTER_NODES; do
+		pid=$(node_pid "$n") || { rm -f "$K3DIR/node$n/kafka.pid"; continue; }
+		log "stopping Kafka node $n (pid $pid)"
+		kill -TERM "$pid" 2>/dev/null || true
+	done
+	for n in $CLUSTER_NODES; do
+		pid=$(node_pid "$n") || continue
+		for _ in $(seq 1 300); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.2
+		done
+		kill -KILL "$pid" 2>/dev/null || true
+		rm -f "$K3DIR/node$n/kafka.pid"
+	done
 }
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -618,6 +787,8 @@ print_env() {
 		echo "export CERTLESS_TEST_KAFKA_ADMIN_PASSWORD=$(cat "$KDIR/secrets/admin.password")"
 	fi
 	echo "export CERTLESS_TEST_POSTGRES='$(pg_dsn)'"
+	# What the fault tests call to start, stop and restart services of their own.
+	echo "export CERTLESS_TEST_SERVICES=$ROOT/scripts/services.sh"
 	"$ROOT/scripts/witness.sh" env
 }
 
@@ -637,6 +808,40 @@ down)
 	pg_down
 	"$ROOT/scripts/witness.sh" down
 	;;
+pg-up)
+	lock
+	pg_up
+	;;
+pg-down)
+	lock
+	pg_down
+	;;
+pg-kill)
+	# An immediate shutdown: what a crash leaves, recovered at the next start.
+	lock
+	if pg_running; then
+		log "killing PostgreSQL (immediate shutdown)"
+		as_pg "$(pg_bindir)/pg_ctl" -D "$(pgdir)/data" -m immediate -w -t 60 stop >/dev/null
+	fi
+	;;
+cluster-up)
+	lock
+	cluster_up
+	;;
+cluster-down)
+	lock
+	cluster_down
+	;;
+cluster-clean)
+	lock
+	cluster_down
+	rm -rf "${K3DIR:?}"
+	log "the three-node cluster's data dropped"
+	;;
+cluster-env)
+	echo "export CERTLESS_TEST_KAFKA_CLUSTER=$(cluster_addrs)"
+	echo "export CERTLESS_TEST_KAFKA_CLUSTER_DIR=$K3DIR"
+	;;
 clean-kafka)
 	lock
 	kafka_down
@@ -646,7 +851,7 @@ clean-kafka)
 status) status ;;
 env) print_env ;;
 *)
-	echo "usage: $0 up|down|clean-kafka|status|env" >&2
+	echo "usage: $0 up|down|clean-kafka|status|env|pg-up|pg-down|pg-kill|cluster-up|cluster-down|cluster-clean|cluster-env" >&2
 	exit 2
 	;;
 esac

@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -39,8 +42,20 @@ type killRig struct {
 
 	mu       sync.Mutex
 	receipts map[string][][]byte // digest → distinct receipts
+	outcomes map[string]struct{} // "digest decision" of every receipt seen
 	seen     chan struct{}
 	prodDone chan error
+	resent   atomic.Int64 // chunks sent again after a failed produce
+
+	procs      map[*exec.Cmd]*rigProc
+	unexpected chan string // a broker exited that was not killed or stopped
+}
+
+// rigProc is a broker child process: done closes when it has exited.
+type rigProc struct {
+	done     chan struct{}
+	err      error
+	expected atomic.Bool // killed or stopped by the test
 }
 
 // newKillRig prepares total requests and the topics, watches the receipt
@@ -48,17 +63,32 @@ type killRig struct {
 // kills land while requests still arrive.
 func newKillRig(ctx context.Context, t *testing.T, total int) *killRig {
 	t.Helper()
+	return newKillRigWith(ctx, t, total, nil)
+}
+
+// newKillRigWith is newKillRig with configure applied to the brokers'
+// configuration before it is written (another Kafka cluster, another
+// store); the rig's topics get its kafka.replication_factor.
+func newKillRigWith(ctx context.Context, t *testing.T, total int, configure func(*config.Config)) *killRig {
+	t.Helper()
 	testStart := time.Now()
 	cfg := realConfig(ctx, t)
 	t.Logf("set up the real services in %.1fs", time.Since(testStart).Seconds())
 	dir := t.TempDir()
-	r := &killRig{t: t, ctx: ctx, cfg: cfg, cfgPath: filepath.Join(dir, "config.yaml"), receipts: map[string][][]byte{},
+	r := &killRig{t: t, ctx: ctx, cfg: cfg, cfgPath: filepath.Join(dir, "config.yaml"), receipts: map[string][][]byte{}, outcomes: map[string]struct{}{},
+		procs: map[*exec.Cmd]*rigProc{}, unexpected: make(chan string, 4),
 		seen: make(chan struct{}, total*4), prodDone: make(chan error, 1)}
 	cfg.HTTP.Addr = "127.0.0.1:0"
 	cfg.Log.Level = "warn"
 	// Shorter than production so a killed member's session expires soon.
 	cfg.Kafka.SessionTimeout = config.Duration(6 * time.Second)
 	cfg.Kafka.RebalanceTimeout = config.Duration(10 * time.Second)
+	if configure != nil {
+		configure(cfg)
+		if err := cfg.Validate(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := cfg.Write(r.cfgPath); err != nil {
 		t.Fatal(err)
 	}
@@ -69,11 +99,12 @@ func newKillRig(ctx context.Context, t *testing.T, total int) *killRig {
 	r.topics = broker.Topics{Prefix: cfg.Kafka.TopicPrefix}
 	r.kcfg = kafkaConfig(cfg.Kafka)
 	var specs []bkafka.TopicSpec
+	rf := max(cfg.Kafka.ReplicationFactor, 1)
 	for _, a := range cfg.Agencies {
-		specs = append(specs, bkafka.TopicSpec{Name: r.topics.Requests(a.ID), Partitions: cfg.Kafka.Partitions, ReplicationFactor: 1},
-			bkafka.TopicSpec{Name: r.topics.Receipts(a.ID), Partitions: cfg.Kafka.Partitions, ReplicationFactor: 1})
+		specs = append(specs, bkafka.TopicSpec{Name: r.topics.Requests(a.ID), Partitions: cfg.Kafka.Partitions, ReplicationFactor: rf},
+			bkafka.TopicSpec{Name: r.topics.Receipts(a.ID), Partitions: cfg.Kafka.Partitions, ReplicationFactor: rf})
 	}
-	specs = append(specs, bkafka.TopicSpec{Name: r.topics.DeadLetter(), Partitions: 1, ReplicationFactor: 1})
+	specs = append(specs, bkafka.TopicSpec{Name: r.topics.DeadLetter(), Partitions: 1, ReplicationFactor: rf})
 	if err := bkafka.EnsureTopics(ctx, r.kcfg, specs...); err != nil {
 		t.Fatal(err)
 	}
@@ -107,6 +138,7 @@ func newKillRig(ctx context.Context, t *testing.T, total int) *killRig {
 				}
 				r.mu.Lock()
 				addDistinct(r.receipts, rec.Headers["certless-request-digest"], rec.Value)
+				r.outcomes[rec.Headers["certless-request-digest"]+" "+rec.Headers["certless-decision"]] = struct{}{}
 				r.mu.Unlock()
 				r.seen <- struct{}{}
 			}
@@ -117,6 +149,16 @@ func newKillRig(ctx context.Context, t *testing.T, total int) *killRig {
 	}
 	r.logPath = r.logFile.Name()
 	t.Cleanup(func() { r.logFile.Close() })
+	// A test that fails midway leaves no broker running behind it.
+	t.Cleanup(func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for cmd, p := range r.procs {
+			p.expected.Store(true)
+			_ = cmd.Process.Signal(syscall.SIGKILL)
+			<-p.done
+		}
+	})
 	go func() {
 		p, err := bkafka.NewProducer(r.kcfg, bkafka.ProducerOptions{})
 		if err != nil {
@@ -131,9 +173,20 @@ func newKillRig(ctx context.Context, t *testing.T, total int) *killRig {
 			for _, x := range r.stream[i:min(i+20, len(r.stream))] {
 				msgs = append(msgs, x.msg)
 			}
-			if err := p.Produce(ctx, msgs...); err != nil {
-				r.prodDone <- err
-				return
+			// As an agency does, a chunk the producer could not deliver
+			// (a Kafka node just died) is sent again, for up to a minute;
+			// the broker answers a copy with the same receipt.
+			for deadline := time.Now().Add(time.Minute); ; {
+				err := p.Produce(ctx, msgs...)
+				if err == nil {
+					break
+				}
+				if ctx.Err() != nil || time.Now().After(deadline) {
+					r.prodDone <- err
+					return
+				}
+				r.resent.Add(1)
+				<-tick.C
 			}
 			<-tick.C
 		}
@@ -151,7 +204,25 @@ func (r *killRig) start() *exec.Cmd {
 	if err := cmd.Start(); err != nil {
 		r.t.Fatal(err)
 	}
+	p := &rigProc{done: make(chan struct{})}
+	r.mu.Lock()
+	r.procs[cmd] = p
+	r.mu.Unlock()
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+		if !p.expected.Load() {
+			r.unexpected <- fmt.Sprintf("broker pid %d exited by itself: %v", cmd.Process.Pid, p.err)
+		}
+	}()
 	return cmd
+}
+
+// proc returns the rig's record of a broker it started.
+func (r *killRig) proc(cmd *exec.Cmd) *rigProc {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.procs[cmd]
 }
 
 func (r *killRig) receipted() int {
@@ -160,12 +231,16 @@ func (r *killRig) receipted() int {
 	return len(r.receipts)
 }
 
-// waitFor waits until n requests have a receipt.
+// waitFor waits until n requests have a receipt, and fails at once when
+// a broker exits that the test did not kill or stop.
 func (r *killRig) waitFor(n int) {
 	r.t.Helper()
 	for r.receipted() < n {
 		select {
 		case <-r.seen:
+		case why := <-r.unexpected:
+			out, _ := os.ReadFile(r.logPath)
+			r.t.Fatalf("waiting for %d receipted requests, have %d: %s\nbroker log tail:\n%s", n, r.receipted(), why, tail(out, 3000))
 		case <-r.ctx.Done():
 			out, _ := os.ReadFile(r.logPath)
 			r.t.Fatalf("waiting for %d receipted requests, have %d: %v\nbroker log tail:\n%s", n, r.receipted(), r.ctx.Err(), tail(out, 3000))
@@ -176,21 +251,26 @@ func (r *killRig) waitFor(n int) {
 // kill SIGKILLs a broker and reaps it.
 func (r *killRig) kill(cmd *exec.Cmd) {
 	r.t.Helper()
+	p := r.proc(cmd)
+	p.expected.Store(true)
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		r.t.Fatal(err)
 	}
-	_ = cmd.Wait()
+	<-p.done
 }
 
 // stop SIGTERMs a broker and fails unless it exits cleanly.
 func (r *killRig) stop(cmd *exec.Cmd) {
 	r.t.Helper()
+	p := r.proc(cmd)
+	p.expected.Store(true)
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		r.t.Fatal(err)
 	}
-	if err := cmd.Wait(); err != nil {
+	<-p.done
+	if p.err != nil {
 		out, _ := os.ReadFile(r.logPath)
-		r.t.Fatalf("broker did not stop cleanly on SIGTERM: %v\n%s", err, tail(out, 3000))
+		r.t.Fatalf("broker did not stop cleanly on SIGTERM: %v\n%s", p.err, tail(out, 3000))
 	}
 }
 
@@ -226,6 +306,19 @@ func (r *killRig) readBack() (all map[string][][]byte, logIndex map[string]strin
 }
 
 func (r *killRig) since() float64 { return time.Since(r.began).Seconds() }
+
+// decisions counts the receipts seen by decision (their certless-decision
+// header).
+func (r *killRig) decisions() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := map[string]int{}
+	for k := range r.outcomes {
+		_, d, _ := strings.Cut(k, " ")
+		n[d]++
+	}
+	return n
+}
 
 // TestRealKafkaKillAndRestart streams a few thousand requests through a
 // broker child process on the real Kafka and PostgreSQL, SIGKILLs it at
