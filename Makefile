@@ -74,6 +74,10 @@ test: services-up
 	if [ "$$kafka" -eq 0 ] || [ "$$skafka" -eq 0 ] || [ "$$pg" -eq 0 ] || [ "$$lw" -eq 0 ]; then
 		echo "no test reached the real Kafka, its SASL_SSL listener, PostgreSQL or witness" >&2; exit 1
 	fi
+	# The faults survived and hostile input refused, as the README's
+	# Reliability table shows them (all of them only when PKGS is ./...).
+	echo "== reliability"
+	scripts/reliability-table.sh $(TEST_LOG) || [ "$(PKGS)" != "./..." ]
 	$(MAKE) --no-print-directory fuzz
 
 # Every fuzz target for its count (or FUZZTIME); the first failure stops
