@@ -328,7 +328,7 @@ func TestServeRefusesReadableKeyFile(t *testing.T) {
 			}
 			return keys.PrivatePath(cfg.KeysDir, cfg.BrokerID, k.KeyID)
 		},
-		"log key":     func(cfg *config.Config) string { return cfg.LogKeyFile() },
+		"log key": func(cfg *config.Config) string { return cfg.LogKeyFile() },
 		"subject key": func(cfg *config.Config) string {
 			// Made at the first start, as serve does.
 			if _, err := subjectSecret(cfg.KeysDir); err != nil {
