@@ -23,7 +23,7 @@ FUZZ ?= 1
 FUZZTIME ?=
 FUZZ_TARGETS := schemas/residentid:FuzzResidentID:200000x envelope:FuzzCheckIJSON:20000x \
 	envelope:FuzzIJSONScanner:50000x envelope:FuzzDecode:10000x envelope:FuzzSignedPayload:100x \
-	policies:FuzzParse:1000x feedback:FuzzBodies:20000x
+	policies:FuzzParse:1000x feedback:FuzzBodies:20000x exchange:FuzzVerify:10000x
 
 .PHONY: test build vet fmt-check fuzz services-up services-down services-status
 
