@@ -225,14 +225,7 @@ default.replication.factor=1
 min.insync.replicas=1
 # One node: internal topics with one replica and few partitions, so the first
 # consumer group or transaction does not wait for 50 partitions to appear.
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=4
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-transaction.state.log.num.partitions=4
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-share.coordinator.state.topic.num.partitions=4
+$(internal_topics 1 1)
 group.initial.rebalance.delay.ms=0
 # Small machine.
 num.network.threads=2
@@ -259,6 +252,32 @@ logger.state.level = WARN
 logger.requests.name = kafka.request.logger
 logger.requests.level = WARN
 EOF
+}
+
+# kafka_launch CONFIG LOG PIDFILE starts a Kafka node as a daemon.
+kafka_launch() {
+	# shellcheck disable=SC2086 # KAFKA_HEAP holds several JVM options
+	(
+		closefds
+		exec setsid nohup "$(java_bin)" $KAFKA_HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+			-XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
+			-Dlog4j2.configurationFile="$KDIR/config/log4j2.properties" \
+			-cp "$KDIR/libs/*" kafka.Kafka "$1"
+	) </dev/null >>"$2" 2>&1 &
+	echo $! >"$3"
+}
+
+# internal_topics RF MIN_ISR prints the internal topics' settings: that many
+# replicas, four partitions.
+internal_topics() {
+	local t
+	echo "offsets.topic.replication.factor=$1"
+	echo "offsets.topic.num.partitions=4"
+	for t in transaction.state.log share.coordinator.state.topic; do
+		echo "$t.replication.factor=$1"
+		echo "$t.min.isr=$2"
+		echo "$t.num.partitions=4"
+	done
 }
 
 # kafka_java runs a Kafka main class with the resolved jars.
@@ -382,16 +401,8 @@ kafka_up() {
 	kafka_config
 	kafka_format
 	log "starting Kafka $(kafka_version) on $(kafka_addr) (PLAINTEXT) and $(kafka_secure_addr) (SASL_SSL)"
-	# shellcheck disable=SC2086 # KAFKA_HEAP holds several JVM options
-	(
-		closefds
-		exec setsid nohup "$(java_bin)" $KAFKA_HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
-			-XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
-			-Dlog4j2.configurationFile="$KDIR/config/log4j2.properties" \
-			-cp "$KDIR/libs/*" kafka.Kafka "$KDIR/config/server.properties"
-	) </dev/null >>"$KDIR/kafka.log" 2>&1 &
-	echo $! >"$KDIR/kafka.pid"
-	pid=$!
+	kafka_launch "$KDIR/config/server.properties" "$KDIR/kafka.log" "$KDIR/kafka.pid"
+	pid=$(cat "$KDIR/kafka.pid")
 	kafka_wait "$pid" "$t0"
 	kafka_scram_users
 }
@@ -494,14 +505,7 @@ num.partitions=1
 # One node may be lost with nothing acknowledged lost and writes still taken.
 default.replication.factor=3
 min.insync.replicas=2
-offsets.topic.replication.factor=3
-offsets.topic.num.partitions=4
-transaction.state.log.replication.factor=3
-transaction.state.log.min.isr=2
-transaction.state.log.num.partitions=4
-share.coordinator.state.topic.replication.factor=3
-share.coordinator.state.topic.min.isr=2
-share.coordinator.state.topic.num.partitions=4
+$(internal_topics 3 2)
 group.initial.rebalance.delay.ms=0
 # A replica that stops fetching leaves the ISR soon, so acks=all writes do
 # not wait long on a dead node.
@@ -534,15 +538,7 @@ cluster_format() {
 node_start() {
 	local n=$1
 	log "starting Kafka node $n on 127.0.0.1:$(node_port "$n")"
-	# shellcheck disable=SC2086 # KAFKA_HEAP holds several JVM options
-	(
-		closefds
-		exec setsid nohup "$(java_bin)" $KAFKA_HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
-			-XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
-			-Dlog4j2.configurationFile="$KDIR/config/log4j2.properties" \
-			-cp "$KDIR/libs/*" kafka.Kafka "$K3DIR/node$n/server.properties"
-	) </dev/null >>"$K3DIR/node$n/kafka.log" 2>&1 &
-	echo $! >"$K3DIR/node$n/kafka.pid"
+	kafka_launch "$K3DIR/node$n/server.properties" "$K3DIR/node$n/kafka.log" "$K3DIR/node$n/kafka.pid"
 }
 
 # cluster_up starts whichever nodes are not running (all on the first call,
