@@ -66,12 +66,7 @@ func TestRealKafkaNodeLoss(t *testing.T) {
 	})
 	t.Logf("%5.1fs node %d is back in sync on every request partition", r.since(), victim)
 	r.stop(proc)
-	all, _, copies, lost, conflicting := r.readBack()
-	t.Logf("node loss: %d receipt records (%d redelivered copies), decisions %v", copies, copies-len(all), r.decisions())
-	t.Logf("fault kafka-node-loss: requests %d, lost %d, conflicting %d", total, lost, conflicting)
-	if lost != 0 || conflicting != 0 || len(all) != total {
-		t.Fatalf("lost %d, conflicting %d, receipted %d of %d", lost, conflicting, len(all), total)
-	}
+	r.verdict("kafka-node-loss")
 	checkOrdinaryOutcomes(t, r.decisions())
 }
 
@@ -141,12 +136,7 @@ func TestRealKafkaStoreOutage(t *testing.T) {
 	r.waitFor(total)
 	t.Logf("%5.1fs all %d requests receipted, %.1fs after the restart, by the broker that ran throughout", r.since(), total, time.Since(restartedAt).Seconds())
 	r.stop(proc)
-	all, _, copies, lost, conflicting := r.readBack()
-	t.Logf("store outage: %d receipt records (%d redelivered copies), decisions %v", copies, copies-len(all), r.decisions())
-	t.Logf("fault store-outage: requests %d, lost %d, conflicting %d", total, lost, conflicting)
-	if lost != 0 || conflicting != 0 || len(all) != total {
-		t.Fatalf("lost %d, conflicting %d, receipted %d of %d", lost, conflicting, len(all), total)
-	}
+	r.verdict("store-outage")
 	checkOrdinaryOutcomes(t, r.decisions())
 }
 

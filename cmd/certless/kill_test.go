@@ -307,6 +307,21 @@ func (r *killRig) readBack() (all map[string][][]byte, logIndex map[string]strin
 
 func (r *killRig) since() float64 { return time.Since(r.began).Seconds() }
 
+// verdict reads every receipt back (readBack), prints the fault's summary
+// line, `fault <name>: requests N, lost L, conflicting C`, and fails the
+// test unless every request has exactly one distinct receipt.
+func (r *killRig) verdict(name string) (all map[string][][]byte, logIndex map[string]string) {
+	r.t.Helper()
+	all, logIndex, copies, lost, conflicting := r.readBack()
+	total := len(r.stream)
+	r.t.Logf("%s: %d receipt records (%d redelivered copies), decisions %v", name, copies, copies-len(all), r.decisions())
+	r.t.Logf("fault %s: requests %d, lost %d, conflicting %d", name, total, lost, conflicting)
+	if lost != 0 || conflicting != 0 || len(all) != total {
+		r.t.Fatalf("lost %d, conflicting %d, receipted %d of %d", lost, conflicting, len(all), total)
+	}
+	return all, logIndex
+}
+
 // decisions counts the receipts seen by decision (their certless-decision
 // header).
 func (r *killRig) decisions() map[string]int {
@@ -347,14 +362,8 @@ func TestRealKafkaKillAndRestart(t *testing.T) {
 	r.stop(proc)
 	t.Logf("%5.1fs broker stopped cleanly on SIGTERM", r.since())
 
-	all, logIndex, totalCopies, lost, conflicting := r.readBack()
-	t.Logf("read back every receipt topic after %.1fs", r.since())
-	t.Logf("kill test: %d requests, %d SIGKILLs, %d receipt records (%d redelivered copies), %d requests receipted, lost %d, conflicting %d",
-		total, kills, totalCopies, totalCopies-len(all), len(all), lost, conflicting)
-	t.Logf("fault broker-kill-restart: requests %d, lost %d, conflicting %d", total, lost, conflicting)
-	if lost != 0 || conflicting != 0 || len(all) != total {
-		t.Fatalf("lost %d, conflicting %d, receipted %d of %d", lost, conflicting, len(all), total)
-	}
+	t.Logf("%d SIGKILLs", kills)
+	all, logIndex := r.verdict("broker-kill-restart")
 	// Every published receipt is in the log, at the index its record
 	// carries, and the log the SIGKILLs left behind audits clean.
 	published := map[string][]byte{}
@@ -388,12 +397,7 @@ func TestRealKafkaInstanceLoss(t *testing.T) {
 	r.waitFor(total)
 	t.Logf("%5.1fs all %d requests receipted, %.1fs after the kill (session timeout %s)", r.since(), total, time.Since(killedAt).Seconds(), r.cfg.Kafka.SessionTimeout.D())
 	r.stop(b)
-	all, _, copies, lost, conflicting := r.readBack()
-	t.Logf("instance loss: %d receipt records (%d redelivered copies)", copies, copies-len(all))
-	t.Logf("fault broker-instance-loss: requests %d, lost %d, conflicting %d", total, lost, conflicting)
-	if lost != 0 || conflicting != 0 || len(all) != total {
-		t.Fatalf("lost %d, conflicting %d, receipted %d of %d", lost, conflicting, len(all), total)
-	}
+	r.verdict("broker-instance-loss")
 }
 
 // addDistinct records receipt under digest unless the same bytes are there.
