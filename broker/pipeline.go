@@ -288,6 +288,9 @@ type DeadLetter struct {
 	Size       int       `json:"size"`
 	ReceivedAt time.Time `json:"received_at"`
 	Message    []byte    `json:"message,omitempty"`
+	// KID is the key id the message was verified with or names, when it
+	// names a well-formed one.
+	KID string `json:"kid,omitempty"`
 }
 
 // maxDeadLetterCopy bounds how much of an unauthenticated message is copied.
@@ -310,6 +313,7 @@ func (p *Pipeline) deadLetterKID(m Message, agency, reason, kid, detail string) 
 	if kid == "" {
 		kid = claimedKID(m.Value)
 	}
+	dl.KID = kid
 	if p.Log != nil {
 		p.Log.Warn("dead letter", zap.String("reason", reason), zap.String("kid", kid),
 			zap.String("topic", m.Topic), zap.Int("partition", m.Partition), zap.Int64("offset", m.Offset),

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"strings"
@@ -31,9 +32,10 @@ import (
 
 func newReceiptCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "receipt",
-		Short: "Receipt bundles: a receipt with its transparency-log proof, checked offline",
-		Args:  cobra.NoArgs,
+		Use:     "receipt",
+		Aliases: []string{"receipts"},
+		Short:   "Receipts: an agency's receipt topic, and bundles with their transparency-log proof, checked offline",
+		Args:    cobra.NoArgs,
 	}
 	var id, agency, out, statusOut string
 	var quorum int
@@ -202,7 +204,7 @@ verifier key file, once per witness.`,
 	verify.Flags().StringVar(&decryptFile, "decrypt-key", "", "the receiving agency's private JWK, for a confidential (JWE) receipt")
 	verify.Flags().StringVar(&statusFile, "status", "", "the receipt's revocation status list, saved (vc+jwt); default: fetched from the URL the receipt names")
 	verify.Flags().BoolVar(&noStatus, "no-status", false, "do not check revocation")
-	cmd.AddCommand(proof, verify, receiptListCmd(g), receiptExportCmd(g))
+	cmd.AddCommand(proof, verify, receiptListCmd(g), receiptExportCmd(g), receiptTailCmd(g))
 	return cmd
 }
 
@@ -284,6 +286,122 @@ func receiptListCmd(g *globals) *cobra.Command {
 	fl.IntVar(&limit, "limit", 50, "at most this many")
 	fl.BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+func receiptTailCmd(g *globals) *cobra.Command {
+	var as, jwksURL string
+	var follow, asJSON bool
+	cmd := &cobra.Command{
+		Use:   "tail --as AGENCY [--follow] [--json]",
+		Short: "Print the receipts on an agency's receipt topic, one line each, verified",
+		Long: `Prints every receipt on the agency's receipt topic (<prefix>AGENCY.receipts,
+from the configuration's Kafka settings), oldest first per partition, then
+exits; with --follow it keeps printing new ones until interrupted. Also
+'certless receipts tail'.
+
+Each receipt is verified as 'certless request' does (the broker's JWKS
+from the keys folder or --jwks-url; a confidential receipt opened with the
+agency's encryption key), as of when it was issued: one line with the time
+it was issued, the decision and reason, the query, the request id and
+digest, and the receipt id, marked "expired" when its validity has ended.
+A record that does not verify is listed with why. Answers are not printed.`,
+		Example: `  certless receipt tail --as court-changchun
+  certless receipts tail --as court-changchun --follow --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if as == "" {
+				return usagef("--as is required")
+			}
+			cfg, err := g.loadConfig(os.Getenv)
+			if err != nil {
+				return err
+			}
+			c, err := newAgencyClient(cmd.Context(), cfg, as, jwksURL)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			p := receiptTailPrinter{w: g.stdout, c: c, json: asJSON, now: time.Now}
+			return streamTopic(cmd.Context(), c.Kafka, c.ReceiptTopic, follow, p.print)
+		},
+	}
+	cmd.Flags().StringVar(&as, "as", "", "the agency whose receipt topic to read")
+	cmd.Flags().StringVar(&jwksURL, "jwks-url", "", "fetch the broker's JWKS from this base URL instead of the keys folder")
+	cmd.Flags().BoolVar(&follow, "follow", false, "keep printing new receipts until interrupted")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object a line")
+	return cmd
+}
+
+// receiptTailLine is what receipt tail prints of one record.
+type receiptTailLine struct {
+	IssuedAt      time.Time `json:"issued_at"`
+	Decision      string    `json:"decision"`
+	Reason        string    `json:"reason,omitempty"`
+	Query         string    `json:"query,omitempty"`
+	RequestID     string    `json:"request_id"`
+	RequestDigest string    `json:"request_digest"`
+	ReceiptID     string    `json:"receipt_id"`
+	ExpiresAt     time.Time `json:"expires_at"`
+	Expired       bool      `json:"expired"`
+	Partition     int       `json:"partition"`
+	Offset        int64     `json:"offset"`
+}
+
+type receiptTailPrinter struct {
+	w    io.Writer
+	c    *client.Client
+	json bool
+	now  func() time.Time
+}
+
+func (p receiptTailPrinter) print(rec client.Record) error {
+	r, err := verifyAsIssued(rec.Value, p.c)
+	if err != nil {
+		if p.json {
+			b, _ := json.Marshal(map[string]any{"partition": rec.Partition, "offset": rec.Offset, "error": err.Error()})
+			_, err = fmt.Fprintf(p.w, "%s\n", b)
+			return err
+		}
+		_, err = fmt.Fprintf(p.w, "partition %d offset %d: does not verify: %v\n", rec.Partition, rec.Offset, err)
+		return err
+	}
+	l := receiptTailLine{IssuedAt: r.Envelope.IssuedAt.UTC(), Decision: r.Decision, Reason: r.Reason, Query: r.Query,
+		RequestID: r.RequestID, RequestDigest: r.RequestDigest, ReceiptID: r.Envelope.ID, ExpiresAt: r.Envelope.ExpiresAt.UTC(),
+		Expired: !r.Envelope.ExpiresAt.After(p.now()), Partition: rec.Partition, Offset: rec.Offset}
+	if p.json {
+		b, _ := json.Marshal(l) // plain struct: cannot fail
+		_, err = fmt.Fprintf(p.w, "%s\n", b)
+		return err
+	}
+	expired := ""
+	if l.Expired {
+		expired = "  expired"
+	}
+	_, err = fmt.Fprintf(p.w, "%s  %-14s  %-22s  %-18s  request=%s  %s  receipt=%s%s\n", l.IssuedAt.Format(time.RFC3339),
+		l.Decision, orDash(l.Reason), orDash(l.Query), l.RequestID, l.RequestDigest, l.ReceiptID, expired)
+	return err
+}
+
+// verifyAsIssued verifies a receipt of c's agency as of when it was issued,
+// so that one whose validity has since ended is still shown, verified.
+func verifyAsIssued(raw []byte, c *client.Client) (*client.Receipt, error) {
+	e := client.Expect{RequestAgency: c.Agency, Decrypt: c.Decrypt}
+	r, err := client.VerifyReceipt(raw, c.Broker, e)
+	if !errors.Is(err, client.ErrReceiptExpired) {
+		return r, err
+	}
+	jws := raw
+	if bytes.Count(raw, []byte(".")) == 4 && c.Decrypt != nil {
+		if jws, err = envelope.Decrypt(raw, c.Decrypt); err != nil {
+			return nil, err
+		}
+	}
+	pl, err := storedPayload(jws)
+	if err != nil {
+		return nil, err
+	}
+	e.Now, e.Decrypt = pl.IssuedAt, nil
+	return client.VerifyReceipt(jws, c.Broker, e)
 }
 
 // receiptBundle builds the bundle of the decision id names.

@@ -92,10 +92,19 @@ func TestDockBesideDev(t *testing.T) {
 	persons := records.Generate(devSeed, devPersons).Persons
 	inCounty := pick(t, persons, func(p records.Person) bool { return strings.HasPrefix(p.IDNumber, "220582") })
 	outside := pick(t, persons, func(p records.Person) bool { return strings.HasPrefix(p.IDNumber, "2203") })
+	// request prints the receipt; its exit code says the decision (0
+	// answered, exitDenied denied; anything else fails the test).
 	request := func(p records.Person) string {
 		t.Helper()
-		return cli("request", "--as", "court-jian", "--query", "identity", "--subject", p.IDNumber, "--name", p.Name,
-			"--purpose", "case-handling", "--timeout", "30s")
+		args := []string{"--data", dir, "request", "--as", "court-jian", "--query", "identity", "--subject", p.IDNumber, "--name", p.Name,
+			"--purpose", "case-handling", "--timeout", "30s"}
+		code, out, errs := runCLI(t, args...)
+		switch {
+		case code == exitOK && strings.Contains(out, "answered"), code == exitDenied && strings.Contains(out, "denied"):
+		default:
+			t.Fatalf("certless %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errs)
+		}
+		return out
 	}
 
 	cli("keys", "generate", "--agency", "court-jian")
