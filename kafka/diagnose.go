@@ -3,10 +3,14 @@ package kafka
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -145,4 +149,120 @@ func Explain(ctx context.Context, cfg Config, err error) error {
 		return fmt.Errorf("%v: %w", d, err)
 	}
 	return err
+}
+
+// Likely causes of a failure to reach the cluster, as [Cause] names them.
+const (
+	CauseRefused  = "refused"
+	CauseTimedOut = "timed out"
+	CauseTLS      = "TLS"
+	CauseSASL     = "SASL"
+)
+
+// Cause names the likely cause of err, a failure to reach the cluster (from
+// [Ping] or [Diagnose]): [CauseRefused], [CauseTimedOut], [CauseTLS],
+// [CauseSASL], or "" when it is none of these.
+func Cause(err error) string {
+	var (
+		ne        net.Error
+		unknownCA x509.UnknownAuthorityError
+		hostname  x509.HostnameError
+		invalid   x509.CertificateInvalidError
+		record    tls.RecordHeaderError
+		verify    *tls.CertificateVerificationError
+	)
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, kafka.SASLAuthenticationFailed), strings.Contains(msg, "SASL"):
+		return CauseSASL
+	case errors.As(err, &unknownCA), errors.As(err, &hostname), errors.As(err, &invalid),
+		errors.As(err, &record), errors.As(err, &verify), strings.Contains(msg, "TLS handshake failed"):
+		return CauseTLS
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return CauseRefused
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
+		errors.As(err, &ne) && ne.Timeout():
+		return CauseTimedOut
+	}
+	return ""
+}
+
+// causeHints says what to check for each cause.
+var causeHints = map[string]string{
+	CauseRefused:  "connection refused: is Kafka running at that address, and is kafka.brokers right?",
+	CauseTimedOut: "timed out: a wrong host, a firewall dropping the connection, or a cluster still starting",
+	CauseTLS:      "TLS handshake failed: check kafka.tls (ca_file, server_name) and that the listener speaks TLS",
+	CauseSASL:     "SASL authentication failed: check kafka.sasl (mechanism, username, password)",
+}
+
+// AwaitOptions tune [Await].
+type AwaitOptions struct {
+	// Within bounds the whole wait (15s when 0).
+	Within time.Duration
+	// Deadline, when set, ends the wait earlier than Within (the caller
+	// counts Within from before the call); errors still name Within.
+	Deadline time.Time
+	// Retrying, when set, is called after each failed attempt, before
+	// the pause that precedes the next one.
+	Retrying func(attempt int, elapsed time.Duration, err error)
+}
+
+// Await calls [Ping] until one broker of cfg answers, ctx ends or
+// opts.Within passes, pausing between attempts (250ms, doubling, at most
+// 2s). Its error names every address and the likely cause ([Cause]) of the
+// last failure, e.g.
+//
+//	kafka: no broker reachable at 127.0.0.1:9092 within 15s (connection refused: is Kafka running at that address, and is kafka.brokers right?): ...
+func Await(ctx context.Context, cfg Config, opts AwaitOptions) error {
+	within := opts.Within
+	if within <= 0 {
+		within = 15 * time.Second
+	}
+	start := time.Now()
+	deadline := start.Add(within)
+	if !opts.Deadline.IsZero() && opts.Deadline.Before(deadline) {
+		deadline = opts.Deadline
+	}
+	wctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	pause := 250 * time.Millisecond
+	var err error
+	for attempt := 1; ; attempt++ {
+		actx, acancel := context.WithTimeout(wctx, diagnoseTimeout)
+		perr := Ping(actx, cfg)
+		acancel()
+		if perr == nil {
+			return nil
+		}
+		// An attempt cut short by the end of the wait says less than the
+		// one before it.
+		if err == nil || wctx.Err() == nil {
+			err = perr
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("kafka: waiting for %s: %w", strings.Join(cfg.Brokers, ", "), ctx.Err())
+		}
+		if wctx.Err() == nil && opts.Retrying != nil {
+			opts.Retrying(attempt, time.Since(start), err)
+		}
+		select {
+		case <-wctx.Done():
+		case <-time.After(pause):
+			pause = min(2*pause, 2*time.Second)
+			continue
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("kafka: waiting for %s: %w", strings.Join(cfg.Brokers, ", "), ctx.Err())
+		}
+		hint := causeHints[Cause(err)]
+		if hint == "" {
+			hint = "no broker answered"
+		}
+		return fmt.Errorf("kafka: no broker reachable at %s within %s (%s): %w", strings.Join(cfg.Brokers, ", "), within, hint, err)
+	}
 }

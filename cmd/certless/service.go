@@ -83,6 +83,8 @@ type service struct {
 	runner *broker.Runner
 	http   *http.Server
 	httpLn net.Listener
+	// early serves /healthz and /readyz while the broker starts.
+	early *startupHTTP
 	// logKey signs checkpoints; checkpointer keeps the transparency log
 	// checkpointed and gates the record step when it cannot.
 	logKey       *logSigner
@@ -120,6 +122,10 @@ type serviceOptions struct {
 	// and the broker runs no rounds of its own: the test calls
 	// s.scheduler.Round after moving the clock.
 	exchangeClock func() time.Time
+	// launched, when set, is when the process started: the wait for Kafka
+	// (kafka.startup_timeout) counts from then, so `certless serve` gives
+	// up that long after it was launched, not after its own set-up.
+	launched time.Time
 }
 
 func kafkaConfig(c config.Kafka) bkafka.Config {
@@ -170,6 +176,13 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 	}
 	log.Info("keys loaded", zap.String("dir", cfg.KeysDir), zap.Strings("agencies", s.keys.Agencies()), zap.String("broker_kid", bk.KID()))
 
+	// The HTTP address answers /healthz from here on, /readyz with what
+	// the start-up waits for, until the broker's own endpoints take over.
+	addr := cmp.Or(opts.httpAddr, cfg.HTTP.Addr)
+	if s.early, err = listenStartup(cfg, addr, log); err != nil {
+		return nil, err
+	}
+
 	// Kafka.
 	s.kafka = kafkaConfig(cfg.Kafka)
 	if cfg.Kafka.Embedded {
@@ -187,6 +200,9 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 		}
 		s.kafka = s.embedded.Config()
 		log.Info("embedded Kafka cluster started", zap.Strings("brokers", s.kafka.Brokers))
+	}
+	if err = s.awaitKafka(ctx, opts.launched); err != nil {
+		return nil, err
 	}
 	// Decision store.
 	if s.store, err = store.Open(ctx, cfg.Store.DSN, store.Options{BatchSize: cfg.Store.BatchSize, BatchWait: cfg.Store.BatchWait.D()}); err != nil {
@@ -208,8 +224,10 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 		return nil, fmt.Errorf("docking directory: %w", err)
 	}
 	s.applyDirectory(snap)
-	if err = bkafka.EnsureTopics(ctx, s.kafka, bkafka.TopicSpec{Name: s.topics.DeadLetter(), Partitions: 1, ReplicationFactor: cfg.Kafka.ReplicationFactor}); err != nil {
-		return nil, fmt.Errorf("create topics: %w", bkafka.Explain(ctx, s.kafka, err))
+	// The first topic, bounded like the wait for Kafka: a cluster that
+	// answers but never gives the topic a leader must not hang start-up.
+	if err = s.ensureFirstTopic(ctx); err != nil {
+		return nil, err
 	}
 	if err = s.ensureAgencyTopics(ctx); err != nil {
 		return nil, err
@@ -303,6 +321,7 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 		Log:       log,
 	}
 	metrics := broker.NewMetrics(s.registry)
+	metrics.Init(dockedAgencies(s.docking.state().snap), requestTopics)
 	// Consumer lag is asked of the cluster at scrape time, not measured in
 	// the pipeline: it shows also when the pipeline is stalled.
 	if s.lag, err = bkafka.NewLagCollector(s.kafka, cfg.Kafka.GroupID, requestTopics, bkafka.LagOptions{Logger: log.Named("kafka")}); err != nil {
@@ -364,13 +383,7 @@ func startService(ctx context.Context, cfg *config.Config, log *zap.Logger, opts
 	if err != nil {
 		return nil, err
 	}
-	addr := cfg.HTTP.Addr
-	if opts.httpAddr != "" {
-		addr = opts.httpAddr
-	}
-	if s.httpLn, err = net.Listen("tcp", addr); err != nil {
-		return nil, fmt.Errorf("http: %w", err)
-	}
+	s.httpLn = s.early.handOver()
 	s.httpScheme = "http"
 	if tlsCfg != nil {
 		s.httpLn, s.httpScheme = tls.NewListener(s.httpLn, tlsCfg), "https"
@@ -506,6 +519,9 @@ func (s *service) run(ctx context.Context) error {
 	<-checkpointed
 	s.log.Info("broker stopped consuming; shutting down")
 	s.close()
+	if err == nil {
+		s.log.Info("stopped") // the last line of a clean shutdown
+	}
 	return err
 }
 
@@ -631,6 +647,10 @@ func (s *service) close() {
 	}
 	if s.sources != nil {
 		s.sources.close()
+	}
+	s.early.close()
+	if s.http == nil && s.httpLn != nil {
+		_ = s.httpLn.Close() // handed over, never served
 	}
 	if s.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
