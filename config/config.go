@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -66,6 +67,9 @@ type Config struct {
 	Report Report `yaml:"report" json:"report"`
 	// Transparency is the transparency log every decision is appended to.
 	Transparency Transparency `yaml:"transparency" json:"transparency"`
+	// File is the file Load read; empty when it ran on the built-in
+	// defaults (the dev configuration).
+	File string `yaml:"-" json:"-"`
 }
 
 // Directory configures how a running broker follows the docking directory.
@@ -161,8 +165,11 @@ type Kafka struct {
 	// rebalance waits for members to rejoin.
 	SessionTimeout   Duration `yaml:"session_timeout" json:"session_timeout,omitempty"`
 	RebalanceTimeout Duration `yaml:"rebalance_timeout" json:"rebalance_timeout,omitempty"`
-	TLS              *TLS     `yaml:"tls" json:"tls,omitempty"`
-	SASL             *SASL    `yaml:"sasl" json:"sasl,omitempty"`
+	// StartupTimeout bounds how long serve and dev wait at start-up for a
+	// broker to answer before they stop with the likely cause.
+	StartupTimeout Duration `yaml:"startup_timeout" json:"startup_timeout,omitempty"`
+	TLS            *TLS     `yaml:"tls" json:"tls,omitempty"`
+	SASL           *SASL    `yaml:"sasl" json:"sasl,omitempty"`
 }
 
 // TLS configures TLS to the Kafka brokers.
@@ -337,6 +344,7 @@ func Default(dataDir string) Config {
 			ReplicationFactor: 1,
 			SessionTimeout:    Duration(10 * time.Second),
 			RebalanceTimeout:  Duration(30 * time.Second),
+			StartupTimeout:    Duration(15 * time.Second),
 		},
 		Store:       Store{DSN: filepath.Join(dataDir, "decisions.db"), BatchSize: 256},
 		HTTP:        HTTP{Addr: "127.0.0.1:8080"},
@@ -391,6 +399,7 @@ func Load(path string, getenv Getenv) (*Config, error) {
 		if err := decodeYAML(b, &cfg); err != nil {
 			return nil, fmt.Errorf("config %s: %w", path, err)
 		}
+		cfg.File = path
 	}
 	if err := applyEnv(&cfg, getenv); err != nil {
 		return nil, err
@@ -423,6 +432,9 @@ func decodeYAML(b []byte, cfg *Config) error {
 	if err := dec.Decode(cfg); err != nil {
 		if errors.Is(err, io.EOF) { // an empty file keeps the defaults
 			return nil
+		}
+		if e := explain(b, reflect.TypeOf(cfg).Elem()); e != nil {
+			return e
 		}
 		return err
 	}
@@ -489,6 +501,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Kafka.SessionTimeout.D() != 0 && c.Kafka.SessionTimeout.D() < 6*time.Second {
 		return errors.New("/kafka/session_timeout: at least 6s (Kafka refuses less)")
+	}
+	if c.Kafka.StartupTimeout.D() < 0 {
+		return errors.New("/kafka/startup_timeout: must not be negative")
 	}
 	if c.Kafka.SASL != nil && c.Kafka.SASL.Password == "" {
 		return errors.New("/kafka/sasl/password: required (or set password_env)")

@@ -89,7 +89,7 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"bad broker", "kafka:\n  embedded: false\n  brokers: [\"no-port\"]\n", "/kafka/brokers/0"},
 		{"unknown field", "kafka:\n  brokerz: []\n", "brokerz"},
 		{"bad level", "log:\n  level: loud\n", "/log/level"},
-		{"bad duration", "limits:\n  clock_skew: soon\n", "line 2: invalid duration"},
+		{"bad duration", "limits:\n  clock_skew: soon\n", "limits.clock_skew: invalid duration"},
 		{"too small limit", "limits:\n  max_message_bytes: 10\n", "/limits/max_message_bytes"},
 		{"county code at province level", "agencies:\n  - {id: court-jl, name: Court, level: province, region: \"220582\"}\n", "/agencies/0/region"},
 		{"duplicate agency", "agencies:\n  - {id: a1, name: A, level: county, region: \"220582\"}\n  - {id: a1, name: B, level: county, region: \"220582\"}\n", "/agencies/1/id"},

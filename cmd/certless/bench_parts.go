@@ -561,7 +561,7 @@ func benchRecordsDB(ctx context.Context, g *globals, admin string, persons int) 
 	start := time.Now()
 	last := time.Time{}
 	err = sqlsource.SeedThrough(ctx, dsn, persons, devSeed, nil, time.Now().In(exchange.Beijing), func(done, total int) {
-		if time.Since(last) > time.Second || done == total {
+		if styled(g.stderr) && (time.Since(last) > time.Second || done == total) {
 			last = time.Now()
 			fmt.Fprintf(g.stderr, "\rseeding %s: %d of %d persons", name, done, total)
 		}
@@ -893,6 +893,15 @@ type benchJSON struct {
 }
 
 func (r *benchReport) writeJSON(path string) error {
+	b, err := r.jsonDoc()
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
+// jsonDoc is the --json file's (and --output json's) document.
+func (r *benchReport) jsonDoc() ([]byte, error) {
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	p := r.Pipeline
 	j := benchJSON{Mode: r.Mode, Instances: r.Instances, Requests: r.Requests, Persons: r.Persons, InFlight: r.InFlight, Throughput: p.Throughput(),
@@ -920,7 +929,7 @@ func (r *benchReport) writeJSON(path string) error {
 	}
 	b, err := json.MarshalIndent(j, "", "  ")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
+	return append(b, '\n'), nil
 }

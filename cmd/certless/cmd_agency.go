@@ -111,11 +111,16 @@ resume restores them.`,
 }
 
 func (c *agencyCtx) listCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "list",
+	var out *outputFormat
+	cmd := &cobra.Command{
+		Use:   "list [--output json]",
 		Short: "List the docked agencies and record sources",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			asJSON, err := out.json()
+			if err != nil {
+				return err
+			}
 			dir, done, err := c.open(cmd.Context())
 			if err != nil {
 				return err
@@ -128,6 +133,12 @@ func (c *agencyCtx) listCmd() *cobra.Command {
 			ss, err := dir.ListSources(cmd.Context())
 			if err != nil {
 				return err
+			}
+			if asJSON {
+				return writeAgencyJSON(c.g.stdout, struct {
+					Agencies []directory.Agency `json:"agencies"`
+					Sources  []directory.Source `json:"sources"`
+				}{append([]directory.Agency{}, as...), append([]directory.Source{}, ss...)})
 			}
 			tw := tabwriter.NewWriter(c.g.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tLEVEL\tREGION\tKIND\tSTATUS\tVERSION\tENCRYPTED\tNAME")
@@ -143,6 +154,8 @@ func (c *agencyCtx) listCmd() *cobra.Command {
 			return tw.Flush()
 		},
 	}
+	out = addOutputFlag(cmd)
+	return cmd
 }
 
 func (c *agencyCtx) showCmd() *cobra.Command {

@@ -402,13 +402,13 @@ func plural(n int64, one, many string) string {
 // auditBar is the progress bar on stderr.
 func auditBar(g *globals, a *translog.Auditor, total int64) func() {
 	bar := progressbar.NewOptions64(total,
-		progressbar.OptionSetWriter(g.stderr),
+		progressbar.OptionSetWriter(progressTo(g.stderr)),
 		progressbar.OptionSetDescription("auditing the log"),
 		progressbar.OptionShowCount(),
 		progressbar.OptionShowIts(),
 		progressbar.OptionSetItsString("leaves"),
 		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionOnCompletion(func() { fmt.Fprintln(g.stderr) }),
+		progressbar.OptionOnCompletion(func() { fmt.Fprintln(progressTo(g.stderr)) }),
 	)
 	a.Progress = func(done, _ int64) { bar.Set64(done) }
 	return func() { bar.Exit() }

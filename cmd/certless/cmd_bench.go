@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -72,6 +73,7 @@ const (
 
 func newBenchCmd(g *globals) *cobra.Command {
 	o := benchOptions{}
+	var out *outputFormat
 	cmd := &cobra.Command{
 		Use:   "bench [--mode serve|embedded|running]",
 		Short: "Load-test the whole chain beside the transport ceiling and the crypto floor: throughput, latency, CPU per request",
@@ -120,9 +122,14 @@ embedded mode the figures are the whole process's).
 
 Exits 1 if any request lacks a receipt or got two different ones, or a
 sampled receipt does not verify. --json FILE writes the figures (with
---soak, the samples and the verdicts too).`,
+--soak, the samples and the verdicts too); --output json prints them on
+standard output instead of the summary, which then goes to standard error.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			asJSON, err := out.json()
+			if err != nil {
+				return err
+			}
 			if o.kafka == benchEmbedded && !cmd.Flags().Changed("mode") { // the old spelling
 				o.mode, o.kafka = benchEmbedded, ""
 			}
@@ -174,8 +181,17 @@ sampled receipt does not verify. --json FILE writes the figures (with
 			}
 			defer func() { _ = log.Sync() }()
 			rep, err := runBench(cmd.Context(), g, o, log)
-			if rep != nil {
+			if rep != nil && asJSON { // the figures on stdout, the summary for people on stderr
+				rep.print(g.stderr)
+				if b, jerr := rep.jsonDoc(); jerr != nil {
+					err = cmp.Or(err, jerr)
+				} else if _, werr := g.stdout.Write(b); werr != nil {
+					err = cmp.Or(err, werr)
+				}
+			} else if rep != nil {
 				rep.print(g.stdout)
+			}
+			if rep != nil {
 				if o.jsonOut != "" {
 					if werr := rep.writeJSON(o.jsonOut); werr != nil && err == nil {
 						err = werr
@@ -210,6 +226,7 @@ sampled receipt does not verify. --json FILE writes the figures (with
 	f.DurationVar(&o.soakEvery, "soak-every", 0, "the soak's sampling interval (default 10s or --soak/60, whichever is longer)")
 	f.Float64Var(&o.soakRate, "soak-rate", 0, "the soak's rate in requests/s (default half the saturation rate)")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "show the broker's log (at info; $CERTLESS_LOG_LEVEL sets the level)")
+	out = addOutputFlag(cmd)
 	return cmd
 }
 
@@ -330,6 +347,9 @@ func runBench(ctx context.Context, g *globals, o benchOptions, log *zap.Logger) 
 		}
 	}
 	progress := func(what string) func(bench.Progress) {
+		if !styled(g.stderr) { // a pipe or NO_COLOR: no carriage-return progress line
+			return nil
+		}
 		return func(p bench.Progress) {
 			fmt.Fprintf(g.stderr, "\r%-10s %6.1fs  sent %d/%d  receipts %d", what, p.Elapsed.Seconds(), p.Sent, p.Of, p.Answered)
 			if p.Answered == p.Of {

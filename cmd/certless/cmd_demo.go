@@ -32,6 +32,7 @@ import (
 
 func newDemoCmd(g *globals) *cobra.Command {
 	var verbose bool
+	var out *outputFormat
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run the whole exchange on embedded defaults with the sample agencies of three levels and check every receipt",
@@ -44,6 +45,10 @@ receipt that verified and every unauthenticated message reached the
 dead-letter topic.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			asJSON, err := out.json()
+			if err != nil {
+				return err
+			}
 			dataDir := g.resolveDataDir(os.Getenv)
 			level := "warn"
 			if verbose {
@@ -57,10 +62,11 @@ dead-letter topic.`,
 				return err
 			}
 			defer func() { _ = log.Sync() }()
-			return runDemo(cmd.Context(), g, dataDir, log)
+			return runDemo(cmd.Context(), g, dataDir, log, asJSON)
 		},
 	}
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "show the broker's log (at info; $CERTLESS_LOG_LEVEL sets the level)")
+	out = addOutputFlag(cmd)
 	return cmd
 }
 
@@ -74,7 +80,9 @@ type demoCase struct {
 	ok   bool
 }
 
-func runDemo(ctx context.Context, g *globals, dataDir string, log *zap.Logger) error {
+// runDemo runs the demo; asJSON prints its outcome as one JSON document
+// (demoJSON) instead of the tables and hints.
+func runDemo(ctx context.Context, g *globals, dataDir string, log *zap.Logger, asJSON bool) error {
 	cfg, err := ensureDevData(ctx, dataDir, log)
 	if err != nil {
 		return err
@@ -95,16 +103,61 @@ func runDemo(ctx context.Context, g *globals, dataDir string, log *zap.Logger) e
 	if err != nil {
 		return err
 	}
-	rep.print(g.stdout)
-	printSourceCalls(g.stdout, svc)
-	fmt.Fprintf(g.stdout, "Decisions are stored in %s; broker JWKS: http://%s/.well-known/jwks.json (while running).\n", cfg.Store.DSN, svc.httpAddr())
-	if err := rep.printLog(ctx, g.stdout, svc, dataDir); err != nil {
-		return err
+	if asJSON {
+		if err := rep.writeJSON(ctx, g.stdout, svc); err != nil {
+			return err
+		}
+	} else {
+		rep.print(g.stdout)
+		printSourceCalls(g.stdout, svc)
+		fmt.Fprintf(g.stdout, "Decisions are stored in %s; broker JWKS: http://%s/.well-known/jwks.json (while running).\n", cfg.Store.DSN, svc.httpAddr())
+		if err := rep.printLog(ctx, g.stdout, svc, dataDir); err != nil {
+			return err
+		}
 	}
 	if rep.failed() > 0 {
 		return fmt.Errorf("demo: %d of %d requests did not get the expected single verified answer", rep.failed(), len(rep.cases))
 	}
 	return nil
+}
+
+// demoJSON is `certless demo --output json`.
+type demoJSON struct {
+	OK              bool                          `json:"ok"`
+	Requests        int                           `json:"requests"`
+	Failed          int                           `json:"failed"`
+	ReceiptsChecked int                           `json:"receipts_verified"`
+	DeadLetters     int                           `json:"dead_letters"`
+	Cases           []demoCaseJSON                `json:"cases"`
+	Sources         map[string]map[string]float64 `json:"source_answers"`
+	Store           string                        `json:"store"`
+	Checkpoint      string                        `json:"checkpoint"`
+}
+
+type demoCaseJSON struct {
+	Agency   string `json:"agency"`
+	Request  string `json:"request"`
+	Digest   string `json:"digest,omitempty"` // of the request sent, if one was
+	Expected string `json:"expected"`
+	Got      string `json:"got"`
+	OK       bool   `json:"ok"`
+}
+
+// writeJSON checkpoints what the demo decided and writes the outcome.
+func (r *scenarioReport) writeJSON(ctx context.Context, w io.Writer, svc *service) error {
+	if err := svc.checkpointer.Round(ctx); err != nil {
+		return fmt.Errorf("demo: checkpoint the transparency log: %w", err)
+	}
+	cp, err := svc.store.LatestCheckpoint(ctx)
+	if err != nil || cp == nil {
+		return fmt.Errorf("demo: no checkpoint: %v", err)
+	}
+	d := demoJSON{OK: r.failed() == 0, Requests: len(r.cases), Failed: r.failed(), ReceiptsChecked: r.receipts, DeadLetters: r.dead,
+		Cases: []demoCaseJSON{}, Sources: sourceCalls(svc.registry), Store: redactDSN(svc.cfg.Store.DSN), Checkpoint: string(cp)}
+	for _, c := range r.cases {
+		d.Cases = append(d.Cases, demoCaseJSON{c.agency, c.label, c.signed.Digest, c.want, c.got, c.ok})
+	}
+	return writeAgencyJSON(w, d)
 }
 
 // scenarioReport is the outcome of runScenarios.

@@ -51,13 +51,13 @@ be allowed to create tables; the broker later reads with a SELECT-only role.`,
 				return usagef("--db is required")
 			}
 			bar := progressbar.NewOptions(persons,
-				progressbar.OptionSetWriter(g.stderr),
+				progressbar.OptionSetWriter(progressTo(g.stderr)),
 				progressbar.OptionSetDescription("seeding persons"),
 				progressbar.OptionShowCount(),
 				progressbar.OptionShowIts(),
 				progressbar.OptionSetItsString("persons"),
 				progressbar.OptionThrottle(100_000_000),
-				progressbar.OptionOnCompletion(func() { fmt.Fprintln(g.stderr) }),
+				progressbar.OptionOnCompletion(func() { fmt.Fprintln(progressTo(g.stderr)) }),
 			)
 			var through time.Time
 			if journal != "" {
@@ -82,16 +82,34 @@ be allowed to create tables; the broker later reads with a SELECT-only role.`,
 	seedCmd.Flags().StringVar(&journal, "journal-through", "", "also load the change journal (one cancellation per prefecture and day after 2026-06-30) through this date, YYYY-MM-DD")
 
 	var n int
+	var sampleOut *outputFormat
 	sample := &cobra.Command{
-		Use:   "sample [--n 10]",
+		Use:   "sample [--n 10] [--output json]",
 		Short: "Print subjects of the dev dataset to try requests with",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			asJSON, err := sampleOut.json()
+			if err != nil {
+				return err
+			}
 			ds := records.Generate(devSeed, devPersons)
 			picks := demoSubjects(ds)
+			type subject struct {
+				IDNumber string `json:"id_number"`
+				Name     string `json:"name"`
+				Note     string `json:"note,omitempty"`
+			}
+			var subjects []subject
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "id_number\tname\tnote")
-			row := func(p records.Person, note string) { fmt.Fprintf(tw, "%s\t%s\t%s\n", p.IDNumber, p.Name, note) }
+			if !asJSON {
+				fmt.Fprintln(tw, "id_number\tname\tnote")
+			}
+			row := func(p records.Person, note string) {
+				subjects = append(subjects, subject{p.IDNumber, p.Name, note})
+				if !asJSON {
+					fmt.Fprintf(tw, "%s\t%s\t%s\n", p.IDNumber, p.Name, note)
+				}
+			}
 			row(picks.clean, "no criminal record")
 			row(picks.offender, "has a criminal record")
 			row(picks.cancelled, "hukou cancelled ("+picks.cancelled.CancelReason+")")
@@ -101,10 +119,14 @@ be allowed to create tables; the broker later reads with a SELECT-only role.`,
 			for i := 0; i < n && i < len(ds.Persons); i++ {
 				row(ds.Persons[i], "")
 			}
+			if asJSON {
+				return writeAgencyJSON(g.stdout, subjects)
+			}
 			return tw.Flush()
 		},
 	}
 	sample.Flags().IntVar(&n, "n", 5, "further persons to list")
+	sampleOut = addOutputFlag(sample)
 
 	var addr string
 	serve := &cobra.Command{

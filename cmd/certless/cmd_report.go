@@ -84,7 +84,7 @@ FILE' checks it. Times are RFC 3339 or dates (Beijing time).`,
 			if !cmd.Flags().Changed("deadline") && cfg.Report.Deadline > 0 {
 				deadline = cfg.Report.Deadline.D()
 			}
-			r, err := buildReport(ctx, cfg, nil, report.Filter{Level: level, Region: region, Agency: agency}, report.Period{From: f, To: t}, deadline, g.stderr)
+			r, err := buildReport(ctx, cfg, nil, report.Filter{Level: level, Region: region, Agency: agency}, report.Period{From: f, To: t}, deadline, progressTo(g.stderr))
 			if err != nil {
 				return err
 			}

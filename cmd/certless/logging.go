@@ -11,7 +11,8 @@ import (
 )
 
 // newLogger builds the process logger: JSON for serve, human console output
-// for dev. Call sites never log payloads, subject ID numbers or names.
+// for dev, its levels coloured only when w is a terminal (see styled). Call
+// sites never log payloads, subject ID numbers or names.
 func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
 	level, err := zapcore.ParseLevel(c.Level)
 	if c.Level == "" {
@@ -23,7 +24,10 @@ func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
 	var enc zapcore.Encoder
 	if c.Format == "console" {
 		ec := zap.NewDevelopmentEncoderConfig()
-		ec.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		ec.EncodeLevel = zapcore.CapitalLevelEncoder
+		if styled(w) {
+			ec.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		}
 		ec.EncodeTime = zapcore.TimeEncoderOfLayout("15:04:05.000")
 		enc = zapcore.NewConsoleEncoder(ec)
 	} else {
