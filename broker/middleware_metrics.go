@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/certless/certless/schemas"
 )
 
 // Metrics are the pipeline's Prometheus metrics. Label values are bounded:
@@ -40,6 +42,26 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.decisions, m.latency, m.failures, m.inflight)
 	return m
+}
+
+// Outcomes are the values of the outcome label, dead_letter included.
+var Outcomes = []string{schemas.DecisionAnswered, schemas.DecisionNotFound, schemas.DecisionDenied, schemas.DecisionRejected,
+	schemas.DecisionUnavailable, schemas.DecisionInternalError, OutcomeDeadLetter}
+
+// Init creates the series known at start at 0, so that dashboards show 0
+// rather than no data and increase() sees a first event: each agency's
+// decisions by outcome (query and reason "none", not a redelivery), the
+// latency by outcome and the transient failures of each request topic.
+func (mt *Metrics) Init(agencies, topics []string) {
+	for _, o := range Outcomes {
+		mt.latency.WithLabelValues(o)
+		for _, a := range agencies {
+			mt.decisions.WithLabelValues(label(a), "none", o, "none", "false")
+		}
+	}
+	for _, t := range topics {
+		mt.failures.WithLabelValues(t)
+	}
 }
 
 // Failed counts one failed handling attempt of m; Retry calls it.

@@ -51,8 +51,14 @@ func (m *SourceMetrics) CircuitChanged(source, to string) {
 	m.circuit.WithLabelValues(source).Set(v)
 }
 
-// Wrap returns src observed under name.
+// Wrap returns src observed under name. Its series exist from now on, at
+// 0: the answers by outcome, the latency and the circuit (closed).
 func (m *SourceMetrics) Wrap(name string, src RecordSource) RecordSource {
+	for _, o := range []string{"found", "not_found", "unavailable", "error"} {
+		m.answers.WithLabelValues(name, o)
+	}
+	m.latency.WithLabelValues(name)
+	m.circuit.WithLabelValues(name)
 	return observedSource{name: name, src: src, m: m}
 }
 

@@ -1,13 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
+	"maps"
 	"math"
 	"net/http"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,11 +19,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/util/annotations"
 	"go.uber.org/zap"
@@ -421,4 +428,211 @@ func (p *promStore) eval(ctx context.Context, t *testing.T, expr string, ts time
 		t.Fatalf("%s: %v", expr, err)
 	}
 	return v
+}
+
+// TestAlertRulesCheck: the rules file passes `promtool check rules` when
+// promtool is installed (Debian's prometheus package), and always the
+// checks promtool makes, through the same Prometheus library: YAML of
+// the rule format with no unknown field, each expression parsed as
+// PromQL, each label and annotation template parsed.
+func TestAlertRulesCheck(t *testing.T) {
+	groups, errs := rulefmt.ParseFile(alertsFile, false, model.UTF8Validation, parser.NewParser(parser.Options{}), slog.New(slog.DiscardHandler))
+	for _, err := range errs {
+		t.Errorf("rulefmt: %v", err)
+	}
+	if groups == nil || len(groups.Groups) == 0 {
+		t.Fatalf("%s: no rule groups parsed", alertsFile)
+	}
+	// The library really checks: a broken expression is refused.
+	if _, errs := rulefmt.Parse([]byte("groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up{job=\n"), false, model.UTF8Validation, parser.NewParser(parser.Options{}), slog.New(slog.DiscardHandler)); len(errs) == 0 {
+		t.Fatal("rulefmt accepts a broken expression: the check above proves nothing")
+	}
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Logf("promtool not installed (apt-get install prometheus): checked with the rulefmt library only")
+		return
+	}
+	out, err := exec.Command(promtool, "check", "rules", alertsFile).CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool check rules %s: %v\n%s", alertsFile, err, out)
+	}
+	t.Logf("%s", bytes.TrimSpace(out))
+}
+
+// addUp stores the synthetic up series of target at ts with value v (0:
+// the scrape failed).
+func (p *promStore) addUp(t *testing.T, ts time.Time, target scrapeTarget, v float64) {
+	t.Helper()
+	p.add(t, ts, target, nil)
+	s := p.series[labels.FromStrings(labels.MetricName, "up", "instance", target.instance, "job", target.job).String()]
+	s.Floats[len(s.Floats)-1].F = v
+}
+
+// TestAlertBrokerDownAbsent: CertlessBrokerDown fires for a target whose
+// scrape fails (up 0), and also when the job has no target left, never
+// scraped or gone from service discovery (no up series within the
+// lookback); not while a target is up.
+func TestAlertBrokerDownAbsent(t *testing.T) {
+	ctx := context.Background()
+	expr := alertExpr(t, "CertlessBrokerDown")
+	t0 := time.Now().Truncate(time.Second)
+	a := scrapeTarget{job: "certless", instance: "broker-1:8080"}
+	other := scrapeTarget{job: "node", instance: "host:9100"}
+
+	prom := newPromStore(t)
+	prom.add(t, t0, other, nil)
+	if v := prom.eval(ctx, t, expr, t0); len(v) != 1 || v[0].Metric.Get("job") != "certless" {
+		t.Fatalf("no target in job certless: %v, want one series with job=\"certless\"", v)
+	}
+
+	prom = newPromStore(t)
+	prom.add(t, t0, other, nil)
+	prom.add(t, t0, a, nil)
+	if v := prom.eval(ctx, t, expr, t0); len(v) != 0 {
+		t.Fatalf("fires while %s is up: %v", a.instance, v)
+	}
+	prom.addUp(t, t0.Add(30*time.Second), a, 0)
+	v := prom.eval(ctx, t, expr, t0.Add(30*time.Second))
+	if len(v) != 1 || v[0].Metric.Get("instance") != a.instance {
+		t.Fatalf("after a failed scrape of %s: %v, want its series", a.instance, v)
+	}
+	// The target disappears: its last sample leaves the 5m lookback.
+	gone := t0.Add(30*time.Second + 5*time.Minute + time.Second)
+	v = prom.eval(ctx, t, expr, gone)
+	if len(v) != 1 || v[0].Metric.Get("job") != "certless" {
+		t.Fatalf("%s gone from service discovery: %v, want the absent series", a.instance, v)
+	}
+}
+
+// TestAlertCircuitHalfOpen: a source that stays down flips its circuit
+// between open and half-open (a probe call every open_for, which fails);
+// CertlessSourceCircuitOpen must hold at every evaluation of that cycle, or
+// its "for" clock restarts at each probe and it never fires. It clears once
+// the circuit closes. The gauge is the broker's own (broker.SourceMetrics),
+// scraped from a registry as Prometheus would.
+func TestAlertCircuitHalfOpen(t *testing.T) {
+	ctx := context.Background()
+	expr := alertExpr(t, "CertlessSourceCircuitOpen")
+	reg := prometheus.NewRegistry()
+	m := broker.NewSourceMetrics(reg)
+	m.Wrap("police-jilin", nil)
+	target := scrapeTarget{job: "certless", instance: "broker-1:8080"}
+	prom := newPromStore(t)
+	t0 := time.Now().Truncate(time.Second)
+	step := 15 * time.Second
+	// open for 30s, half-open for one scrape, six times; then closed.
+	var states []string
+	for range 6 {
+		states = append(states, "open", "open", "half-open")
+	}
+	states = append(states, "closed")
+	legacy := `max by (job, source) (certless_source_circuit_open) == 1`
+	legacyGaps := 0
+	for i, st := range states {
+		m.CircuitChanged("police-jilin", st)
+		ts := t0.Add(time.Duration(i) * step)
+		prom.add(t, ts, target, gatherFamilies(t, reg))
+		v := prom.eval(ctx, t, expr, ts)
+		if st == "closed" {
+			if len(v) != 0 {
+				t.Fatalf("%v: circuit closed, alert still holds: %v", ts.Sub(t0), v)
+			}
+			continue
+		}
+		if len(v) != 1 || v[0].Metric.Get("source") != "police-jilin" {
+			t.Fatalf("%v: circuit %s, alert expression gives %v: the for clock restarts", ts.Sub(t0), st, v)
+		}
+		if len(prom.eval(ctx, t, legacy, ts)) == 0 {
+			legacyGaps++
+		}
+	}
+	if legacyGaps != 6 {
+		t.Fatalf("the old expression (== 1) had %d gaps, want 6 (one per half-open probe): the cycle does not test the fix", legacyGaps)
+	}
+}
+
+// gatherFamilies collects reg as a scrape of it would parse.
+func gatherFamilies(t *testing.T, reg prometheus.Gatherer) map[string]*dto.MetricFamily {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*dto.MetricFamily{}
+	for _, f := range fams {
+		out[f.GetName()] = f
+	}
+	return out
+}
+
+// TestMetricsInitialisedAtStart: a broker that has handled nothing yet
+// serves, at 0, the series known at start — decisions of every docked
+// agency by outcome, handle latency by outcome, transient failures of
+// every request topic, every record source's answers by outcome, latency
+// and circuit, the log's failures by stage — so dashboards show 0 rather
+// than no data and increase() counts a first event.
+func TestMetricsInitialisedAtStart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cfg, err := ensureDevData(ctx, t.TempDir(), zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := startTestService(ctx, t, cfg, serviceOptions{embeddedPort: -1, httpAddr: "127.0.0.1:0"})
+	fams := scrapeFamilies(ctx, t, "http://"+svc.httpAddr()+"/metrics")
+
+	// value returns the value of the series of family name with exactly
+	// the labels want, and whether there is one.
+	value := func(name string, want map[string]string) (float64, bool) {
+		for _, m := range fams[name].GetMetric() {
+			got := map[string]string{}
+			for _, l := range m.GetLabel() {
+				got[l.GetName()] = l.GetValue()
+			}
+			if !maps.Equal(got, want) {
+				continue
+			}
+			switch {
+			case m.Counter != nil:
+				return m.GetCounter().GetValue(), true
+			case m.Gauge != nil:
+				return m.GetGauge().GetValue(), true
+			case m.Histogram != nil:
+				return float64(m.GetHistogram().GetSampleCount()), true
+			}
+		}
+		return 0, false
+	}
+	expect := func(name string, want map[string]string) {
+		t.Helper()
+		v, ok := value(name, want)
+		switch {
+		case !ok:
+			t.Errorf("%s%v: no series before any request", name, want)
+		case v != 0:
+			t.Errorf("%s%v = %v before any request, want 0", name, want, v)
+		}
+	}
+	if len(cfg.Agencies) == 0 || len(cfg.Adapters) == 0 {
+		t.Fatalf("dev config has %d agencies and %d adapters: nothing to check", len(cfg.Agencies), len(cfg.Adapters))
+	}
+	for _, o := range broker.Outcomes {
+		expect("certless_handle_seconds", map[string]string{"outcome": o})
+		for _, a := range cfg.Agencies {
+			expect("certless_decisions_total", map[string]string{"agency": a.ID, "query": "none", "outcome": o, "reason": "none", "redelivery": "false"})
+		}
+	}
+	for _, a := range cfg.Agencies {
+		expect("certless_transient_failures_total", map[string]string{"topic": svc.topics.Requests(a.ID)})
+	}
+	for _, a := range cfg.Adapters {
+		expect("certless_source_circuit_open", map[string]string{"source": a.Name})
+		expect("certless_source_answer_seconds", map[string]string{"source": a.Name})
+		for _, o := range []string{"found", "not_found", "unavailable", "error"} {
+			expect("certless_source_answers_total", map[string]string{"source": a.Name, "outcome": o})
+		}
+	}
+	for _, stage := range []string{"checkpoint", "audit"} {
+		expect("certless_log_failures_total", map[string]string{"stage": stage})
+	}
 }

@@ -132,6 +132,9 @@ func newLogMetrics(reg prometheus.Registerer, started time.Time) *logMetrics {
 		refused: prometheus.NewCounter(prometheus.CounterOpts{Name: "certless_log_refusals_total",
 			Help: "Decisions and dead letters held back (retried, not published) because the log has not checkpointed within its tolerance."}),
 	}
+	for _, stage := range []string{checkpoint.StageCheckpoint, checkpoint.StageAudit} {
+		m.failures.WithLabelValues(stage)
+	}
 	m.last.Set(float64(started.Unix()))
 	m.lastUnix.Store(started.UnixNano())
 	age := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "certless_log_checkpoint_age_seconds",
