@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -33,6 +34,9 @@ type globals struct {
 	dataDir    string
 	stdout     io.Writer
 	stderr     io.Writer
+	// launched is when the command started (serve's start-up timeout
+	// counts from then).
+	launched time.Time
 }
 
 // loadConfig loads the configuration the flags and environment name.
@@ -63,7 +67,7 @@ func (g *globals) resolveDataDir(getenv config.Getenv) string {
 
 // run executes the command line and returns the process exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	g := &globals{stdout: stdout, stderr: stderr}
+	g := &globals{stdout: stdout, stderr: stderr, launched: time.Now()}
 	root := newRoot(g)
 	root.SetArgs(args)
 	root.SetOut(stdout)
@@ -73,6 +77,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	fmt.Fprintln(stderr, "certless:", err)
+	var ee exitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
 	var ue usageError
 	if errors.As(err, &ue) || isCobraUsage(err) {
 		fmt.Fprintln(stderr, "Run 'certless --help' for usage.")
@@ -125,12 +133,14 @@ generated config.yaml.`,
 		newRecordsCmd(g),
 		newStoreCmd(g),
 		newReceiptCmd(g),
+		newDeadLetterCmd(g),
 		newLogCmd(g),
 		newAuditCmd(g),
 		newReportCmd(g),
 		newWebCmd(g),
 		newSchemasCmd(g),
 		newVersionCmd(g),
+		newDoctorCmd(g),
 	)
 	return root
 }
