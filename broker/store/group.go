@@ -214,8 +214,11 @@ func (g *group) flush(batch []*request) {
 	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
 	res, err := g.b.commit(ctx, ds)
 	cancel()
+	// The counters first: a caller told its result may read Stats at
+	// once and must not see its own save still queued.
 	g.batches.Add(1)
 	g.rows.Add(int64(len(batch)))
+	g.queued.Add(-int64(len(batch)))
 	for i, r := range batch {
 		if err != nil {
 			r.done <- result{err: fmt.Errorf("store: commit batch of %d: %w", len(batch), err)}
@@ -223,7 +226,6 @@ func (g *group) flush(batch []*request) {
 			r.done <- res[i]
 		}
 	}
-	g.queued.Add(-int64(len(batch)))
 }
 
 func (g *group) Get(ctx context.Context, digest string) (Decision, bool, error) {
