@@ -10,7 +10,7 @@ SHELL := bash
 GO ?= go
 # Two packages at a time suits a 2-core machine that also runs Kafka and
 # PostgreSQL; the timeout is per test binary.
-GOTEST_FLAGS ?= -race -count=1 -p 2 -timeout 30m
+GOTEST_FLAGS ?= -race -count=1 -p 2 -timeout 45m
 PKGS ?= ./...
 TEST_LOG := .services/go-test.log
 # Each fuzz target runs a fixed number of inputs in `make test`, on top of
