@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -218,7 +219,39 @@ func (r *Runner) wait(ctx context.Context, d time.Duration) bool {
 }
 
 func (r *Runner) commitLoop(ctx context.Context, tr *tracker, done <-chan Message) error {
-	var firstErr error
+	// uncommitted holds, per partition, the newest message whose commit
+	// failed (a Kafka node died, the coordinator moved): it is committed
+	// again with the next batch, and once more at the end. A failed commit
+	// loses nothing — the messages are redelivered and their stored
+	// receipts re-emitted — so only one still failing at the end is
+	// reported.
+	uncommitted := map[partKey]Message{}
+	var lastErr error
+	commit := func(advanced map[partKey]Message) {
+		for k, c := range uncommitted {
+			if _, newer := advanced[k]; !newer {
+				advanced[k] = c
+			}
+		}
+		batch := make([]Message, 0, len(advanced))
+		for _, c := range advanced {
+			batch = append(batch, c)
+		}
+		if err := r.Consumer.Commit(ctx, batch...); err != nil {
+			maps.Copy(uncommitted, advanced)
+			if !errors.Is(err, context.Canceled) {
+				lastErr = fmt.Errorf("commit: %w", err)
+			}
+			return
+		}
+		clear(uncommitted)
+		lastErr = nil
+		if r.OnCommit != nil {
+			for _, c := range batch {
+				r.OnCommit(c)
+			}
+		}
+	}
 	for m := range done {
 		// Group every completion already waiting into one commit request:
 		// the newest contiguous offset of each partition.
@@ -240,28 +273,18 @@ func (r *Runner) commitLoop(ctx context.Context, tr *tracker, done <-chan Messag
 				break drain
 			}
 		}
-		if len(advanced) == 0 {
+		if len(advanced) == 0 && len(uncommitted) == 0 {
 			continue
 		}
-		batch := make([]Message, 0, len(advanced))
-		for _, c := range advanced {
-			batch = append(batch, c)
-		}
-		if err := r.Consumer.Commit(ctx, batch...); err != nil {
-			// A failed commit loses nothing: the messages are redelivered
-			// and their stored receipts re-emitted.
-			if firstErr == nil && !errors.Is(err, context.Canceled) {
-				firstErr = fmt.Errorf("commit: %w", err)
-			}
-			continue
-		}
-		if r.OnCommit != nil {
-			for _, c := range batch {
-				r.OnCommit(c)
-			}
-		}
+		commit(advanced)
 	}
-	return firstErr
+	if len(uncommitted) > 0 {
+		commit(map[partKey]Message{})
+	}
+	if len(uncommitted) > 0 {
+		return lastErr
+	}
+	return nil
 }
 
 // tracker knows, per partition, which fetched offsets are still in flight,

@@ -274,3 +274,48 @@ func TestRunnerFetchesAgainAfterTransientFetchErrors(t *testing.T) {
 		t.Fatalf("%d failures left unfetched", cons.fails)
 	}
 }
+
+// flakyCommitConsumer fails its first fails commits (the coordinator's
+// node died), then commits as chanConsumer does.
+type flakyCommitConsumer struct {
+	*chanConsumer
+	mu    sync.Mutex
+	fails int
+}
+
+func (c *flakyCommitConsumer) Commit(ctx context.Context, msgs ...Message) error {
+	c.mu.Lock()
+	if c.fails > 0 {
+		c.fails--
+		c.mu.Unlock()
+		return errors.New("write: use of closed network connection")
+	}
+	c.mu.Unlock()
+	return c.chanConsumer.Commit(ctx, msgs...)
+}
+
+// TestRunnerCommitsAgainAfterAFailedCommit: a commit that fails is made
+// again (with the next batch or at shutdown), and a shutdown whose last
+// commit succeeded is clean.
+func TestRunnerCommitsAgainAfterAFailedCommit(t *testing.T) {
+	cons := &flakyCommitConsumer{chanConsumer: newChanConsumer([]Message{{Topic: "t", Partition: 0, Offset: 4, Value: []byte("x")}}), fails: 1}
+	handled := make(chan struct{}, 1)
+	r := &Runner{Consumer: cons, Producer: &recordingProducer{},
+		Handler: HandlerFunc(func(_ context.Context, m Message) (Result, error) {
+			handled <- struct{}{}
+			return Result{Outputs: []Output{{Topic: "out", Value: m.Value}}}, nil
+		})}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	<-handled
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatalf("Run = %v after the commit succeeded the second time", err)
+	}
+	cons.mu.Lock()
+	defer cons.mu.Unlock()
+	if cons.fails != 0 || cons.committed[0] != 4 {
+		t.Fatalf("fails left %d, committed %v; want the failed commit made again", cons.fails, cons.committed)
+	}
+}
